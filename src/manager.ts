@@ -1,0 +1,68 @@
+import type { AuditContext } from './audit/context.js';
+import { resolveConfig, type SecretsManagerOptions } from './config.js';
+import { type Core, createCore } from './core.js';
+import { type MigrateResult, migrate } from './db/migrate.js';
+import { quoteSchema } from './db/schema-name.js';
+import type { TenantKeyBundle } from './keys/keyring.js';
+import { type SecretOperations, secretOperations } from './secrets/operations.js';
+import { assertTenantId } from './validation.js';
+
+export interface SecretsManager extends SecretOperations {
+  /** Schema holding tenant-secrets' objects. */
+  readonly schema: string;
+  /** Fingerprint ids of the configured master keys, current first (never the keys). */
+  readonly masterKeyIds: readonly string[];
+  /**
+   * Applies pending schema migrations (idempotent; safe when several processes run it at once).
+   * @param options.grantTo roles that may EXECUTE the public SQL functions.
+   */
+  migrate(options?: { grantTo?: readonly string[] }): Promise<MigrateResult>;
+  /** A manager sharing this one's pool whose audit records carry `context` (actor, request id, ip, user agent). */
+  withContext(context: AuditContext): SecretsManager;
+  /**
+   * The tenant's key bundle for SQL-side callers of `upsert_tenant_secret` / `get_tenant_secret`
+   * (e.g. Supabase RPC): narrow per-tenant keys, never the master key. Treat it as a secret.
+   */
+  tenantKeyBundle(tenantId: string): TenantKeyBundle;
+  /** Closes the pool if tenant-secrets created it. */
+  close(): Promise<void>;
+}
+
+function build(core: Core, close: () => Promise<void>): SecretsManager {
+  return {
+    ...secretOperations(core),
+    schema: core.schema,
+    masterKeyIds: core.keyring.ids,
+    migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),
+    withContext: (context) => build(core.withContext(context), close),
+    tenantKeyBundle(tenantId) {
+      assertTenantId(tenantId);
+      return core.keyring.bundleFor(tenantId);
+    },
+    close,
+  };
+}
+
+/**
+ * Creates a secrets manager on an explicit configuration. Options fall back to environment
+ * variables (`DATABASE_URL`, `TENANT_SECRETS_MASTER_KEY`, ...), then defaults; all are validated
+ * now, so a bad key fails at start-up.
+ * @throws {ConfigurationError} missing or malformed master key, database settings or tunables.
+ */
+export function createSecretsManager(options: SecretsManagerOptions = {}): SecretsManager {
+  const config = resolveConfig(options);
+  const core = createCore({
+    pool: config.pool,
+    schema: config.schema,
+    qs: quoteSchema(config.schema),
+    keyring: config.keyring,
+    settings: config.settings,
+    context: config.context,
+  });
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= config.ownsPool ? config.pool.end() : Promise.resolve();
+    return closed;
+  };
+  return build(core, close);
+}

@@ -1,0 +1,348 @@
+import type { AuditContext } from '../audit/context.js';
+import type { Core } from '../core.js';
+import { InvalidInputError, SecretNotFoundError } from '../errors.js';
+import { assertKeyName, assertTenantId, assertVersion, encodeValue } from '../validation.js';
+import {
+  metadataOptions,
+  type SecretMetadata,
+  type SecretMetadataInput,
+  type SecretMetadataRow,
+  toSecretMetadata,
+} from './metadata.js';
+import { type SqlStatus, statusError } from './status.js';
+
+export interface CallOptions {
+  /** Audit context for this call only (merged over the manager's). */
+  context?: AuditContext;
+}
+
+export interface SetOptions extends CallOptions, SecretMetadataInput {
+  /**
+   * Check-and-set: succeed only if the current version is this one; `0` means "create only".
+   * A mismatch throws `ConflictError` and changes nothing.
+   */
+  ifVersion?: number;
+}
+
+export interface RotateOptions extends CallOptions, SecretMetadataInput {
+  /** Check-and-set on rotation: the version being replaced. */
+  expectedVersion?: number;
+  /** How long the replaced version stays readable as `previous` (default: the manager's setting). */
+  gracePeriodSeconds?: number;
+}
+
+export interface GetOptions extends CallOptions {
+  /** A version number, or `'previous'` for the version replaced by the last write (during its grace period). */
+  version?: number | 'previous';
+  /** Return an expired secret instead of throwing `SecretExpiredError`. */
+  allowExpired?: boolean;
+}
+
+export interface DeleteOptions extends CallOptions {
+  /** Days the secret can be restored before it is purged (default: the manager's setting, 30). */
+  recoveryWindowDays?: number;
+}
+
+export interface ListOptions extends CallOptions {
+  /** Only names starting with this prefix. */
+  prefix?: string;
+  /** Only secrets carrying all these labels. */
+  labels?: Record<string, string>;
+  /** Only secrets due for rotation (`rotateAfter` passed and not rotated since). */
+  due?: boolean;
+  /** Only secrets whose `expiresAt` has passed. */
+  expired?: boolean;
+  /** Include soft-deleted secrets. */
+  includeDeleted?: boolean;
+  /** Continue after this key name (the last name of the previous page). */
+  after?: string;
+  /** Page size, 1-1000 (default 100). */
+  limit?: number;
+}
+
+export interface WriteResult {
+  /** The version this write created. */
+  version: number;
+}
+
+export interface DeleteResult {
+  /** The version that was current when deleted. */
+  version: number;
+  /** When the secret will be purged unless restored. */
+  purgeAfter: Date;
+}
+
+export interface VersionInfo {
+  version: number;
+  state: 'enabled' | 'destroyed';
+  origin: 'set' | 'rotate' | 'rollback' | 'import';
+  createdAt: Date;
+  createdBy: string;
+  destroyedAt: Date | null;
+  isCurrent: boolean;
+  isPrevious: boolean;
+}
+
+interface WriteRow {
+  status: SqlStatus;
+  version: number | null;
+  detail: string | null;
+}
+interface ReadRow extends WriteRow {
+  value: Buffer | null;
+}
+
+/** The secret operations of issue "Core", bound to one manager core. */
+export function secretOperations(core: Core) {
+  const { qs } = core;
+
+  async function write(
+    mode: 'set' | 'rotate',
+    tenantId: string,
+    keyName: string,
+    value: string,
+    options: Record<string, unknown>,
+    expectedVersion: number | undefined,
+    context: AuditContext | undefined,
+  ): Promise<WriteResult> {
+    assertTenantId(tenantId);
+    assertKeyName(keyName);
+    const bytes = encodeValue(value);
+    const ctx = core.sqlContext(context);
+    const bundle = core.keyring.bundleFor(tenantId);
+    const rows = await core.query<WriteRow>(
+      mode === 'set' ? 'set' : 'rotate',
+      `SELECT status, version, detail FROM ${qs}.tenant_secret_write($1, $2, $3, $4::text[], $5::bytea[], $6, $7::jsonb, $8::jsonb)`,
+      [tenantId, keyName, bytes, bundle.ids, bundle.keks, mode, JSON.stringify(options), JSON.stringify(ctx)],
+    );
+    const row = rows[0];
+    if (row?.status === 'ok' && row.version !== null) return { version: row.version };
+    throw statusError(row?.status ?? 'integrity', {
+      tenantId,
+      keyName,
+      expectedVersion,
+      version: row?.version,
+      detail: row?.detail,
+    });
+  }
+
+  const settingsOptions = (grace?: number) => {
+    if (grace !== undefined && (!Number.isInteger(grace) || grace < 0 || grace > 31_536_000)) {
+      throw new InvalidInputError(
+        'gracePeriodSeconds must be an integer from 0 to 31536000',
+        'gracePeriodSeconds',
+      );
+    }
+    return {
+      max_versions: core.settings.maxVersions,
+      grace_seconds: grace ?? core.settings.previousVersionGraceSeconds,
+    };
+  };
+
+  /** Like `get`, also returning which version was read. */
+  async function getWithVersion(
+    tenantId: string,
+    keyName: string,
+    options: GetOptions = {},
+  ): Promise<{ value: string; version: number } | null> {
+    assertTenantId(tenantId);
+    assertKeyName(keyName);
+    if (options.version !== undefined && options.version !== 'previous') assertVersion(options.version);
+    const ctx = core.sqlContext(options.context);
+    const bundle = core.keyring.bundleFor(tenantId);
+    const opts = {
+      version: options.version === undefined ? undefined : String(options.version),
+      allow_expired: options.allowExpired,
+    };
+    const rows = await core.query<ReadRow>(
+      'get',
+      `SELECT status, value, version, detail FROM ${qs}.tenant_secret_read($1, $2, $3::text[], $4::bytea[], $5::jsonb, $6::jsonb)`,
+      [tenantId, keyName, bundle.ids, bundle.keks, JSON.stringify(opts), JSON.stringify(ctx)],
+    );
+    const row = rows[0];
+    if (row?.status === 'ok' && row.value !== null && row.version !== null) {
+      return { value: row.value.toString('utf8'), version: row.version };
+    }
+    if (row?.status === 'not_found') return null;
+    throw statusError(row?.status ?? 'integrity', {
+      tenantId,
+      keyName,
+      version: row?.version,
+      detail: row?.detail,
+    });
+  }
+
+  return {
+    /**
+     * Creates the secret, or stores `value` as its new current version.
+     * @throws {InvalidInputError} bad tenant id, key name, value (> 64 KiB, lone surrogates) or metadata.
+     * @throws {ConflictError} `ifVersion` did not match.
+     * @throws {UnknownMasterKeyError} the tenant's data key is wrapped under a key not in the ring.
+     * @throws {IntegrityError} the tenant's wrapped data key fails authentication.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async set(
+      tenantId: string,
+      keyName: string,
+      value: string,
+      options: SetOptions = {},
+    ): Promise<WriteResult> {
+      if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion', true);
+      return write(
+        'set',
+        tenantId,
+        keyName,
+        value,
+        { ...settingsOptions(), ...metadataOptions(options), if_version: options.ifVersion },
+        options.ifVersion,
+        options.context,
+      );
+    },
+
+    /**
+     * Reads a secret: the current version, or `options.version`.
+     * @returns the value, or `null` when the secret (or that version) does not exist, was deleted
+     *   or destroyed. Every other failure throws: a broken database never looks like a missing secret.
+     * @throws {SecretExpiredError} `expiresAt` has passed (pass `allowExpired` to read anyway).
+     * @throws {IntegrityError} the ciphertext or the data key was tampered with or moved.
+     * @throws {UnknownMasterKeyError} the data key is wrapped under a master key not in the ring.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async get(tenantId: string, keyName: string, options: GetOptions = {}): Promise<string | null> {
+      const found = await getWithVersion(tenantId, keyName, options);
+      return found === null ? null : found.value;
+    },
+
+    getWithVersion,
+
+    /**
+     * Replaces an existing secret's value with a new version, in one transaction with its
+     * `secret.rotated` audit record. The replaced version stays readable as `previous` for the grace period.
+     * @throws {SecretNotFoundError} the secret does not exist (or is deleted).
+     * @throws {ConflictError} `expectedVersion` did not match.
+     */
+    async rotate(
+      tenantId: string,
+      keyName: string,
+      newValue: string,
+      options: RotateOptions = {},
+    ): Promise<WriteResult> {
+      if (options.expectedVersion !== undefined) assertVersion(options.expectedVersion, 'expectedVersion');
+      return write(
+        'rotate',
+        tenantId,
+        keyName,
+        newValue,
+        {
+          ...settingsOptions(options.gracePeriodSeconds),
+          ...metadataOptions(options),
+          if_version: options.expectedVersion,
+        },
+        options.expectedVersion,
+        options.context,
+      );
+    },
+
+    /**
+     * Soft-deletes a secret: it reads as not found, and can be restored within the recovery window.
+     * @throws {SecretNotFoundError} no such (undeleted) secret.
+     */
+    async delete(tenantId: string, keyName: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      const days = options.recoveryWindowDays ?? core.settings.recoveryWindowDays;
+      if (!Number.isInteger(days) || days < 0 || days > 3650) {
+        throw new InvalidInputError(
+          'recoveryWindowDays must be an integer from 0 to 3650',
+          'recoveryWindowDays',
+        );
+      }
+      const rows = await core.query<{ status: SqlStatus; version: number | null; purge_after: Date | null }>(
+        'delete',
+        `SELECT status, version, purge_after FROM ${qs}.tenant_secret_delete($1, $2, $3::jsonb, $4::jsonb)`,
+        [
+          tenantId,
+          keyName,
+          JSON.stringify({ recovery_days: days }),
+          JSON.stringify(core.sqlContext(options.context)),
+        ],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.version !== null && row.purge_after !== null) {
+        return { version: row.version, purgeAfter: row.purge_after };
+      }
+      if (row?.status === 'not_found') throw new SecretNotFoundError(tenantId, keyName);
+      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+    },
+
+    /** Names and metadata of a tenant's secrets, ordered by name; never values. */
+    async list(tenantId: string, options: ListOptions = {}): Promise<SecretMetadata[]> {
+      assertTenantId(tenantId);
+      if (
+        options.limit !== undefined &&
+        (!Number.isInteger(options.limit) || options.limit < 1 || options.limit > 1000)
+      ) {
+        throw new InvalidInputError('limit must be an integer from 1 to 1000', 'limit');
+      }
+      if (
+        options.prefix !== undefined &&
+        (typeof options.prefix !== 'string' || options.prefix.length > 256)
+      ) {
+        throw new InvalidInputError('prefix must be a string of at most 256 characters', 'prefix');
+      }
+      if (options.after !== undefined) assertKeyName(options.after);
+      const labels = options.labels === undefined ? {} : metadataOptions({ labels: options.labels });
+      const opts = {
+        prefix: options.prefix,
+        ...labels,
+        due: options.due,
+        expired: options.expired,
+        include_deleted: options.includeDeleted,
+        after: options.after,
+        limit: options.limit,
+      };
+      const rows = await core.query<SecretMetadataRow>(
+        'list',
+        `SELECT * FROM ${qs}.tenant_secret_list($1, $2::jsonb, $3::jsonb)`,
+        [tenantId, JSON.stringify(opts), JSON.stringify(core.sqlContext(options.context))],
+      );
+      return rows.map(toSecretMetadata);
+    },
+
+    /**
+     * Version history of a secret, newest first (metadata only).
+     * @throws {SecretNotFoundError} no such (undeleted) secret.
+     */
+    async versions(tenantId: string, keyName: string, options: CallOptions = {}): Promise<VersionInfo[]> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      const rows = await core.query<{
+        version: number;
+        state: VersionInfo['state'];
+        origin: VersionInfo['origin'];
+        created_at: Date;
+        created_by: string;
+        destroyed_at: Date | null;
+        is_current: boolean;
+        is_previous: boolean;
+      }>('versions', `SELECT * FROM ${qs}.tenant_secret_list_versions($1, $2, $3::jsonb)`, [
+        tenantId,
+        keyName,
+        JSON.stringify(core.sqlContext(options.context)),
+      ]);
+      if (rows.length === 0) throw new SecretNotFoundError(tenantId, keyName);
+      return rows.map((r) => ({
+        version: r.version,
+        state: r.state,
+        origin: r.origin,
+        createdAt: r.created_at,
+        createdBy: r.created_by,
+        destroyedAt: r.destroyed_at,
+        isCurrent: r.is_current,
+        isPrevious: r.is_previous,
+      }));
+    },
+  };
+}
+
+export type SecretOperations = ReturnType<typeof secretOperations>;
