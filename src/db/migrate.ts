@@ -24,7 +24,7 @@ export interface MigrateResult {
 /** Arbitrary constant for pg_advisory_xact_lock; the second key is the schema name's hash. */
 const LOCK_CLASS = 0x7453_6563; // "tSec"
 const ROLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
-export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
+export const LATEST_SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.id));
 
 /** The SQL of every migration with placeholders substituted, as one script (for Supabase migrations etc.). */
 export function exportSchemaSql(options: {
@@ -44,7 +44,7 @@ export function exportSchemaSql(options: {
       (m) =>
         `${substitute(m.sql, ts, pgc)}\nINSERT INTO ${ts}.tenant_secret_migrations (id, name) VALUES (${m.id}, '${m.name}');`,
     ),
-    lockdownSql(ts, options.schema),
+    lockdownSql(options.schema),
     grantSql(ts, options.schema, options.grantTo ?? []),
     'COMMIT;',
   ];
@@ -67,11 +67,18 @@ export async function migrate(pool: PoolLike, options: MigrateOptions): Promise<
       ]);
       if (options.schema !== 'public') await client.query(`CREATE SCHEMA IF NOT EXISTS ${ts}`);
       const pgc = quoteSchema(await ensurePgcrypto(client, options.schema));
-      const applied = await appliedVersion(client, options.schema);
-      if (applied === 0) await refuseForeignTable(client, options.schema);
+      const applied = await appliedIds(client, options.schema);
+      if (applied.size === 0) await refuseForeignTable(client, options.schema);
+      const newest = Math.max(0, ...applied);
+      if (newest > LATEST_SCHEMA_VERSION) {
+        throw new SchemaNotReadyError(
+          `the database schema is version ${newest}, newer than this library (${LATEST_SCHEMA_VERSION}); upgrade tenant-secrets`,
+        );
+      }
       await client.query(migrationsTableSql(ts));
       const names: string[] = [];
-      for (const migration of MIGRATIONS.filter((m) => m.id > applied)) {
+      // Every migration not yet recorded, in id order (not only ids above the newest applied).
+      for (const migration of MIGRATIONS.filter((m) => !applied.has(m.id))) {
         await client.query(substitute(migration.sql, ts, pgc));
         await client.query(`INSERT INTO ${ts}.tenant_secret_migrations (id, name) VALUES ($1, $2)`, [
           migration.id,
@@ -79,12 +86,7 @@ export async function migrate(pool: PoolLike, options: MigrateOptions): Promise<
         ]);
         names.push(migration.name);
       }
-      if (applied > LATEST_SCHEMA_VERSION) {
-        throw new SchemaNotReadyError(
-          `the database schema is version ${applied}, newer than this library (${LATEST_SCHEMA_VERSION}); upgrade tenant-secrets`,
-        );
-      }
-      await client.query(lockdownSql(ts, options.schema));
+      await client.query(lockdownSql(options.schema));
       const grants = grantSql(ts, options.schema, options.grantTo ?? []);
       if (grants) await client.query(grants);
       return { applied: names, version: LATEST_SCHEMA_VERSION };
@@ -96,19 +98,19 @@ export async function migrate(pool: PoolLike, options: MigrateOptions): Promise<
 
 /** Schema version recorded in the database (0 when tenant-secrets was never installed there). */
 export async function schemaVersion(db: Queryable, schema: string): Promise<number> {
-  return appliedVersion(db, schema);
+  return Math.max(0, ...(await appliedIds(db, schema)));
 }
 
-async function appliedVersion(db: Queryable, schema: string): Promise<number> {
+async function appliedIds(db: Queryable, schema: string): Promise<Set<number>> {
   const table = await db.query<{ exists: boolean }>(
     `SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists`,
     [`${quoteSchema(schema)}.tenant_secret_migrations`],
   );
-  if (!table.rows[0]?.exists) return 0;
-  const result = await db.query<{ version: number }>(
-    `SELECT COALESCE(max(id), 0)::int AS version FROM ${quoteSchema(schema)}.tenant_secret_migrations`,
+  if (!table.rows[0]?.exists) return new Set();
+  const result = await db.query<{ id: number }>(
+    `SELECT id FROM ${quoteSchema(schema)}.tenant_secret_migrations`,
   );
-  return result.rows[0]?.version ?? 0;
+  return new Set(result.rows.map((row) => row.id));
 }
 
 async function ensurePgcrypto(db: Queryable, schema: string): Promise<string> {
@@ -169,7 +171,7 @@ const PUBLIC_FUNCTIONS = `(p.proname LIKE 'tenant\\_secret%' OR p.proname IN ('u
  * `public` would otherwise grant them our tables) and enables row-level security with no policy as
  * a second wall. Idempotent; runs after every migration.
  */
-function lockdownSql(ts: string, schema: string): string {
+function lockdownSql(schema: string): string {
   const ns = `'${schema}'::regnamespace`;
   return `DO $lockdown$
 DECLARE
@@ -193,8 +195,7 @@ BEGIN
     END LOOP;
   END LOOP;
 END
-$lockdown$;
--- ${ts}`;
+$lockdown$;`;
 }
 
 function grantSql(ts: string, schema: string, roles: readonly string[]): string {
