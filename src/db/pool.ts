@@ -27,11 +27,12 @@ export function createOwnedPool(options: OwnedPoolOptions): PoolLike & pg.Pool {
     // Scripts (the seed's `node -e` commands) must exit when done, not wait for idle clients to time out.
     allowExitOnIdle: true,
     application_name: 'tenant-secrets',
+    // Awaited by pg-pool before the client is handed out, so it never races the first query.
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query(QUIET_PARAMETERS_SQL).catch(() => undefined);
+    },
   });
   // An idle client losing its connection must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
-  pool.on('connect', (client) => {
-    client.query(QUIET_PARAMETERS_SQL).catch(() => undefined);
-  });
   return pool;
 }
