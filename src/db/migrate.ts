@@ -167,9 +167,11 @@ const OUR_FUNCTIONS = `(p.proname LIKE 'tenant\\_secret%' OR p.proname LIKE '\\_
 const PUBLIC_FUNCTIONS = `(p.proname LIKE 'tenant\\_secret%' OR p.proname IN ('upsert_tenant_secret', 'get_tenant_secret'))`;
 
 /**
- * Revokes everything from PUBLIC (and Supabase's anon/authenticated, whose default privileges on
- * `public` would otherwise grant them our tables) and enables row-level security with no policy as
- * a second wall. Idempotent; runs after every migration.
+ * Tables are reached only through the SECURITY DEFINER functions, so every table privilege held by
+ * anyone but the owner is revoked (including grants handed out by default privileges, as Supabase
+ * does on `public`). Functions: EXECUTE is revoked from PUBLIC and Supabase's anon / authenticated;
+ * roles named in `grantTo` keep theirs. Row-level security with no policy is a second wall.
+ * Idempotent; runs after every migration.
  */
 function lockdownSql(schema: string): string {
   const ns = `'${schema}'::regnamespace`;
@@ -179,20 +181,29 @@ DECLARE
   g text;
   grantees text[] := ARRAY['PUBLIC'] || ARRAY(SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles WHERE rolname IN ('anon', 'authenticated'));
 BEGIN
-  FOR r IN SELECT c.oid::regclass AS obj, c.relkind FROM pg_catalog.pg_class c
-            WHERE c.relnamespace = ${ns} AND c.relkind IN ('r', 'p', 'v', 'S') AND ${OUR_TABLES} LOOP
-    FOREACH g IN ARRAY grantees LOOP
-      EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', r.obj, g);
-    END LOOP;
-    IF r.relkind IN ('r', 'p') THEN
-      EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.obj);
-    END IF;
+  FOR r IN SELECT DISTINCT c.oid::regclass AS obj, c.relkind,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+             FROM pg_catalog.pg_class c, LATERAL pg_catalog.aclexplode(c.relacl) a
+            WHERE c.relnamespace = ${ns} AND c.relkind IN ('r', 'p', 'v', 'S') AND ${OUR_TABLES}
+              AND a.grantee <> c.relowner LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', r.obj, r.grantee);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS obj FROM pg_catalog.pg_class c
+            WHERE c.relnamespace = ${ns} AND c.relkind IN ('r', 'p') AND ${OUR_TABLES} LOOP
+    EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', r.obj);
   END LOOP;
   FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc p
             WHERE p.pronamespace = ${ns} AND ${OUR_FUNCTIONS} LOOP
     FOREACH g IN ARRAY grantees LOOP
       EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', r.fn, g);
     END LOOP;
+  END LOOP;
+  -- Internal helpers: nobody but the owner, whatever default privileges said.
+  FOR r IN SELECT DISTINCT p.oid::regprocedure AS fn,
+                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee
+             FROM pg_catalog.pg_proc p, LATERAL pg_catalog.aclexplode(p.proacl) a
+            WHERE p.pronamespace = ${ns} AND p.proname LIKE '\\_ts\\_%' AND a.grantee <> p.proowner LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', r.fn, r.grantee);
   END LOOP;
 END
 $lockdown$;`;
