@@ -252,7 +252,7 @@ describe('master keys', () => {
          UNION ALL SELECT row_to_json(s)::text FROM tenant_secrets s
          UNION ALL SELECT row_to_json(a)::text FROM tenant_secret_audit a) x`,
     );
-    const text = (dump[0]?.blob as Buffer).toString();
+    const text = String(dump[0]?.blob);
     expect(text).not.toContain(TEST_KEY);
     expect(text).not.toContain(raw.toString('hex'));
   });
