@@ -372,8 +372,12 @@ BEGIN
      AND (pg_catalog.jsonb_typeof(v_md->'description') <> 'string' OR pg_catalog.length(v_md->>'description') > 1000) THEN
     v_invalid := 'description';
   END IF;
+  -- Labels: at most 50, keys as src/secrets/metadata.ts allows, string values of at most 256 characters.
   IF v_invalid IS NULL AND v_md ? 'labels' AND (pg_catalog.jsonb_typeof(v_md->'labels') <> 'object'
-      OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(v_md->'labels') e(k, val) WHERE pg_catalog.jsonb_typeof(e.val) <> 'string')) THEN
+      OR (SELECT pg_catalog.count(*) FROM pg_catalog.jsonb_object_keys(v_md->'labels')) > 50
+      OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(v_md->'labels') e(k, val)
+                  WHERE e.k !~ '^[A-Za-z0-9_./-]{1,63}$' OR pg_catalog.jsonb_typeof(e.val) <> 'string'
+                     OR pg_catalog.length(e.val #>> '{}') > 256)) THEN
     v_invalid := 'labels';
   END IF;
   IF v_invalid IS NULL THEN

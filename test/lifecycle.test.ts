@@ -8,8 +8,9 @@ import {
   SecretExpiredError,
   SecretNotFoundError,
   type SecretsManager,
+  UnknownMasterKeyError,
 } from '../src/index.js';
-import { adminQuery, setupManager, TEST_KEY } from './support/db.js';
+import { adminQuery, OTHER_KEY, setupManager, TEST_KEY } from './support/db.js';
 
 interface AuditRow {
   action: string;
@@ -436,6 +437,33 @@ describe('getMany', () => {
   });
 });
 
+describe('master key not in the ring', () => {
+  it('getMany and rollback throw UnknownMasterKeyError, audited, and write nothing', async () => {
+    const t = newTenant();
+    await manager.set(t, 'k', 'a');
+    await manager.set(t, 'k', 'b');
+    const stranger = createSecretsManager({
+      connectionString: db.url,
+      masterKey: OTHER_KEY,
+      actor: 'stranger',
+    });
+    try {
+      await expect(stranger.getMany(t, ['k'])).rejects.toBeInstanceOf(UnknownMasterKeyError);
+      await expect(stranger.rollback(t, 'k', 1)).rejects.toBeInstanceOf(UnknownMasterKeyError);
+    } finally {
+      await stranger.close();
+    }
+    expect((await versionRows(t, 'k')).map((r) => r.version)).toEqual([1, 2]);
+    const records = (await audit(t)).filter(
+      (r) => r.action === 'secret.read' || r.action === 'secret.rolled_back',
+    );
+    expect(records.map((r) => [r.action, r.outcome, r.error_code])).toEqual([
+      ['secret.read', 'failure', 'UNKNOWN_MASTER_KEY'],
+      ['secret.rolled_back', 'failure', 'UNKNOWN_MASTER_KEY'],
+    ]);
+  });
+});
+
 describe('updateMetadata', () => {
   it('changes metadata without a new version; null clears; audited with field names only', async () => {
     const t = newTenant();
@@ -617,6 +645,19 @@ describe('SQL interface', () => {
     expect(destroyed).toEqual({ status: 'ok', versions_destroyed: 3, version_rows: 3 });
     expect(await manager.get(t, 'k')).toBeNull();
 
+    const [badLabels] = await adminQuery(
+      db.name,
+      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"labels": {"env": 1}}'::jsonb)`,
+      [t],
+    );
+    expect(badLabels).toEqual({ status: 'invalid_input', version: null, detail: 'labels' });
+    const [badDate] = await adminQuery(
+      db.name,
+      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"expires_at": "not a date"}'::jsonb)`,
+      [t],
+    );
+    expect(badDate).toEqual({ status: 'invalid_input', version: null, detail: 'expires_at' });
+
     const [invalid] = await adminQuery(db.name, `SELECT * FROM tenant_secret_destroy('', 'k')`);
     expect(invalid).toMatchObject({ status: 'invalid_input' });
 
@@ -634,6 +675,8 @@ describe('SQL interface', () => {
       ['secret.restored', 'success'],
       ['secret.restored', 'failure'],
       ['secret.destroyed', 'success'],
+      ['secret.metadata_updated', 'failure'],
+      ['secret.metadata_updated', 'failure'],
     ]);
   });
 
