@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ConflictError } from '../src/index.js';
 import { adminQuery, setupManager } from './support/db.js';
@@ -91,23 +92,50 @@ describe('check-and-set under concurrency', () => {
     const { manager, db } = await setupManager({ maxConnections: 8 });
     const tenant = 'cas-rollback';
     for (const v of ['a', 'b', 'c']) await manager.set(tenant, 'k', v);
-    const results = await Promise.allSettled(
-      Array.from({ length: 8 }, () => manager.rollback(tenant, 'k', 1, { ifVersion: 3 })),
-    );
+    // Hold the secret's row lock so that all rollbacks are in flight at once, then release it.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    let results: PromiseSettledResult<unknown>[];
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM tenant_secrets WHERE tenant_id = $1 AND key_name = 'k' FOR UPDATE`, [
+        tenant,
+      ]);
+      let settled = 0;
+      const calls = Array.from({ length: 8 }, () =>
+        manager.rollback(tenant, 'k', 1, { ifVersion: 3 }).finally(() => settled++),
+      );
+      // Wait (a synchronisation, not a timing assertion) until all 8 block on the lock, or finish.
+      for (let i = 0; i < 1000 && settled < 8; i++) {
+        const [row] = (
+          await holder.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )
+        ).rows;
+        if ((row?.n ?? 0) >= 8) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await holder.query('COMMIT');
+      results = await Promise.allSettled(calls);
+    } finally {
+      await holder.end();
+    }
     const won = results.filter((r) => r.status === 'fulfilled');
     const lost = results.filter((r) => r.status === 'rejected');
     expect(won).toHaveLength(1);
-    expect(lost.every((r) => r.status === 'rejected' && r.reason instanceof ConflictError)).toBe(true);
+    expect(lost.map((r) => (r.status === 'rejected' ? r.reason : null))).toEqual(
+      Array.from({ length: 7 }, () => expect.any(ConflictError)),
+    );
     expect(await manager.getWithVersion(tenant, 'k')).toEqual({ value: 'a', version: 4 });
-    const audit = await adminQuery<{ outcome: string; n: number }>(
+    const audit = await adminQuery<{ outcome: string; error_code: string | null; n: number }>(
       db.name,
-      `SELECT outcome, count(*)::int AS n FROM tenant_secret_audit WHERE chain_id = $1 AND action = 'secret.rolled_back'
-        GROUP BY 1 ORDER BY 1`,
+      `SELECT outcome, error_code, count(*)::int AS n FROM tenant_secret_audit
+        WHERE chain_id = $1 AND action = 'secret.rolled_back' GROUP BY 1, 2 ORDER BY 1`,
       [tenant],
     );
     expect(audit).toEqual([
-      { outcome: 'failure', n: 7 },
-      { outcome: 'success', n: 1 },
+      { outcome: 'failure', error_code: 'CONFLICT', n: 7 },
+      { outcome: 'success', error_code: null, n: 1 },
     ]);
   });
 });
