@@ -18,6 +18,15 @@ export * from './errors.js';
 export { Keyring, type TenantKeyBundle } from './keys/keyring.js';
 export { generateMasterKey, MasterKey } from './keys/master-key.js';
 export { createSecretsManager, type SecretsManager } from './manager.js';
+export type {
+  DestroyResult,
+  DestroyVersionsResult,
+  GetManyOptions,
+  PurgeOptions,
+  RestoreResult,
+  RollbackOptions,
+  UpdateMetadataOptions,
+} from './secrets/lifecycle.js';
 export type { SecretMetadata, SecretMetadataInput } from './secrets/metadata.js';
 export type {
   CallOptions,

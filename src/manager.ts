@@ -4,10 +4,11 @@ import { type Core, createCore } from './core.js';
 import { type MigrateResult, migrate } from './db/migrate.js';
 import { quoteSchema } from './db/schema-name.js';
 import type { TenantKeyBundle } from './keys/keyring.js';
+import { type LifecycleOperations, lifecycleOperations } from './secrets/lifecycle.js';
 import { type SecretOperations, secretOperations } from './secrets/operations.js';
 import { assertTenantId } from './validation.js';
 
-export interface SecretsManager extends SecretOperations {
+export interface SecretsManager extends SecretOperations, LifecycleOperations {
   /** Schema holding tenant-secrets' objects. */
   readonly schema: string;
   /** Fingerprint ids of the configured master keys, current first (never the keys). */
@@ -31,6 +32,7 @@ export interface SecretsManager extends SecretOperations {
 function build(core: Core, close: () => Promise<void>): SecretsManager {
   return {
     ...secretOperations(core),
+    ...lifecycleOperations(core),
     schema: core.schema,
     masterKeyIds: core.keyring.ids,
     migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),

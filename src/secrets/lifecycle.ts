@@ -1,0 +1,311 @@
+import type { AuditContext } from '../audit/context.js';
+import type { Core } from '../core.js';
+import { InvalidInputError, SecretNotFoundError } from '../errors.js';
+import { assertKeyName, assertTenantId, assertVersion } from '../validation.js';
+import { metadataOptions, type SecretMetadataInput } from './metadata.js';
+import type { CallOptions, WriteResult } from './operations.js';
+import { type SqlStatus, statusError } from './status.js';
+
+/** Most names one `getMany` call reads (and versions one `destroyVersions` call destroys). */
+export const MAX_BATCH = 100;
+
+export interface RollbackOptions extends CallOptions {
+  /** Check-and-set: succeed only if the current version is this one. A mismatch throws `ConflictError`. */
+  ifVersion?: number;
+}
+
+export interface UpdateMetadataOptions extends CallOptions {
+  /** Check-and-set: succeed only if the current version is this one. A mismatch throws `ConflictError`. */
+  ifVersion?: number;
+}
+
+export interface GetManyOptions extends CallOptions {
+  /** Return expired secrets instead of throwing `SecretExpiredError`. */
+  allowExpired?: boolean;
+}
+
+export interface PurgeOptions extends CallOptions {
+  /** Purge only this tenant's secrets (default: every tenant). */
+  tenantId?: string;
+}
+
+export interface RestoreResult {
+  /** The current version of the restored secret (restoring does not create a version). */
+  version: number;
+}
+
+export interface DestroyResult {
+  /** Versions whose ciphertext this call removed (versions already destroyed by retention excluded). */
+  versionsDestroyed: number;
+}
+
+export interface DestroyVersionsResult {
+  /** The versions this call destroyed, ascending. Missing or already destroyed versions are not listed. */
+  destroyed: number[];
+}
+
+interface StatusRow {
+  status: SqlStatus;
+  version: number | null;
+  detail: string | null;
+}
+
+/** The secret lifecycle operations of issue 3, bound to one manager core. */
+export function lifecycleOperations(core: Core) {
+  const { qs } = core;
+  const ctxJson = (context: AuditContext | undefined) => JSON.stringify(core.sqlContext(context));
+
+  return {
+    /**
+     * Makes an old version current again by writing its value as a new version (HashiCorp Vault KV v2
+     * semantics; origin `rollback`). The old value is decrypted and re-encrypted under the tenant's
+     * active data key. The replaced version stays readable as `previous` for the grace period, and
+     * the retention limit applies as for any write. Audited as `secret.rolled_back` with `from_version`.
+     * @returns the new version.
+     * @throws {InvalidInputError} bad tenant id, key name, version or `ifVersion`.
+     * @throws {SecretNotFoundError} the secret does not exist or is deleted, or that version is missing or destroyed.
+     * @throws {ConflictError} `ifVersion` did not match the current version.
+     * @throws {IntegrityError} the old version's ciphertext or its data key fails authentication.
+     * @throws {UnknownMasterKeyError} a data key is wrapped under a master key not in the ring.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async rollback(
+      tenantId: string,
+      keyName: string,
+      version: number,
+      options: RollbackOptions = {},
+    ): Promise<WriteResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      assertVersion(version);
+      if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion');
+      const bundle = core.keyring.bundleFor(tenantId);
+      const opts = {
+        if_version: options.ifVersion,
+        max_versions: core.settings.maxVersions,
+        grace_seconds: core.settings.previousVersionGraceSeconds,
+      };
+      const rows = await core.query<StatusRow>(
+        'rollback',
+        `SELECT status, version, detail FROM ${qs}.tenant_secret_rollback($1, $2, $3, $4::text[], $5::bytea[], $6::jsonb, $7::jsonb)`,
+        [tenantId, keyName, version, bundle.ids, bundle.keks, JSON.stringify(opts), ctxJson(options.context)],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
+      throw statusError(row?.status ?? 'integrity', {
+        tenantId,
+        keyName,
+        expectedVersion: options.ifVersion,
+        version: row?.version,
+        detail: row?.detail,
+      });
+    },
+
+    /**
+     * Undoes a soft delete while the recovery window lasts; the secret is readable again at the
+     * version it had. Audited as `secret.restored`.
+     * @throws {InvalidInputError} bad tenant id or key name.
+     * @throws {SecretNotFoundError} the secret does not exist, is not deleted, or its window has passed.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async restore(tenantId: string, keyName: string, options: CallOptions = {}): Promise<RestoreResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      const rows = await core.query<{ status: SqlStatus; version: number | null }>(
+        'restore',
+        `SELECT status, version FROM ${qs}.tenant_secret_restore($1, $2, $3::jsonb)`,
+        [tenantId, keyName, ctxJson(options.context)],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
+      if (row?.status === 'not_found') {
+        throw new SecretNotFoundError(tenantId, keyName, 'no deleted secret to restore');
+      }
+      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+    },
+
+    /**
+     * Immediately and irreversibly removes a secret, live or soft-deleted: its row and every version
+     * (all ciphertext) are deleted in one transaction. Audited as `secret.destroyed` with the number
+     * of versions destroyed. (PostgreSQL reclaims the deleted tuples at the next VACUUM.)
+     * @throws {InvalidInputError} bad tenant id or key name.
+     * @throws {SecretNotFoundError} no such secret.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async destroy(tenantId: string, keyName: string, options: CallOptions = {}): Promise<DestroyResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      const rows = await core.query<{ status: SqlStatus; versions_destroyed: number | null }>(
+        'destroy',
+        `SELECT status, versions_destroyed FROM ${qs}.tenant_secret_destroy($1, $2, $3::jsonb)`,
+        [tenantId, keyName, ctxJson(options.context)],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.versions_destroyed !== null) {
+        return { versionsDestroyed: row.versions_destroyed };
+      }
+      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+    },
+
+    /**
+     * Destroys the ciphertext of specific non-current versions (Vault's `destroy`); their metadata
+     * stays in `versions()` with state `destroyed`, and reading them returns `null`. Missing or already
+     * destroyed versions are ignored. Audited as `secret.versions_destroyed`.
+     * @param versions 1 to 100 version numbers, none of them the current version.
+     * @throws {InvalidInputError} bad tenant id, key name or versions, or the current version is listed.
+     * @throws {SecretNotFoundError} the secret does not exist or is deleted.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async destroyVersions(
+      tenantId: string,
+      keyName: string,
+      versions: readonly number[],
+      options: CallOptions = {},
+    ): Promise<DestroyVersionsResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      if (!Array.isArray(versions) || versions.length === 0 || versions.length > MAX_BATCH) {
+        throw new InvalidInputError(`versions must be an array of 1 to ${MAX_BATCH} versions`, 'versions');
+      }
+      for (const v of versions) assertVersion(v, 'versions');
+      const rows = await core.query<{ status: SqlStatus; destroyed: number[] | null }>(
+        'destroyVersions',
+        `SELECT status, destroyed FROM ${qs}.tenant_secret_destroy_versions($1, $2, $3::integer[], $4::jsonb)`,
+        [tenantId, keyName, [...new Set(versions)], ctxJson(options.context)],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.destroyed !== null) return { destroyed: row.destroyed };
+      if (row?.status === 'invalid_input') {
+        throw new InvalidInputError(
+          'versions must not include the current version (destroy the secret, or write a new version first)',
+          'versions',
+        );
+      }
+      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+    },
+
+    /**
+     * Destroys every soft-deleted secret whose recovery window has passed, in one call (one
+     * transaction). Each purged secret gets a `secret.purged` audit record in its tenant's chain.
+     * Safe to run from several processes at once: they split the work.
+     * @returns how many secrets were purged.
+     * @throws {InvalidInputError} bad `tenantId`.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async purgeDeleted(options: PurgeOptions = {}): Promise<number> {
+      if (options.tenantId !== undefined) assertTenantId(options.tenantId);
+      const rows = await core.query<{ status: SqlStatus; purged: number }>(
+        'purgeDeleted',
+        `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::jsonb)`,
+        [options.tenantId ?? null, ctxJson(options.context)],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok') return row.purged;
+      throw statusError(row?.status ?? 'integrity', { tenantId: options.tenantId ?? '', keyName: '' });
+    },
+
+    /**
+     * Reads up to 100 secrets of one tenant in one round trip; every secret read is audited on its
+     * own (`secret.read`), exactly as `get` would be. Duplicate names are read once.
+     * @returns an object with one property per requested name: the value, or `null` when that secret
+     *   does not exist or is deleted.
+     * @throws {InvalidInputError} bad tenant id or key name, or more than 100 names.
+     * @throws {SecretExpiredError} one of the secrets has expired (unless `allowExpired`); the first one is named.
+     * @throws {IntegrityError} one of the ciphertexts or data keys fails authentication: the whole batch
+     *   fails, so that a tampered secret never looks missing. The other reads are still audited.
+     * @throws {UnknownMasterKeyError} a data key is wrapped under a master key not in the ring.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async getMany(
+      tenantId: string,
+      keyNames: readonly string[],
+      options: GetManyOptions = {},
+    ): Promise<Record<string, string | null>> {
+      assertTenantId(tenantId);
+      if (!Array.isArray(keyNames) || keyNames.length > MAX_BATCH) {
+        throw new InvalidInputError(`keyNames must be an array of at most ${MAX_BATCH} names`, 'keyNames');
+      }
+      for (const name of keyNames) assertKeyName(name);
+      const names = [...new Set(keyNames)];
+      if (names.length === 0) return {};
+      const bundle = core.keyring.bundleFor(tenantId);
+      const rows = await core.query<StatusRow & { key_name: string | null; value: Buffer | null }>(
+        'getMany',
+        `SELECT key_name, status, value, version, detail FROM ${qs}.tenant_secret_read_many($1, $2::text[], $3::text[], $4::bytea[], $5::jsonb, $6::jsonb)`,
+        [
+          tenantId,
+          names,
+          bundle.ids,
+          bundle.keks,
+          JSON.stringify({ allow_expired: options.allowExpired }),
+          ctxJson(options.context),
+        ],
+      );
+      const entries: [string, string | null][] = [];
+      for (const row of rows) {
+        const keyName = row.key_name ?? '';
+        if (row.status === 'ok' && row.value !== null) entries.push([keyName, row.value.toString('utf8')]);
+        else if (row.status === 'not_found') entries.push([keyName, null]);
+        else throw statusError(row.status, { tenantId, keyName, version: row.version, detail: row.detail });
+      }
+      if (entries.length !== names.length) {
+        throw statusError('integrity', { tenantId, keyName: names.join(',') });
+      }
+      // fromEntries defines own properties, so a key named `__proto__` cannot touch the prototype.
+      return Object.fromEntries(entries);
+    },
+
+    /**
+     * Changes a secret's metadata (description, labels, `expiresAt`, `rotateAfter`) without creating a
+     * version. Only the fields given change; `null` clears a field; `labels` replaces all labels.
+     * Audited as `secret.metadata_updated` with the names of the changed fields (not their values).
+     * @returns the (unchanged) current version.
+     * @throws {InvalidInputError} bad tenant id, key name or metadata, or no field given.
+     * @throws {SecretNotFoundError} the secret does not exist or is deleted.
+     * @throws {ConflictError} `ifVersion` did not match the current version.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async updateMetadata(
+      tenantId: string,
+      keyName: string,
+      metadata: SecretMetadataInput,
+      options: UpdateMetadataOptions = {},
+    ): Promise<WriteResult> {
+      assertTenantId(tenantId);
+      assertKeyName(keyName);
+      if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
+        throw new InvalidInputError('metadata must be an object', 'metadata');
+      }
+      const md = metadataOptions(metadata);
+      if (Object.keys(md).length === 0) {
+        throw new InvalidInputError(
+          'metadata must set at least one of description, labels, expiresAt, rotateAfter',
+          'metadata',
+        );
+      }
+      if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion');
+      const rows = await core.query<StatusRow>(
+        'updateMetadata',
+        `SELECT status, version, detail FROM ${qs}.tenant_secret_update_metadata($1, $2, $3::jsonb, $4::jsonb, $5::jsonb)`,
+        [
+          tenantId,
+          keyName,
+          JSON.stringify(md),
+          JSON.stringify({ if_version: options.ifVersion }),
+          ctxJson(options.context),
+        ],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
+      throw statusError(row?.status ?? 'integrity', {
+        tenantId,
+        keyName,
+        expectedVersion: options.ifVersion,
+        version: row?.version,
+        detail: row?.detail,
+      });
+    },
+  };
+}
+
+export type LifecycleOperations = ReturnType<typeof lifecycleOperations>;
