@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
-import { freshDatabase, TEST_KEY } from './support/db.js';
+import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -202,6 +202,14 @@ describe('exit codes and error messages', () => {
     const bad = await cli(['get', 'bad tenant!', 'k'], { env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('tenantId');
+    // checked before any database is opened: no embedded PostgreSQL is started for it
+    const embedded = await cli(['set', 'tenant-1', '../bad key'], {
+      env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: join(tmpdir(), 'never-created') },
+      input: 'x',
+    });
+    expect(embedded.code).toBe(2);
+    expect(embedded.stderr).toContain('keyName');
+    expect(embedded.stderr).not.toContain('embedded PostgreSQL');
     expect((await cli(['get', 'only-tenant'], { env })).code).toBe(2);
     expect((await cli(['no-such-command'], { env })).code).toBe(2);
     expect((await cli(['get', 't', 'k', '--version', 'latest'], { env })).code).toBe(2);
@@ -269,6 +277,21 @@ describe('status, sql, keygen, docs', () => {
     const human = await cli(['status'], { env });
     expect(human.stdout).toContain(KEY_ID);
     expect(human.stdout).toMatch(/schema\s+public, version \d+/);
+  });
+
+  it('status warns when the server would log bind parameters', async () => {
+    const logged = await freshDatabase('cli_logged');
+    await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_statement = 'all'`);
+    await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_parameter_max_length = -1`);
+    const result = await cli(['status', '--json'], { env: { ...env, DATABASE_URL: logged.url } });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).logging).toMatchObject({
+      logStatement: 'all',
+      logParameterMaxLength: '-1',
+      mayLogParameters: true,
+    });
+    expect(result.stderr).toMatch(/warning: the server may log statements with their bind parameters/);
+    expect(result.stderr).toContain('log_parameter_max_length = 0');
   });
 
   it('sql prints the schema with its functions, without a database', async () => {
@@ -354,6 +377,28 @@ describe('embedded PostgreSQL (no DATABASE_URL)', () => {
     const status = JSON.parse((await cli(['status', '--json'], { env: embeddedEnv })).stdout);
     expect(status.database).toEqual({ embedded: true, dataDir });
     expect(status.counts.secrets).toBe(1);
+  });
+});
+
+describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
+  const base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-private-')); // mode 700: postgres cannot enter
+  let fallback: string | undefined;
+  afterAll(() => {
+    rmSync(base, { recursive: true, force: true });
+    if (fallback) rmSync(dirname(fallback), { recursive: true, force: true });
+  });
+
+  it('falls back to a directory the postgres user can reach, and says so', async () => {
+    const requested = join(base, 'pgdata');
+    const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: requested };
+    const set = await cli(['set', 'tenant-f', 'k'], { env: embeddedEnv, input: 'fallback-value' });
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stderr).toContain(`${requested} is not reachable by the postgres user`);
+    fallback = /using embedded PostgreSQL at (\S+) /.exec(set.stderr)?.[1];
+    expect(fallback).toMatch(new RegExp(`^${tmpdir()}/tenant-secrets-[0-9a-f]{12}/pgdata$`));
+    const get = await cli(['get', 'tenant-f', 'k'], { env: embeddedEnv });
+    expect(get.stdout).toBe('fallback-value\n');
+    expect(get.stderr).toContain(`using embedded PostgreSQL at ${fallback} `);
   });
 });
 

@@ -1,4 +1,5 @@
 import { InvalidInputError } from '../errors.js';
+import { assertKeyName, assertTenantId } from '../validation.js';
 
 /** Machine output: one JSON document on stdout. */
 export function printJson(data: unknown): void {
@@ -115,3 +116,9 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
 }
 
 export const iso = (date: Date | null | undefined): string => (date ? date.toISOString() : '-');
+
+/** Rejects a malformed tenant id / key name before any database is opened (the library's own rules). */
+export function checkNames(tenant: string, key?: string): void {
+  assertTenantId(tenant);
+  if (key !== undefined) assertKeyName(key);
+}

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
-import { note, parseVersion, printJson } from '../io.js';
+import { checkNames, note, parseVersion, printJson } from '../io.js';
 import { examples } from '../program.js';
 
 export function del(program: Command): void {
@@ -19,6 +19,7 @@ export function del(program: Command): void {
       ),
     )
     .action(async (tenant: string, key: string, opts: { recoveryWindow?: string; json?: boolean }) => {
+      checkNames(tenant, key);
       const recoveryWindowDays =
         opts.recoveryWindow === undefined
           ? undefined

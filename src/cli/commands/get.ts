@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { SecretNotFoundError } from '../../errors.js';
 import { withManager } from '../database.js';
-import { parseVersion, printJson } from '../io.js';
+import { checkNames, parseVersion, printJson } from '../io.js';
 import { examples } from '../program.js';
 
 interface GetOpts {
@@ -33,6 +33,7 @@ export function get(program: Command): void {
       ),
     )
     .action(async (tenant: string, key: string, opts: GetOpts) => {
+      checkNames(tenant, key);
       const version =
         opts.version === undefined || opts.version === 'previous'
           ? opts.version

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { SecretMetadata } from '../../secrets/metadata.js';
 import { withManager } from '../database.js';
-import { iso, note, out, parseLabels, printJson, table } from '../io.js';
+import { checkNames, iso, note, out, parseLabels, printJson, table } from '../io.js';
 import { examples } from '../program.js';
 
 interface ListOpts {
@@ -35,6 +35,7 @@ export function list(program: Command): void {
       ),
     )
     .action(async (tenant: string, opts: ListOpts) => {
+      checkNames(tenant);
       const filters = {
         prefix: opts.prefix,
         labels: parseLabels(opts.label),

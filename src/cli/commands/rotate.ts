@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
-import { note, parseVersion, printJson, readSecretValue } from '../io.js';
+import { checkNames, note, parseVersion, printJson, readSecretValue } from '../io.js';
 import { examples } from '../program.js';
 
 interface RotateOpts {
@@ -30,6 +30,7 @@ export function rotate(program: Command): void {
       ),
     )
     .action(async (tenant: string, key: string, opts: RotateOpts) => {
+      checkNames(tenant, key);
       const options = {
         expectedVersion:
           opts.expectedVersion === undefined

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
-import { note, parseDate, parseLabels, parseVersion, printJson, readSecretValue } from '../io.js';
+import { checkNames, note, parseDate, parseLabels, parseVersion, printJson, readSecretValue } from '../io.js';
 import { examples } from '../program.js';
 
 interface SetOpts {
@@ -38,6 +38,7 @@ export function set(program: Command): void {
       ),
     )
     .action(async (tenant: string, key: string, opts: SetOpts) => {
+      checkNames(tenant, key);
       const options = {
         description: opts.description,
         labels: parseLabels(opts.label),

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
-import { iso, out, printJson, table } from '../io.js';
+import { checkNames, iso, out, printJson, table } from '../io.js';
 import { examples } from '../program.js';
 
 export function versions(program: Command): void {
@@ -12,6 +12,7 @@ export function versions(program: Command): void {
     .option('--json', 'print an array of versions as JSON')
     .addHelpText('after', examples('tenant-secrets versions tenant-a stripe/api-key'))
     .action(async (tenant: string, key: string, opts: { json?: boolean }) => {
+      checkNames(tenant, key);
       const rows = await withManager((manager) => manager.versions(tenant, key));
       if (opts.json) return printJson(rows);
       out(
