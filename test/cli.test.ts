@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -108,6 +108,39 @@ describe('set and get', () => {
     expect(JSON.parse(set.stdout)).toEqual({ tenant: 'tenant-json', key: 'k', version: 1 });
     const get = await cli(['get', 'tenant-json', 'k', '--json'], { env });
     expect(JSON.parse(get.stdout)).toEqual({ tenant: 'tenant-json', key: 'k', version: 1, value: 'v1' });
+  });
+});
+
+/** util-linux `script` gives the CLI a pseudo-terminal, so the hidden prompt can be driven. */
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe.runIf(hasScript)('hidden prompt on a terminal', () => {
+  it('reads the value without echoing it', async () => {
+    const command = `${process.execPath} ${CLI} set tenant-tty prompted`;
+    const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+      const child = spawn('script', ['-qefc', command, '/dev/null'], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let output = '';
+      let sent = false;
+      const collect = (d: Buffer) => {
+        output += d.toString('utf8');
+        if (!sent && output.includes('(hidden)')) {
+          sent = true;
+          child.stdin.write('typed-on-a-tty\r');
+        }
+      };
+      child.stdout.on('data', collect);
+      child.stderr.on('data', collect);
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, output }));
+    });
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).toContain('Value for tenant-tty/prompted (hidden)');
+    expect(result.output).toContain('stored tenant-tty prompted as version 1');
+    expect(result.output).not.toContain('typed-on-a-tty');
+    expect((await cli(['get', 'tenant-tty', 'prompted'], { env })).stdout).toBe('typed-on-a-tty\n');
   });
 });
 
