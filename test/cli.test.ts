@@ -389,8 +389,11 @@ describe('status, sql, keygen, docs', () => {
 });
 
 describe('embedded PostgreSQL (no DATABASE_URL)', () => {
-  const base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-'));
-  chmodSync(base, 0o755);
+  let base = '';
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-'));
+    chmodSync(base, 0o755); // the postgres user (when running as root) must reach the data directory
+  });
   afterAll(() => rmSync(base, { recursive: true, force: true }));
 
   it('exits 7 at once when another process holds the data directory', async () => {
@@ -429,8 +432,11 @@ describe('embedded PostgreSQL (no DATABASE_URL)', () => {
 });
 
 describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
-  const base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-private-')); // mode 700: postgres cannot enter
+  let base = '';
   let fallback: string | undefined;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-private-')); // mode 700: postgres cannot enter
+  });
   afterAll(() => {
     rmSync(base, { recursive: true, force: true });
     if (fallback) rmSync(dirname(fallback), { recursive: true, force: true });
