@@ -1,0 +1,16 @@
+import type { Command } from 'commander';
+import { runDemo } from '../demo.js';
+import { out } from '../io.js';
+import { examples } from '../program.js';
+
+export function demo(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      'A guided end-to-end run on a throwaway embedded PostgreSQL and a throwaway key: two tenants, set, get, rotate, isolation, the stored ciphertext, a tampering attempt, the audit trail.',
+    )
+    .addHelpText('after', examples('tenant-secrets demo', 'npm run demo'))
+    .action(async () => {
+      await runDemo(out);
+    });
+}

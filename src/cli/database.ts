@@ -1,0 +1,93 @@
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { migrate } from '../db/migrate.js';
+import { createOwnedPool } from '../db/pool.js';
+import type { PoolLike } from '../db/queryable.js';
+import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
+import { Keyring } from '../keys/keyring.js';
+import { createSecretsManager, type SecretsManager } from '../manager.js';
+import { type EmbeddedDatabase, resolveDataDir, startEmbedded } from './embedded.js';
+import { note } from './io.js';
+
+/** A database connection for one CLI invocation. */
+export interface CliDatabase {
+  readonly pool: PoolLike & pg.Pool;
+  /** Unquoted schema of tenant-secrets' objects (TENANT_SECRETS_SCHEMA, default `public`). */
+  readonly schema: string;
+  /** Quoted schema, for SQL text. */
+  readonly qs: string;
+  /** Set when no DATABASE_URL was given and the local embedded PostgreSQL is in use. */
+  readonly embedded?: EmbeddedDatabase;
+}
+
+const env = process.env;
+
+export function cliSchema(): string {
+  const schema = env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
+  quoteSchema(schema);
+  return schema;
+}
+
+/** The keyring from TENANT_SECRETS_MASTER_KEY (+ _PREVIOUS_MASTER_KEYS). Errors name the variable, never the value. */
+export function cliKeyring(): Keyring {
+  return Keyring.parse(env.TENANT_SECRETS_MASTER_KEY ?? '', env.TENANT_SECRETS_PREVIOUS_MASTER_KEYS);
+}
+
+/** Audit actor of CLI calls: TENANT_SECRETS_ACTOR, else `cli:<os user>`. */
+function cliActor(): string {
+  if (env.TENANT_SECRETS_ACTOR) return env.TENANT_SECRETS_ACTOR;
+  try {
+    return `cli:${userInfo().username}`.slice(0, 200);
+  } catch {
+    return 'cli';
+  }
+}
+
+/** Default location of the embedded database's files. */
+export function defaultDataDir(): string {
+  return env.TENANT_SECRETS_DATA_DIR || join(process.cwd(), '.tenant-secrets', 'pgdata');
+}
+
+/**
+ * Opens DATABASE_URL, or (CLI only) the embedded PostgreSQL in TENANT_SECRETS_DATA_DIR, announced
+ * on stderr and migrated automatically. Runs `fn`, then closes the pool and stops the server.
+ */
+export async function withDatabase<T>(fn: (db: CliDatabase) => Promise<T>): Promise<T> {
+  const schema = cliSchema();
+  let embedded: EmbeddedDatabase | undefined;
+  let url = env.DATABASE_URL;
+  if (!url) {
+    const { dir, fallbackFrom } = resolveDataDir(defaultDataDir());
+    if (fallbackFrom) {
+      note(`${fallbackFrom} is not reachable by the postgres user (running as root); using ${dir} instead`);
+    }
+    note(`using embedded PostgreSQL at ${dir} (not for production; set DATABASE_URL)`);
+    embedded = await startEmbedded(dir);
+    url = embedded.url;
+  }
+  const pool = createOwnedPool({ connectionString: url, max: 4 });
+  try {
+    const db: CliDatabase = { pool, schema, qs: quoteSchema(schema), embedded };
+    if (embedded) await migrate(pool, { schema });
+    return await fn(db);
+  } finally {
+    await pool.end().catch(() => undefined);
+    await embedded?.stop();
+  }
+}
+
+/** A secrets manager on the CLI's database; the master key is checked before any database is touched. */
+export async function withManager<T>(
+  fn: (manager: SecretsManager, db: CliDatabase) => Promise<T>,
+): Promise<T> {
+  const keyring = cliKeyring();
+  return withDatabase(async (db) => {
+    const manager = createSecretsManager({ pool: db.pool, keyring, schema: db.schema, actor: cliActor() });
+    try {
+      return await fn(manager, db);
+    } finally {
+      await manager.close();
+    }
+  });
+}

@@ -1,0 +1,240 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { migrate } from '../db/migrate.js';
+import { createOwnedPool } from '../db/pool.js';
+import type { PoolLike } from '../db/queryable.js';
+import { IntegrityError } from '../errors.js';
+import { Keyring } from '../keys/keyring.js';
+import { MasterKey } from '../keys/master-key.js';
+import { createSecretsManager, type SecretsManager } from '../manager.js';
+import { resolveDataDir, startEmbedded } from './embedded.js';
+import { table } from './io.js';
+
+/** What every demo step can use. */
+export interface DemoContext {
+  readonly manager: SecretsManager;
+  /** Superuser pool on the throwaway database, for showing (and tampering with) what is stored. */
+  readonly pool: PoolLike & pg.Pool;
+  readonly tenantA: string;
+  readonly tenantB: string;
+  /** Prints an indented line of the step's narration. */
+  say(line?: string): void;
+}
+
+/** One step of `tenant-secrets demo`. Add a step by appending to DEMO_STEPS. */
+export interface DemoStep {
+  readonly title: string;
+  run(ctx: DemoContext): Promise<void>;
+}
+
+const A = 'acme';
+const B = 'globex';
+
+/** Shortened hex of a byte string: head…tail (n bytes). */
+export function shortHex(bytes: Buffer, keep = 12): string {
+  const hex = bytes.toString('hex');
+  if (bytes.length <= keep * 2) return `\\x${hex}`;
+  return `\\x${hex.slice(0, keep * 2)}…${hex.slice(-8)} (${bytes.length} bytes)`;
+}
+
+async function rows<R>(pool: PoolLike, sql: string, params: unknown[] = []): Promise<R[]> {
+  return (await pool.query(sql, params)).rows as R[];
+}
+
+export const DEMO_STEPS: DemoStep[] = [
+  {
+    title: 'Store secrets for two tenants',
+    async run({ manager, tenantA, tenantB, say }) {
+      const a = await manager.set(tenantA, 'stripe/api-key', 'sk_live_acme_4eC39HqLyjWDarjtT1zdp7dc', {
+        labels: { provider: 'stripe' },
+      });
+      say(`set ${tenantA} stripe/api-key      -> version ${a.version}`);
+      const t = await manager.set(
+        tenantA,
+        'github/deploy-token',
+        'ghp_acme_16C7e42F292c6912E7710c838347Ae178B4a',
+      );
+      say(`set ${tenantA} github/deploy-token -> version ${t.version}`);
+      const b = await manager.set(tenantB, 'stripe/api-key', 'sk_live_globex_9fJ2kLmNoPqRsTuVwXyZ0aB1');
+      say(`set ${tenantB} stripe/api-key    -> version ${b.version}`);
+      say(
+        'Each tenant gets its own data key, wrapped under a key-encryption key derived for that tenant only.',
+      );
+    },
+  },
+  {
+    title: 'Read a secret',
+    async run({ manager, tenantA, tenantB, say }) {
+      say(`get ${tenantA} stripe/api-key   = ${await manager.get(tenantA, 'stripe/api-key')}`);
+      say(`get ${tenantB} stripe/api-key = ${await manager.get(tenantB, 'stripe/api-key')}`);
+    },
+  },
+  {
+    title: 'Rotate, and read the previous version',
+    async run({ manager, tenantA, say }) {
+      const r = await manager.rotate(tenantA, 'stripe/api-key', 'sk_live_acme_NEW_7dQ2vBn8xKp3Lm5Rt9Wy', {
+        expectedVersion: 1,
+      });
+      say(`rotate ${tenantA} stripe/api-key -> version ${r.version}`);
+      say(`current  = ${await manager.get(tenantA, 'stripe/api-key')}`);
+      say(
+        `previous = ${await manager.get(tenantA, 'stripe/api-key', { version: 'previous' })}  (readable during the grace period)`,
+      );
+      const history = await manager.versions(tenantA, 'stripe/api-key');
+      say();
+      for (const line of table(
+        ['VERSION', 'ORIGIN', 'MARK'],
+        history.map((v) => [
+          String(v.version),
+          v.origin,
+          v.isCurrent ? 'current' : v.isPrevious ? 'previous' : '',
+        ]),
+      ).split('\n'))
+        say(line);
+    },
+  },
+  {
+    title: 'Tenant isolation',
+    async run({ manager, tenantA, tenantB, say }) {
+      const leaked = await manager.get(tenantB, 'github/deploy-token');
+      if (leaked !== null) throw new Error('demo: tenant isolation failed');
+      say(`get ${tenantB} github/deploy-token -> not found (it belongs to ${tenantA})`);
+      say(
+        `${tenantB}'s key can only ever open ${tenantB}'s rows: tenant id, key name and version are bound into every ciphertext.`,
+      );
+    },
+  },
+  {
+    title: 'What the database actually stores',
+    async run({ pool, tenantA, say }) {
+      const stored = await rows<{ key_name: string; current_version: number; encrypted_value: Buffer }>(
+        pool,
+        'SELECT key_name, current_version, encrypted_value FROM tenant_secrets WHERE tenant_id = $1 ORDER BY key_name',
+        [tenantA],
+      );
+      say(
+        `SELECT key_name, current_version, encrypted_value FROM tenant_secrets WHERE tenant_id = '${tenantA}';`,
+      );
+      say();
+      for (const line of table(
+        ['key_name', 'version', 'encrypted_value'],
+        stored.map((r) => [r.key_name, String(r.current_version), shortHex(r.encrypted_value)]),
+      ).split('\n'))
+        say(line);
+      say();
+      say(
+        'Layout: 0x01 | random IV (16) | AES-256-CBC ciphertext | HMAC-SHA256 tag (32). No plaintext, no key.',
+      );
+    },
+  },
+  {
+    title: 'Tampering is detected',
+    async run({ manager, pool, tenantA, say }) {
+      const flip = `UPDATE tenant_secrets SET encrypted_value = set_byte(encrypted_value, 20, get_byte(encrypted_value, 20) # 1)
+                     WHERE tenant_id = $1 AND key_name = 'stripe/api-key'`;
+      await pool.query(flip, [tenantA]);
+      say(
+        `flipped one bit of ${tenantA} stripe/api-key's ciphertext with SQL (as a database superuser could)`,
+      );
+      try {
+        await manager.get(tenantA, 'stripe/api-key');
+        throw new Error('demo: tampering was not detected');
+      } catch (error) {
+        if (!(error instanceof IntegrityError)) throw error;
+        say(`get ${tenantA} stripe/api-key -> ${error.name} [${error.code}]`);
+        say(`  "${error.message}"`);
+      }
+      await pool.query(flip, [tenantA]);
+      say(`flipped it back: get = ${await manager.get(tenantA, 'stripe/api-key')}`);
+    },
+  },
+  {
+    title: 'The audit trail of this session',
+    async run({ pool, say }) {
+      const trail = await rows<{
+        chain_id: string;
+        seq: string;
+        action: string;
+        outcome: string;
+        key_name: string | null;
+        error_code: string | null;
+        actor: string;
+      }>(
+        pool,
+        'SELECT chain_id, seq, action, outcome, key_name, error_code, actor FROM tenant_secret_audit ORDER BY id',
+      );
+      for (const line of table(
+        ['CHAIN', 'SEQ', 'ACTION', 'OUTCOME', 'KEY', 'ACTOR'],
+        trail.map((r) => [
+          r.chain_id || '(system)',
+          String(r.seq),
+          r.action,
+          r.outcome + (r.error_code ? ` (${r.error_code})` : ''),
+          r.key_name ?? '-',
+          r.actor,
+        ]),
+      ).split('\n'))
+        say(line);
+      say();
+      say(
+        'One hash chain per tenant: each record holds the SHA-256 of the previous one. Values never appear.',
+      );
+    },
+  },
+];
+
+/**
+ * Runs the guided demo on a throwaway embedded PostgreSQL (a temporary directory, removed at the
+ * end) and a throwaway master key. Ignores DATABASE_URL and TENANT_SECRETS_MASTER_KEY.
+ */
+export async function runDemo(
+  write: (line: string) => void,
+  steps: readonly DemoStep[] = DEMO_STEPS,
+): Promise<void> {
+  const t0 = performance.now();
+  const base = mkdtempSync(join(tmpdir(), 'tenant-secrets-demo-'));
+  chmodSync(base, 0o755);
+  try {
+    const key = MasterKey.generate();
+    write('tenant-secrets demo: a throwaway database and key, removed at the end.');
+    write('');
+    const { dir } = resolveDataDir(join(base, 'pgdata'));
+    const db = await startEmbedded(dir, false);
+    try {
+      write(`  embedded PostgreSQL at ${dir} (not for production)`);
+      write(`  initdb ${Math.round(db.initMs)} ms, start ${Math.round(db.startMs)} ms`);
+      write(`  master key ${key.id} (its id is a fingerprint; the key itself stays in this process)`);
+      const pool = createOwnedPool({ connectionString: db.url, max: 4 });
+      try {
+        const result = await migrate(pool, { schema: 'public' });
+        write(`  schema installed: ${result.applied.join(', ')} (version ${result.version})`);
+        const manager = createSecretsManager({ pool, keyring: new Keyring(key), actor: 'demo' });
+        const ctx: DemoContext = {
+          manager,
+          pool,
+          tenantA: A,
+          tenantB: B,
+          say: (line = '') => write(line === '' ? '' : `  ${line}`),
+        };
+        for (const [index, step] of steps.entries()) {
+          write('');
+          write(`== ${index + 1}. ${step.title}`);
+          await step.run(ctx);
+        }
+      } finally {
+        await pool.end().catch(() => undefined);
+      }
+    } finally {
+      await db.stop();
+    }
+    write('');
+    write(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s. The database and the key are gone.`);
+    write(
+      'Next: export TENANT_SECRETS_MASTER_KEY="$(tenant-secrets keygen)" and try `tenant-secrets --help`.',
+    );
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,43 @@
+import type { ErrorCode } from '../errors.js';
+import { TenantSecretsError } from '../errors.js';
+
+/** The CLI's documented exit codes. Stable: scripts branch on them. */
+export const EXIT = {
+  OK: 0,
+  ERROR: 1,
+  USAGE: 2,
+  NOT_FOUND: 3,
+  CONFLICT: 4,
+  INTEGRITY: 5,
+  CONFIGURATION: 6,
+  UNAVAILABLE: 7,
+} as const;
+
+const BY_CODE: Partial<Record<ErrorCode, number>> = {
+  INVALID_INPUT: EXIT.USAGE,
+  NOT_FOUND: EXIT.NOT_FOUND,
+  CONFLICT: EXIT.CONFLICT,
+  INTEGRITY: EXIT.INTEGRITY,
+  UNKNOWN_MASTER_KEY: EXIT.INTEGRITY,
+  CONFIGURATION: EXIT.CONFIGURATION,
+  SCHEMA_NOT_READY: EXIT.CONFIGURATION,
+  LEGACY_SCHEMA: EXIT.CONFIGURATION,
+  DATABASE_UNAVAILABLE: EXIT.UNAVAILABLE,
+};
+
+/** Exit code for anything thrown by a command. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof TenantSecretsError) return BY_CODE[error.code] ?? EXIT.ERROR;
+  return EXIT.ERROR;
+}
+
+/** The table printed by `tenant-secrets --help` and copied into docs/cli.md. */
+export const EXIT_CODES_HELP = `Exit codes:
+  0  success
+  1  any other error (e.g. EXPIRED, DATABASE)
+  2  usage error or invalid input (INVALID_INPUT)
+  3  not found (NOT_FOUND)
+  4  version conflict (CONFLICT)
+  5  integrity failure or unknown master key (INTEGRITY, UNKNOWN_MASTER_KEY)
+  6  configuration error (CONFIGURATION, SCHEMA_NOT_READY, LEGACY_SCHEMA)
+  7  database unavailable (DATABASE_UNAVAILABLE)`;

@@ -1,0 +1,124 @@
+import { InvalidInputError } from '../errors.js';
+import { assertKeyName, assertTenantId } from '../validation.js';
+
+/** Machine output: one JSON document on stdout. */
+export function printJson(data: unknown): void {
+  process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+}
+
+/** Data for humans (tables, values, keys): stdout. */
+export function out(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Messages for humans (confirmations, warnings, notices): stderr, so stdout stays data only. */
+export function note(line: string): void {
+  process.stderr.write(`tenant-secrets: ${line}\n`);
+}
+
+export function warn(line: string): void {
+  process.stderr.write(`tenant-secrets: warning: ${line}\n`);
+}
+
+/** Removes exactly one trailing line ending (`\n` or `\r\n`), as `echo` or a heredoc adds. */
+export function stripOneNewline(text: string): string {
+  if (text.endsWith('\r\n')) return text.slice(0, -2);
+  if (text.endsWith('\n')) return text.slice(0, -1);
+  return text;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The secret value of `set` / `rotate`: `--value` (with a warning), else standard input when it is
+ * not a terminal (one trailing newline stripped), else a hidden prompt. Never echoed.
+ */
+export async function readSecretValue(flagValue: string | undefined, label: string): Promise<string> {
+  if (flagValue !== undefined) {
+    warn(
+      '--value puts the secret in your shell history and in the process list (ps); pipe it on standard input instead',
+    );
+    return checkNotEmpty(flagValue);
+  }
+  if (!process.stdin.isTTY) {
+    const bytes = await readAll(process.stdin);
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw new InvalidInputError('the value on standard input is not valid UTF-8', 'value');
+    }
+    return checkNotEmpty(stripOneNewline(text));
+  }
+  const { default: password } = await import('@inquirer/password');
+  const value = await password(
+    { message: `Value for ${label} (hidden):`, mask: false },
+    { output: process.stderr },
+  );
+  return checkNotEmpty(value);
+}
+
+function checkNotEmpty(value: string): string {
+  if (value === '') {
+    throw new InvalidInputError(
+      'the value is empty: pipe it on standard input (e.g. `printf %s "$VALUE" | tenant-secrets set ...`) or type it at the prompt',
+      'value',
+    );
+  }
+  return value;
+}
+
+/** Parses `k=v` pairs of repeatable `--label` options. */
+export function parseLabels(pairs: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!pairs || pairs.length === 0) return undefined;
+  const labels: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    if (at <= 0)
+      throw new InvalidInputError(`--label must be key=value, got ${JSON.stringify(pair)}`, 'labels');
+    labels[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return labels;
+}
+
+/** Parses a positive integer option (versions). */
+export function parseVersion(text: string, flag: string, allowZero = false): number {
+  const min = allowZero ? 0 : 1;
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min) {
+    throw new InvalidInputError(`${flag} must be an integer from ${min} to 999999999`, flag);
+  }
+  return Number(text);
+}
+
+/** Parses an ISO 8601 instant option. */
+export function parseDate(text: string | undefined, flag: string): Date | undefined {
+  if (text === undefined) return undefined;
+  const date = new Date(text);
+  if (Number.isNaN(date.getTime())) {
+    throw new InvalidInputError(`${flag} must be an ISO 8601 date, e.g. 2030-01-31T00:00:00Z`, flag);
+  }
+  return date;
+}
+
+/** A plain text table (no colours; stable for scripts that still read it). */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
+
+export const iso = (date: Date | null | undefined): string => (date ? date.toISOString() : '-');
+
+/** Rejects a malformed tenant id / key name before any database is opened (the library's own rules). */
+export function checkNames(tenant: string, key?: string): void {
+  assertTenantId(tenant);
+  if (key !== undefined) assertKeyName(key);
+}

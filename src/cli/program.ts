@@ -1,0 +1,74 @@
+import { Command } from 'commander';
+import { del } from './commands/delete.js';
+import { demo } from './commands/demo.js';
+import { get } from './commands/get.js';
+import { keygen } from './commands/keygen.js';
+import { list } from './commands/list.js';
+import { migrateCommand } from './commands/migrate.js';
+import { rotate } from './commands/rotate.js';
+import { set } from './commands/set.js';
+import { sql } from './commands/sql.js';
+import { status } from './commands/status.js';
+import { versions } from './commands/versions.js';
+import { EXIT_CODES_HELP } from './exit-codes.js';
+
+/** Adds one command to the program. A new command is a module exporting one of these, plus a line below. */
+export type RegisterCommand = (program: Command) => void;
+
+const COMMANDS: readonly RegisterCommand[] = [
+  keygen,
+  migrateCommand,
+  sql,
+  set,
+  get,
+  list,
+  versions,
+  rotate,
+  del,
+  status,
+  demo,
+];
+
+export const ENVIRONMENT_HELP = `Environment:
+  DATABASE_URL                         PostgreSQL connection string. When unset, a local embedded
+                                       PostgreSQL is used (not for production) and migrated automatically.
+  TENANT_SECRETS_DATA_DIR              data directory of the embedded PostgreSQL
+                                       (default ./.tenant-secrets/pgdata)
+  TENANT_SECRETS_MASTER_KEY            current master key (from \`tenant-secrets keygen\`)
+  TENANT_SECRETS_PREVIOUS_MASTER_KEYS  older master keys still accepted, comma-separated
+  TENANT_SECRETS_SCHEMA                schema of the tenant-secrets objects (default public)
+  TENANT_SECRETS_ACTOR                 actor recorded in the audit trail (default cli:<user>)`;
+
+export function buildProgram(): Command {
+  const program = new Command('tenant-secrets');
+  program
+    .description('Per-tenant secrets encrypted in PostgreSQL with pgcrypto: operator CLI.')
+    .option('--debug', 'show stack traces of errors')
+    .helpCommand(false)
+    .configureHelp({ helpWidth: 100, sortSubcommands: false })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Values are read from standard input (one trailing newline removed) or a hidden prompt; data goes
+to stdout, messages to stderr. Commands that print data accept --json.
+
+${ENVIRONMENT_HELP}
+
+${EXIT_CODES_HELP}
+
+Quick start:
+  tenant-secrets demo
+  export TENANT_SECRETS_MASTER_KEY="$(tenant-secrets keygen)"
+  printf %s 'sk_live_123' | tenant-secrets set tenant-a stripe/api-key
+  tenant-secrets get tenant-a stripe/api-key`,
+    );
+  for (const register of COMMANDS) register(program);
+  return program;
+}
+
+/** Examples block of a command's --help. */
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((line) => `  ${line}`).join('\n')}`;
+}

@@ -1,0 +1,473 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEmbedded } from '../src/cli/embedded.js';
+import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
+import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
+
+/** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(root, 'dist', 'cli', 'main.js');
+const KEY_ID = MasterKey.parse(TEST_KEY).id;
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with a clean environment (nothing inherited but PATH/HOME) and `input` on stdin. */
+function cli(
+  args: string[],
+  options: { input?: string; env?: Record<string, string | undefined> } = {},
+): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 1;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  const db = await freshDatabase('cli');
+  env = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
+  const migrated = await cli(['migrate', '--json'], { env });
+  expect(migrated.code).toBe(0);
+  expect(JSON.parse(migrated.stdout)).toEqual({ applied: ['core'], version: LATEST_SCHEMA_VERSION });
+});
+
+describe('set and get', () => {
+  it('stores a value from stdin and prints exactly it, unicode included', async () => {
+    const value = 'pässwörd 🔑 ключ 秘密';
+    const set = await cli(['set', 'tenant-1', 'unicode/value'], { env, input: `${value}\n` });
+    expect(set.code).toBe(0);
+    expect(set.stdout).toBe('');
+    expect(set.stderr).not.toContain(value);
+    const got = await cli(['get', 'tenant-1', 'unicode/value'], { env });
+    expect(got).toMatchObject({ code: 0, stdout: `${value}\n` });
+    const raw = await cli(['get', 'tenant-1', 'unicode/value', '--no-newline'], { env });
+    expect(raw.stdout).toBe(value);
+  });
+
+  it('strips exactly one trailing newline from stdin', async () => {
+    await cli(['set', 'tenant-1', 'two-newlines'], { env, input: 'line\n\n' });
+    await cli(['set', 'tenant-1', 'no-newline'], { env, input: 'plain' });
+    await cli(['set', 'tenant-1', 'crlf'], { env, input: 'windows\r\n' });
+    const value = async (key: string) =>
+      JSON.parse((await cli(['get', 'tenant-1', key, '--json'], { env })).stdout).value;
+    expect(await value('two-newlines')).toBe('line\n');
+    expect(await value('no-newline')).toBe('plain');
+    expect(await value('crlf')).toBe('windows');
+  });
+
+  it('refuses an empty value with exit code 2', async () => {
+    const result = await cli(['set', 'tenant-1', 'empty'], { env, input: '' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('empty');
+    expect((await cli(['get', 'tenant-1', 'empty'], { env })).code).toBe(3);
+  });
+
+  it('accepts --value with a warning on stderr', async () => {
+    const result = await cli(['set', 'tenant-1', 'from-flag', '--value', 'flag-secret-123'], { env });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/warning: --value .*shell history.*ps/);
+    expect(result.stderr).not.toContain('flag-secret-123');
+    expect((await cli(['get', 'tenant-1', 'from-flag'], { env })).stdout).toBe('flag-secret-123\n');
+  });
+
+  it('--json documents parse', async () => {
+    const set = await cli(['set', 'tenant-json', 'k', '--json'], { env, input: 'v1' });
+    expect(JSON.parse(set.stdout)).toEqual({ tenant: 'tenant-json', key: 'k', version: 1 });
+    const get = await cli(['get', 'tenant-json', 'k', '--json'], { env });
+    expect(JSON.parse(get.stdout)).toEqual({ tenant: 'tenant-json', key: 'k', version: 1, value: 'v1' });
+  });
+});
+
+/** util-linux `script` gives the CLI a pseudo-terminal, so the hidden prompt can be driven. */
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe.runIf(hasScript)('hidden prompt on a terminal', () => {
+  it('reads the value without echoing it', async () => {
+    const command = `${process.execPath} ${CLI} set tenant-tty prompted`;
+    const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+      const child = spawn('script', ['-qefc', command, '/dev/null'], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let output = '';
+      let sent = false;
+      const collect = (d: Buffer) => {
+        output += d.toString('utf8');
+        if (!sent && output.includes('(hidden)')) {
+          sent = true;
+          child.stdin.write('typed-on-a-tty\r');
+        }
+      };
+      child.stdout.on('data', collect);
+      child.stderr.on('data', collect);
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, output }));
+    });
+    expect(result.code, result.output).toBe(0);
+    expect(result.output).toContain('Value for tenant-tty/prompted (hidden)');
+    expect(result.output).toContain('stored tenant-tty prompted as version 1');
+    expect(result.output).not.toContain('typed-on-a-tty');
+    expect((await cli(['get', 'tenant-tty', 'prompted'], { env })).stdout).toBe('typed-on-a-tty\n');
+  });
+});
+
+describe('rotate, versions, list, delete', () => {
+  it('rotates, keeps the previous version readable, and lists versions', async () => {
+    await cli(['set', 'tenant-r', 'api-key'], { env, input: 'old-value\n' });
+    const rotated = await cli(['rotate', 'tenant-r', 'api-key', '--expected-version', '1', '--json'], {
+      env,
+      input: 'new-value\n',
+    });
+    expect(rotated.code).toBe(0);
+    expect(JSON.parse(rotated.stdout)).toEqual({ tenant: 'tenant-r', key: 'api-key', version: 2 });
+    expect((await cli(['get', 'tenant-r', 'api-key'], { env })).stdout).toBe('new-value\n');
+    expect((await cli(['get', 'tenant-r', 'api-key', '--version', 'previous'], { env })).stdout).toBe(
+      'old-value\n',
+    );
+    expect((await cli(['get', 'tenant-r', 'api-key', '--version', '1'], { env })).stdout).toBe('old-value\n');
+
+    const versions = JSON.parse((await cli(['versions', 'tenant-r', 'api-key', '--json'], { env })).stdout);
+    expect(versions.map((v: { version: number; origin: string }) => [v.version, v.origin])).toEqual([
+      [2, 'rotate'],
+      [1, 'set'],
+    ]);
+    expect(versions[0].isCurrent).toBe(true);
+    expect(versions[1].isPrevious).toBe(true);
+    const table = await cli(['versions', 'tenant-r', 'api-key'], { env });
+    expect(table.stdout).toMatch(/^VERSION\s+STATE/);
+    expect(table.stdout).toMatch(/\n2\s+enabled\s+rotate.*current/);
+  });
+
+  it('exits 4 on a version conflict and never echoes the value', async () => {
+    await cli(['set', 'tenant-c', 'k'], { env, input: 'first' });
+    const result = await cli(['rotate', 'tenant-c', 'k', '--expected-version', '7'], {
+      env,
+      input: 'conflicting-secret-value',
+    });
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain('[CONFLICT]');
+    expect(result.stderr + result.stdout).not.toContain('conflicting-secret-value');
+  });
+
+  it('lists names and metadata with filters, never values', async () => {
+    await cli(['set', 'tenant-l', 'stripe/api-key', '--label', 'env=prod'], { env, input: 'value-a' });
+    await cli(['set', 'tenant-l', 'stripe/webhook', '--label', 'env=dev'], { env, input: 'value-b' });
+    await cli(['set', 'tenant-l', 'github/token'], { env, input: 'value-c' });
+    const all = JSON.parse((await cli(['list', 'tenant-l', '--json'], { env })).stdout);
+    expect(all.map((s: { keyName: string }) => s.keyName)).toEqual([
+      'github/token',
+      'stripe/api-key',
+      'stripe/webhook',
+    ]);
+    const stripe = JSON.parse(
+      (await cli(['list', 'tenant-l', '--prefix', 'stripe/', '--json'], { env })).stdout,
+    );
+    expect(stripe).toHaveLength(2);
+    const prod = JSON.parse(
+      (await cli(['list', 'tenant-l', '--label', 'env=prod', '--json'], { env })).stdout,
+    );
+    expect(prod.map((s: { keyName: string }) => s.keyName)).toEqual(['stripe/api-key']);
+    const human = await cli(['list', 'tenant-l'], { env });
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain('stripe/webhook');
+    expect(human.stdout).toContain('env=dev');
+    expect(human.stdout).not.toContain('value-');
+  });
+
+  it('deletes: the secret reads as not found, and shows with --include-deleted', async () => {
+    await cli(['set', 'tenant-d', 'gone'], { env, input: 'bye' });
+    const deleted = await cli(['delete', 'tenant-d', 'gone', '--json'], { env });
+    expect(deleted.code).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ tenant: 'tenant-d', key: 'gone', version: 1 });
+    expect((await cli(['get', 'tenant-d', 'gone'], { env })).code).toBe(3);
+    expect(JSON.parse((await cli(['list', 'tenant-d', '--json'], { env })).stdout)).toEqual([]);
+    const withDeleted = JSON.parse(
+      (await cli(['list', 'tenant-d', '--include-deleted', '--json'], { env })).stdout,
+    );
+    expect(withDeleted[0].deletedAt).not.toBeNull();
+    expect((await cli(['delete', 'tenant-d', 'gone'], { env })).code).toBe(3);
+  });
+});
+
+describe('exit codes and error messages', () => {
+  it('3: not found, on stderr, stdout empty', async () => {
+    const result = await cli(['get', 'tenant-1', 'does-not-exist'], { env });
+    expect(result.code).toBe(3);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('[NOT_FOUND]');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('2: invalid input (bad tenant id) and usage errors', async () => {
+    const bad = await cli(['get', 'bad tenant!', 'k'], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('tenantId');
+    // checked before any database is opened: no embedded PostgreSQL is started for it
+    const embedded = await cli(['set', 'tenant-1', '../bad key'], {
+      env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: join(tmpdir(), 'never-created') },
+      input: 'x',
+    });
+    expect(embedded.code).toBe(2);
+    expect(embedded.stderr).toContain('keyName');
+    expect(embedded.stderr).not.toContain('embedded PostgreSQL');
+    expect((await cli(['get', 'only-tenant'], { env })).code).toBe(2);
+    expect((await cli(['no-such-command'], { env })).code).toBe(2);
+    expect((await cli(['get', 't', 'k', '--version', 'latest'], { env })).code).toBe(2);
+  });
+
+  it('6: configuration error for a bad master key, naming keygen and not echoing the key', async () => {
+    const badKey = 'hunter2-not-a-real-key';
+    const result = await cli(['get', 'tenant-1', 'k'], {
+      env: { ...env, TENANT_SECRETS_MASTER_KEY: badKey },
+    });
+    expect(result.code).toBe(6);
+    expect(result.stderr).toContain('keygen');
+    expect(result.stderr).toContain('TENANT_SECRETS_MASTER_KEY');
+    expect(result.stderr).not.toContain(badKey);
+    expect(result.stderr).not.toContain('hunter2');
+    const missing = await cli(['get', 'tenant-1', 'k'], { env: { DATABASE_URL: env.DATABASE_URL } });
+    expect(missing.code).toBe(6);
+    expect(missing.stderr).toContain('keygen');
+  });
+
+  it('6: schema not migrated (DATABASE_URL is never auto-migrated)', async () => {
+    const empty = await freshDatabase('cli_empty');
+    const result = await cli(['get', 'tenant-1', 'k'], { env: { ...env, DATABASE_URL: empty.url } });
+    expect(result.code).toBe(6);
+    expect(result.stderr).toContain('tenant-secrets migrate');
+    const status = await cli(['status', '--json'], { env: { ...env, DATABASE_URL: empty.url } });
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).schemaVersion).toBe(0);
+  });
+
+  it('7: database unavailable', async () => {
+    const port = await closedPort();
+    const result = await cli(['get', 'tenant-1', 'k'], {
+      env: { ...env, DATABASE_URL: `postgres://nobody:pw@127.0.0.1:${port}/nothing` },
+    });
+    expect(result.code).toBe(7);
+    expect(result.stderr).toContain('[DATABASE_UNAVAILABLE]');
+    expect(result.stderr).not.toContain('pw@');
+  });
+
+  it('--debug adds a stack trace', async () => {
+    const result = await cli(['get', 'tenant-1', 'does-not-exist', '--debug'], { env });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/\n\s+at /);
+  });
+});
+
+describe('status, sql, keygen, docs', () => {
+  it('status reports schema version, key ids in use and counts', async () => {
+    const result = await cli(['status', '--json'], { env });
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    expect(report.database.embedded).toBe(false);
+    expect(report.masterKeys.configured).toEqual([KEY_ID]);
+    expect(report.masterKeys.inUse).toEqual([expect.objectContaining({ id: KEY_ID, configured: true })]);
+    expect(report.masterKeys.inUse[0].dataKeys).toBeGreaterThan(0);
+    expect(report.counts.tenants).toBeGreaterThan(0);
+    expect(report.counts.secrets).toBeGreaterThan(0);
+    expect(report.logging).toMatchObject({
+      logStatement: expect.any(String),
+      logParameterMaxLength: expect.any(String),
+      mayLogParameters: expect.any(Boolean),
+    });
+    const human = await cli(['status'], { env });
+    expect(human.stdout).toContain(KEY_ID);
+    expect(human.stdout).toMatch(/schema\s+public, version \d+/);
+  });
+
+  it('status warns when the server would log bind parameters', async () => {
+    const logged = await freshDatabase('cli_logged');
+    await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_statement = 'all'`);
+    await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_parameter_max_length = -1`);
+    const result = await cli(['status', '--json'], { env: { ...env, DATABASE_URL: logged.url } });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).logging).toMatchObject({
+      logStatement: 'all',
+      logParameterMaxLength: '-1',
+      mayLogParameters: true,
+    });
+    expect(result.stderr).toMatch(/warning: the server may log statements with their bind parameters/);
+    expect(result.stderr).toContain('log_parameter_max_length = 0');
+  });
+
+  it('sql prints the schema with its functions, without a database', async () => {
+    const result = await cli(['sql', '--schema', 'secrets', '--pgcrypto-schema', 'extensions']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toContain('CREATE SCHEMA IF NOT EXISTS "secrets"');
+    expect(result.stdout).toContain('CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA "extensions"');
+    expect(result.stdout).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_read\(/);
+    expect(result.stdout).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_write\(/);
+    expect(result.stdout.trimEnd().endsWith('COMMIT;')).toBe(true);
+  });
+
+  it('keygen prints a valid new key', async () => {
+    const a = await cli(['keygen']);
+    const b = await cli(['keygen', '--json']);
+    expect(a.code).toBe(0);
+    const key = MasterKey.parse(a.stdout.trim());
+    const parsed = JSON.parse(b.stdout);
+    expect(MasterKey.parse(parsed.masterKey).id).toBe(parsed.id);
+    expect(parsed.id).not.toBe(key.id);
+  });
+
+  it('docs/cli.md matches the CLI --help', async () => {
+    const result = await new Promise<number | null>((resolve) => {
+      spawn(process.execPath, [join(root, 'scripts', 'cli-docs.mjs'), '--check'], { stdio: 'ignore' }).on(
+        'close',
+        resolve,
+      );
+    });
+    expect(result).toBe(0);
+  });
+
+  it('every command has --help with examples', async () => {
+    const top = await cli(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toContain('Exit codes:');
+    const section = top.stdout.split('Commands:\n')[1]?.split('\n\n')[0] ?? '';
+    const commands = [...section.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1] as string);
+    expect(commands).toEqual(
+      expect.arrayContaining([
+        'keygen',
+        'migrate',
+        'sql',
+        'set',
+        'get',
+        'list',
+        'versions',
+        'rotate',
+        'delete',
+        'status',
+        'demo',
+      ]),
+    );
+    for (const command of commands) {
+      const help = await cli([command, '--help']);
+      expect(help.code, command).toBe(0);
+      expect(help.stdout, command).toContain('Examples:');
+    }
+  });
+});
+
+describe('embedded PostgreSQL (no DATABASE_URL)', () => {
+  let base = '';
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-'));
+    chmodSync(base, 0o755); // the postgres user (when running as root) must reach the data directory
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  it('exits 7 at once when another process holds the data directory', async () => {
+    const dataDir = join(base, 'held');
+    const holder = await startEmbedded(dataDir);
+    try {
+      const result = await cli(['get', 'tenant-e', 'k'], {
+        env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir },
+      });
+      expect(result.code).toBe(7);
+      expect(result.stderr).toContain(`the embedded PostgreSQL at ${dataDir} is in use by another process`);
+    } finally {
+      await holder.stop();
+    }
+  });
+
+  it('is announced on stderr, migrated automatically, and persists across invocations', async () => {
+    const dataDir = join(base, 'pgdata');
+    const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir };
+    const set = await cli(['set', 'tenant-e', 'persisted'], {
+      env: embeddedEnv,
+      input: 'survives restarts\n',
+    });
+    expect(set.code).toBe(0);
+    expect(set.stderr).toContain(
+      `using embedded PostgreSQL at ${dataDir} (not for production; set DATABASE_URL)`,
+    );
+    const get = await cli(['get', 'tenant-e', 'persisted'], { env: embeddedEnv });
+    expect(get.code).toBe(0);
+    expect(get.stdout).toBe('survives restarts\n');
+    expect(get.stderr).toContain('using embedded PostgreSQL');
+    const status = JSON.parse((await cli(['status', '--json'], { env: embeddedEnv })).stdout);
+    expect(status.database).toEqual({ embedded: true, dataDir });
+    expect(status.counts.secrets).toBe(1);
+  });
+});
+
+describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
+  let base = '';
+  let fallback: string | undefined;
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-private-')); // mode 700: postgres cannot enter
+  });
+  afterAll(() => {
+    rmSync(base, { recursive: true, force: true });
+    if (fallback) rmSync(dirname(fallback), { recursive: true, force: true });
+  });
+
+  it('falls back to a directory the postgres user can reach, and says so', async () => {
+    const requested = join(base, 'pgdata');
+    const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: requested };
+    const set = await cli(['set', 'tenant-f', 'k'], { env: embeddedEnv, input: 'fallback-value' });
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stderr).toContain(`${requested} is not reachable by the postgres user`);
+    fallback = /using embedded PostgreSQL at (\S+) /.exec(set.stderr)?.[1];
+    expect(fallback).toMatch(new RegExp(`^${tmpdir()}/tenant-secrets-[0-9a-f]{12}/pgdata$`));
+    const get = await cli(['get', 'tenant-f', 'k'], { env: embeddedEnv });
+    expect(get.stdout).toBe('fallback-value\n');
+    expect(get.stderr).toContain(`using embedded PostgreSQL at ${fallback} `);
+  });
+});
+
+describe('demo', () => {
+  it('runs end to end with no stdin and catches the tampering', async () => {
+    const result = await cli(['demo'], { env: {} });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('IntegrityError');
+    expect(result.stdout).toContain('failure (INTEGRITY)');
+    expect(result.stdout).toMatch(/get globex github\/deploy-token -> not found/);
+    expect(result.stdout).toMatch(/previous = sk_live_acme_4eC39HqLyjWDarjtT1zdp7dc/);
+    expect(result.stdout).toMatch(/\\x01[0-9a-f]{22}…/);
+    const dir = /embedded PostgreSQL at (\S+)/.exec(result.stdout)?.[1];
+    expect(dir).toBeDefined();
+    const { existsSync } = await import('node:fs');
+    expect(existsSync(dirname(dir as string))).toBe(false);
+  });
+});
