@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/cli/embedded.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
+import { MIGRATIONS } from '../src/sql/migrations.generated.js';
 import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
@@ -62,7 +63,10 @@ beforeAll(async () => {
   env = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
   const migrated = await cli(['migrate', '--json'], { env });
   expect(migrated.code).toBe(0);
-  expect(JSON.parse(migrated.stdout)).toEqual({ applied: ['core'], version: LATEST_SCHEMA_VERSION });
+  expect(JSON.parse(migrated.stdout)).toEqual({
+    applied: MIGRATIONS.map((m) => m.name),
+    version: LATEST_SCHEMA_VERSION,
+  });
 });
 
 describe('set and get', () => {

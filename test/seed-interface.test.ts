@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -100,20 +99,17 @@ describe("the seed's interface", () => {
     await expect(getTenantSecret('tenant-123', 'tampered')).rejects.toBeInstanceOf(IntegrityError);
   });
 
-  it.runIf(existsSync('dist/index.js'))(
-    "the seed's `node -e` commands work against the built package",
-    async () => {
-      const env = { ...process.env, DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
-      const set = `import { setTenantSecret, getTenantSecret } from 'tenant-secrets';
+  it("the seed's `node -e` commands work against the built package (npm test builds first)", async () => {
+    const env = { ...process.env, DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
+    const set = `import { setTenantSecret, getTenantSecret } from 'tenant-secrets';
 await setTenantSecret('tenant-123', 'api-key', 'secret-value');
 const value = await getTenantSecret('tenant-123', 'api-key');
 console.log('Secret value:', value);`;
-      const out = await run('node', ['--input-type=module', '-e', set], { env });
-      expect(out.stdout.trim()).toBe('Secret value: secret-value');
-      const rotate = `import { rotateTenantSecret } from 'tenant-secrets';
+    const out = await run('node', ['--input-type=module', '-e', set], { env });
+    expect(out.stdout.trim()).toBe('Secret value: secret-value');
+    const rotate = `import { rotateTenantSecret } from 'tenant-secrets';
 await rotateTenantSecret('tenant-123', 'api-key', 'new-secret-value');`;
-      await run('node', ['--input-type=module', '-e', rotate], { env });
-      expect(await manager.get('tenant-123', 'api-key')).toBe('new-secret-value');
-    },
-  );
+    await run('node', ['--input-type=module', '-e', rotate], { env });
+    expect(await manager.get('tenant-123', 'api-key')).toBe('new-secret-value');
+  });
 });
