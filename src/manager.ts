@@ -1,4 +1,5 @@
 import type { AuditContext } from './audit/context.js';
+import { type AuditOperations, auditOperations } from './audit/operations.js';
 import { resolveConfig, type SecretsManagerOptions } from './config.js';
 import { type Core, createCore } from './core.js';
 import { type MigrateResult, migrate } from './db/migrate.js';
@@ -7,7 +8,7 @@ import type { TenantKeyBundle } from './keys/keyring.js';
 import { type SecretOperations, secretOperations } from './secrets/operations.js';
 import { assertTenantId } from './validation.js';
 
-export interface SecretsManager extends SecretOperations {
+export interface SecretsManager extends SecretOperations, AuditOperations {
   /** Schema holding tenant-secrets' objects. */
   readonly schema: string;
   /** Fingerprint ids of the configured master keys, current first (never the keys). */
@@ -31,6 +32,7 @@ export interface SecretsManager extends SecretOperations {
 function build(core: Core, close: () => Promise<void>): SecretsManager {
   return {
     ...secretOperations(core),
+    ...auditOperations(core),
     schema: core.schema,
     masterKeyIds: core.keyring.ids,
     migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),
