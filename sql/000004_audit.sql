@@ -62,7 +62,7 @@ COMMENT ON TABLE :TS.tenant_secret_audit_checkpoints IS
 
 -- One page of one chain, ascending seq. p_tenant_id NULL reads the system chain (''). p_options:
 -- since (inclusive), until (exclusive) timestamps; action, key_name, actor, outcome (exact match);
--- after (seq to continue after: keyset pagination); limit (1-1000, default 100);
+-- after (seq to continue after: keyset pagination); limit (1-1000, default 100; up to 10000 for exports);
 -- purpose ('query' or 'export', naming the audit record written for a first page), all_chains
 -- (export of every chain: noted in that record). Only a call without `after` (a first page) writes
 -- that record, so paging never grows the system chain; a caller can skip it by passing a cursor.
@@ -79,7 +79,8 @@ DECLARE
   v_after bigint := COALESCE((v_opts->>'after')::bigint, 0);
   v_since timestamptz := (v_opts->>'since')::timestamptz;
   v_until timestamptz := (v_opts->>'until')::timestamptz;
-  v_limit integer := LEAST(GREATEST(COALESCE((v_opts->>'limit')::integer, 100), 1), 1000);
+  v_limit integer := LEAST(GREATEST(COALESCE((v_opts->>'limit')::integer, 100), 1),
+                           CASE WHEN v_opts->>'purpose' = 'export' THEN 10000 ELSE 1000 END);
   v_action text := CASE WHEN v_opts->>'purpose' = 'export' THEN 'audit.exported' ELSE 'audit.queried' END;
   v_count integer;
 BEGIN

@@ -11,7 +11,7 @@ export interface ExportAuditOptions {
   since?: Date;
   /** Records that occurred before this time. */
   until?: Date;
-  /** Records fetched per database round trip (1-1000, default 1000); memory stays bounded by it. */
+  /** Records fetched per database round trip (1-10000, default 5000); memory stays bounded by it. */
   pageSize?: number;
   /** Audit context for this call only. */
   context?: AuditContext;
@@ -53,9 +53,9 @@ export function exportOperations(core: Core) {
       if (options.tenantId !== undefined && options.tenantId !== null) assertTenantId(options.tenantId);
       assertOptionalDate(options.since, 'since');
       assertOptionalDate(options.until, 'until');
-      const pageSize = options.pageSize ?? 1000;
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
-        throw new InvalidInputError('pageSize must be an integer from 1 to 1000', 'pageSize');
+      const pageSize = options.pageSize ?? 5000;
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 10_000) {
+        throw new InvalidInputError('pageSize must be an integer from 1 to 10000', 'pageSize');
       }
       const all = options.tenantId === undefined;
       const chains = all
