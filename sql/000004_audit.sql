@@ -282,12 +282,14 @@ $$;
 -- to the last one that occurred before p_older_than, and moves the chain's anchor to that record's
 -- (seq, hash) in the same transaction, so the remaining chain still verifies from its anchor.
 -- Checkpoints before the new anchor go too. One 'audit.pruned' record (system chain) per call.
+-- Owner only (status 'forbidden' otherwise, audited as a FORBIDDEN failure).
 CREATE FUNCTION :TS.tenant_secret_audit_prune(p_older_than timestamptz, p_chain_id text DEFAULT NULL,
                                                p_ctx jsonb DEFAULT '{}'::jsonb)
-RETURNS TABLE (chain_id text, pruned bigint, anchor_seq bigint, anchor_hash bytea)
+RETURNS TABLE (status text, chain_id text, pruned bigint, anchor_seq bigint, anchor_hash bytea)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 #variable_conflict use_column
 DECLARE
+  v_owner oid := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = ':TS.tenant_secret_audit'::regclass);
   h record;
   v_seq bigint;
   v_hash bytea;
@@ -295,9 +297,18 @@ DECLARE
   v_total bigint := 0;
   v_chains integer := 0;
 BEGIN
+  -- Pruning moves anchors, so a pruned trail still verifies: only the owner (or a member of the
+  -- owning role, e.g. the migrating operator) may do it, never an application role granted EXECUTE
+  -- by migrate({ grantTo }), which could otherwise erase its own tracks.
+  IF NOT pg_catalog.pg_has_role(session_user, v_owner, 'USAGE') THEN
+    PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, 'failure', 'FORBIDDEN', p_ctx, NULL);
+    RETURN QUERY SELECT 'forbidden'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
+    RETURN;
+  END IF;
   IF p_older_than IS NULL OR p_older_than > pg_catalog.now() THEN
     PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, 'failure', 'INVALID_INPUT', p_ctx,
       pg_catalog.jsonb_build_object('field', 'older_than'));
+    RETURN QUERY SELECT 'invalid_input'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
     RETURN;
   END IF;
   FOR h IN SELECT hh.chain_id FROM :TS.tenant_secret_audit_heads hh
@@ -314,7 +325,7 @@ BEGIN
     DELETE FROM :TS.tenant_secret_audit_checkpoints c WHERE c.chain_id = h.chain_id AND c.seq < v_seq;
     v_total := v_total + v_n;
     v_chains := v_chains + 1;
-    RETURN QUERY SELECT h.chain_id, v_n, v_seq, v_hash;
+    RETURN QUERY SELECT 'ok'::text, h.chain_id, v_n, v_seq, v_hash;
   END LOOP;
   PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, 'success', NULL, p_ctx,
     pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(

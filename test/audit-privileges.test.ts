@@ -33,6 +33,15 @@ describe('audit tables refuse direct writes by non-owners', () => {
       expect(await app.get('t1', 'k')).toBe('app-value');
       const verification = await app.verifyAudit();
       expect(verification).toMatchObject({ ok: true });
+      // Pruning is the owner's: an app role could otherwise erase its own tracks. The refusal is audited.
+      await expect(app.pruneAudit({ olderThan: new Date(), verifyFirst: false })).rejects.toMatchObject({
+        code: 'DATABASE',
+        sqlState: '42501',
+      });
+      const refusals = (await app.audit(null, { action: 'audit.pruned' })).records;
+      expect(refusals.map((r) => [r.outcome, r.errorCode, r.dbRole])).toEqual([
+        ['failure', 'FORBIDDEN', role],
+      ]);
       const page = await app.audit('t1');
       expect(page.records.map((r) => [r.action, r.dbRole])).toEqual([
         ['secret.created', role],

@@ -1,5 +1,5 @@
 import type { Core } from '../core.js';
-import { IntegrityError, InvalidInputError } from '../errors.js';
+import { DatabaseError, IntegrityError, InvalidInputError } from '../errors.js';
 import { assertTenantId } from '../validation.js';
 import type { AuditContext } from './context.js';
 import { checkpointMac, type verifyOperations } from './verify.js';
@@ -37,6 +37,8 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
      * the system chain.
      * @throws {InvalidInputError} `olderThan` is not a past Date, or bad tenant id.
      * @throws {IntegrityError} `verifyFirst` found tampering; nothing was deleted.
+     * @throws {DatabaseError} SQLSTATE 42501: the connected role does not own the schema (pruning
+     *   is an operator task; application roles granted EXECUTE by `migrate({ grantTo })` may not prune).
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async pruneAudit(options: PruneAuditOptions): Promise<PruneAuditResult> {
@@ -60,7 +62,8 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
           );
         }
       }
-      const rows = await core.query<{
+      const result = await core.query<{
+        status: 'ok' | 'forbidden' | 'invalid_input';
         chain_id: string;
         pruned: string;
         anchor_seq: string;
@@ -70,6 +73,17 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
         options.tenantId === undefined ? null : (options.tenantId ?? ''),
         JSON.stringify(core.sqlContext(options.context)),
       ]);
+      if (result.some((row) => row.status === 'forbidden')) {
+        // Same SQLSTATE PostgreSQL uses for insufficient privilege.
+        throw new DatabaseError(
+          'pruneAudit (only the owner of the tenant-secrets schema may prune)',
+          '42501',
+        );
+      }
+      if (result.some((row) => row.status === 'invalid_input')) {
+        throw new InvalidInputError('olderThan must be a Date in the past', 'olderThan');
+      }
+      const rows = result.filter((row) => row.status === 'ok');
       for (const row of rows) {
         const mac = checkpointMac(keyring.current, row.chain_id, BigInt(row.anchor_seq), row.anchor_hash);
         await core.query(
