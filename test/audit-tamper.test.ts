@@ -279,6 +279,28 @@ describe('verifyAudit detects tampering', () => {
     }
   });
 
+  it('reports no false positive while operations append to the chain being verified', async () => {
+    await makeChain('t-busy', 30);
+    let stop = false;
+    const writers = Array.from({ length: 4 }, async (_, w) => {
+      let n = 0;
+      while (!stop) {
+        await manager.get('t-busy', 'k');
+        if (n++ % 5 === 0) await manager.set('t-busy', `w${w}`, 'busy-value');
+      }
+      return n;
+    });
+    const results = [];
+    for (let i = 0; i < 5; i++) results.push(await manager.verifyAudit({ tenantId: 't-busy', pageSize: 7 }));
+    stop = true;
+    const counts = await Promise.all(writers);
+    expect(counts.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    expect(results.map((r) => r.ok)).toEqual([true, true, true, true, true]);
+    const final = await verify('t-busy');
+    expect(final.ok).toBe(true);
+    expect(final.checkpoints).toBeGreaterThanOrEqual(1);
+  });
+
   it('records the outcome of each verification on the system chain', async () => {
     await verify('t-edit');
     const system = (await manager.audit(null, { action: 'audit.verified', limit: 1000 })).records;
