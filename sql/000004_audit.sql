@@ -222,6 +222,9 @@ CREATE FUNCTION :TS.tenant_secret_audit_checkpoint_add(
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 BEGIN
+  -- Wait for a concurrent prune of this chain (it holds the head FOR UPDATE), then check against
+  -- what it left: a checkpoint is never stored below a chain's anchor.
+  PERFORM 1 FROM :TS.tenant_secret_audit_heads h WHERE h.chain_id = p_chain_id FOR SHARE;
   IF NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit a
                   WHERE a.chain_id = p_chain_id AND a.seq = p_seq AND a.hash = p_hash)
      AND NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_heads h

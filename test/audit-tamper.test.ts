@@ -233,6 +233,39 @@ describe('verifyAudit detects tampering', () => {
     expect((await verify('t-trunc')).firstBad).toMatchObject({ seq: 6, reason: 'checkpoint_record_missing' });
   });
 
+  it('records deleted as if pruned (anchor moved by hand past a checkpoint), but not a real prune', async () => {
+    await makeChain('t-fakeprune', 3);
+    await manager.verifyAudit({ tenantId: 't-fakeprune' }); // checkpoint at 3
+    for (let i = 0; i < 3; i++) await manager.get('t-fakeprune', 'k');
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq <= 5`);
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_audit_heads SET anchor_seq = 5,
+              anchor_hash = (SELECT prev_hash FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq = 6)
+        WHERE chain_id = 't-fakeprune'`,
+    );
+    expect((await verify('t-fakeprune')).firstBad).toMatchObject({
+      seq: 3,
+      reason: 'checkpoint_record_missing',
+    });
+
+    await makeChain('t-realprune', 3);
+    await manager.verifyAudit({ tenantId: 't-realprune' });
+    await manager.get('t-realprune', 'k');
+    await manager.get('t-realprune', 'k');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await manager.get('t-realprune', 'k');
+    const fifth = (await manager.audit('t-realprune')).records[4];
+    // occurredAt has µs precision in the database, ms in JS: 2 ms later is after record 5 and
+    // (20 ms pause) before record 6.
+    const pruned = await manager.pruneAudit({
+      tenantId: 't-realprune',
+      olderThan: new Date((fifth?.occurredAt.getTime() ?? 0) + 2),
+    });
+    expect(pruned).toMatchObject({ records: 5, anchors: [{ chainId: 't-realprune', seq: 5 }] });
+    expect(await verify('t-realprune')).toMatchObject({ ok: true, records: 1 });
+  });
+
   it('a forged or moved checkpoint (checkpoint_forged)', async () => {
     await makeChain('t-mark');
     await manager.verifyAudit({ tenantId: 't-mark' });

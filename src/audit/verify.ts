@@ -15,7 +15,8 @@ import type { AuditContext } from './context.js';
  * - `head_mismatch`: the last record is not the one the head names (records appended, or the head rewritten).
  * - `head_missing`: records exist, but the chain's head row does not.
  * - `checkpoint_mismatch`: the chain holds another hash at a signed checkpoint's seq (chain rewritten).
- * - `checkpoint_record_missing`: the record a signed checkpoint names is gone (deleted, or tail truncated).
+ * - `checkpoint_record_missing`: the record a signed checkpoint names is gone (deleted, tail truncated,
+ *   or the anchor moved past it other than by `pruneAudit`).
  * - `checkpoint_forged`: a checkpoint's signature does not verify (forged or altered).
  * - `checkpoint_unknown_key`: a checkpoint is signed by a master key not in the keyring.
  */
@@ -137,8 +138,8 @@ export function verifyOperations(core: Core) {
     const key = keyById(row.master_key_id);
     if (!key) return problem('checkpoint_unknown_key');
     if (!macMatches(key, row)) return problem('checkpoint_forged');
-    // Before the anchor: pruned on purpose (prune removes such checkpoints; tolerate leftovers).
-    if (row.anchor_seq !== null && seq < Number(row.anchor_seq)) return undefined;
+    // A checkpoint below the anchor: pruneAudit deletes those in the same transaction that moves
+    // the anchor, so the anchor was moved some other way (records deleted as if pruned).
     if (row.current_hash === null) return problem('checkpoint_record_missing');
     if (!row.current_hash.equals(row.hash)) return problem('checkpoint_mismatch');
     return undefined;
