@@ -87,7 +87,7 @@ BEGIN
   IF p_tenant_id IS NOT NULL AND :TS._ts_invalid_input(p_tenant_id, NULL) IS NOT NULL THEN
     PERFORM :TS._ts_audit(NULL, v_action, NULL, NULL, 'failure', 'INVALID_INPUT', p_ctx,
       pg_catalog.jsonb_build_object('field', 'tenant_id'));
-    RAISE EXCEPTION 'tenant-secrets: invalid input' USING ERRCODE = 'TS400';
+    RETURN; -- no rows; not raised, so the failure record commits
   END IF;
   RETURN QUERY
     SELECT a.id, a.chain_id, a.seq, a.occurred_at, a.tenant_id, a.db_role, a.actor, a.action, a.key_name,

@@ -84,3 +84,18 @@ describe('audit tables refuse direct writes by non-owners', () => {
     expect(await manager.verifyAudit()).toMatchObject({ ok: true });
   });
 });
+
+describe('audit query called directly in SQL', () => {
+  it('records an invalid tenant id as a failure instead of raising (the record commits)', async () => {
+    const { manager, db } = await setupManager();
+    const rows = await adminQuery(
+      db.name,
+      `SELECT * FROM tenant_secret_audit_query('bad tenant!', '{}', '{"actor":"sql-user"}')`,
+    );
+    expect(rows).toEqual([]);
+    const system = (await manager.audit(null)).records;
+    expect(system.map((r) => [r.action, r.outcome, r.errorCode, r.actor])).toEqual([
+      ['audit.queried', 'failure', 'INVALID_INPUT', 'sql-user'],
+    ]);
+  });
+});
