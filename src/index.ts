@@ -3,6 +3,17 @@
  * @packageDocumentation
  */
 export type { AuditContext } from './audit/context.js';
+export { auditRecordToJsonLine, type ExportAuditOptions } from './audit/export.js';
+export type { AuditOperations } from './audit/operations.js';
+export type { PruneAuditOptions, PruneAuditResult } from './audit/prune.js';
+export type { AuditOutcome, AuditPage, AuditQueryOptions, AuditRecord } from './audit/query.js';
+export type {
+  AuditProblem,
+  AuditProblemReason,
+  AuditVerification,
+  VerifyAuditOptions,
+  VerifyAuditProgress,
+} from './audit/verify.js';
 export type { SecretsManagerOptions } from './config.js';
 export type { Settings } from './core.js';
 export { exportSchemaSql, LATEST_SCHEMA_VERSION, type MigrateResult } from './db/migrate.js';

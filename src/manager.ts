@@ -1,4 +1,5 @@
 import type { AuditContext } from './audit/context.js';
+import { type AuditOperations, auditOperations } from './audit/operations.js';
 import { resolveConfig, type SecretsManagerOptions } from './config.js';
 import { type Core, createCore } from './core.js';
 import { type MigrateResult, migrate } from './db/migrate.js';
@@ -8,7 +9,7 @@ import { type LifecycleOperations, lifecycleOperations } from './secrets/lifecyc
 import { type SecretOperations, secretOperations } from './secrets/operations.js';
 import { assertTenantId } from './validation.js';
 
-export interface SecretsManager extends SecretOperations, LifecycleOperations {
+export interface SecretsManager extends SecretOperations, LifecycleOperations, AuditOperations {
   /** Schema holding tenant-secrets' objects. */
   readonly schema: string;
   /** Fingerprint ids of the configured master keys, current first (never the keys). */
@@ -33,6 +34,7 @@ function build(core: Core, close: () => Promise<void>): SecretsManager {
   return {
     ...secretOperations(core),
     ...lifecycleOperations(core),
+    ...auditOperations(core),
     schema: core.schema,
     masterKeyIds: core.keyring.ids,
     migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),
