@@ -13,10 +13,14 @@ const outFile = join(root, 'src', 'sql', 'migrations.generated.ts');
 const files = readdirSync(sqlDir)
   .filter((name) => /^\d{6}_[a-z0-9_]+\.sql$/.test(name))
   .sort();
-const migrations = files.map((file, index) => {
+// Ids must be unique and increasing; gaps are allowed (migrations are developed on parallel branches,
+// and migrate() applies every id not yet recorded, in order).
+let previousId = 0;
+const migrations = files.map((file) => {
   const id = Number(file.slice(0, 6));
-  if (id !== index + 1)
-    throw new Error(`migrations must be numbered 1..n without gaps; ${file} is out of place`);
+  if (id <= previousId)
+    throw new Error(`migration ids must be unique and increasing; ${file} is out of place`);
+  previousId = id;
   return { id, name: file.slice(7, -4), sql: readFileSync(join(sqlDir, file), 'utf8') };
 });
 
