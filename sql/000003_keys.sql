@@ -151,9 +151,14 @@ BEGIN
     RETURN QUERY SELECT 'invalid_input'::text, NULL::integer, NULL::integer;
     RETURN;
   END IF;
-  SELECT k.version, k.master_key_id INTO v_old
-    FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.state = 'active' FOR UPDATE;
-  IF NOT FOUND THEN
+  -- A concurrent rotation may retire the row we wait for: then look again (a new statement sees
+  -- the key it activated).
+  FOR v_attempt IN 1..3 LOOP
+    SELECT k.version, k.master_key_id INTO v_old
+      FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.state = 'active' FOR UPDATE;
+    EXIT WHEN FOUND OR NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id);
+  END LOOP;
+  IF v_old.version IS NULL THEN
     PERFORM :TS._ts_audit(p_tenant_id, 'tenant_key.rotated', NULL, NULL, 'failure', 'NOT_FOUND', p_ctx, NULL);
     RETURN QUERY SELECT 'not_found'::text, NULL::integer, NULL::integer;
     RETURN;

@@ -138,6 +138,41 @@ describe('tenant-key rotation', () => {
     for (let i = 0; i < 6; i++) expect(await manager.get(t, `k${i}`, { version: 1 })).toBe(`v${i}`);
   });
 
+  it('two concurrent rotations of one tenant both succeed, and reads during them never fail', async () => {
+    const { manager, db } = await setupManager();
+    const t = 'busy';
+    for (let i = 0; i < 20; i++) await manager.set(t, `k${i}`, `v${i}`);
+    let running = true;
+    let reads = 0;
+    const failures: unknown[] = [];
+    const reader = (async () => {
+      while (running) {
+        const i = reads % 20;
+        try {
+          if ((await manager.get(t, `k${i}`)) !== `v${i}`) failures.push(new Error(`wrong value k${i}`));
+        } catch (error) {
+          failures.push(error);
+        }
+        reads++;
+      }
+    })();
+    const results = await Promise.allSettled([
+      manager.rotateTenantKey(t, { batchSize: 3 }),
+      manager.rotateTenantKey(t, { batchSize: 3 }),
+    ]).finally(async () => {
+      running = false;
+      await reader;
+    });
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(failures).toEqual([]);
+    expect(reads).toBeGreaterThan(0);
+    const states = (await keyRows(db.name, t)).map((k) => k.state);
+    expect(states.at(-1)).toBe('active');
+    expect(states.slice(0, -1).every((s) => s === 'destroyed')).toBe(true);
+    expect(await keyVersionsInUse(db.name, t)).toEqual([states.length]);
+    for (let i = 0; i < 20; i++) expect(await manager.get(t, `k${i}`)).toBe(`v${i}`);
+  });
+
   it('refuses a tenant without a data key', async () => {
     const { manager } = await setupManager();
     await expect(manager.rotateTenantKey('nobody')).rejects.toBeInstanceOf(TenantNotFoundError);
