@@ -120,7 +120,6 @@ describe('master-key rotation', () => {
       expect(Object.keys(after.byMasterKey)).toEqual([newId]);
       expect(after.byMasterKey[newId]?.keys).toBe(TENANTS);
       expect(after.unknownMasterKeyIds).toEqual([]);
-      // secret rows untouched: the ciphertext of each secret is the same bytes as before? (checked below)
     } finally {
       await rotated.close();
     }
