@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'DATABASE_UNAVAILABLE'
   | 'DATABASE'
   | 'SCHEMA_NOT_READY'
-  | 'LEGACY_SCHEMA';
+  | 'LEGACY_SCHEMA'
+  | 'ABORTED'
+  | 'LEGACY_IMPORT';
 
 export abstract class TenantSecretsError extends Error {
   abstract readonly code: ErrorCode;
@@ -134,4 +136,57 @@ export class SchemaNotReadyError extends TenantSecretsError {
 /** `migrate()` found a table in the shape of the seed's original code; see docs/runbooks/legacy-import.md. */
 export class LegacySchemaError extends TenantSecretsError {
   readonly code = 'LEGACY_SCHEMA';
+}
+
+/** The tenant has no data key (it never stored a secret, or was purged). */
+export class TenantNotFoundError extends TenantSecretsError {
+  readonly code = 'NOT_FOUND';
+  constructor(readonly tenantId: string) {
+    super(`tenant "${tenantId}" has no data key (no secret was ever stored, or the tenant was purged)`);
+  }
+}
+
+/**
+ * A long-running operation (key rotation, import) stopped because its `signal` was aborted or its
+ * `onProgress` callback threw. Every finished batch is committed: running it again resumes.
+ */
+export class OperationAbortedError extends TenantSecretsError {
+  readonly code = 'ABORTED';
+  constructor(
+    operation: string,
+    /** Units (keys, ciphertexts, rows) done before stopping. */
+    readonly done: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `${operation} stopped after ${done} item(s); finished batches are committed, run it again to resume`,
+      options,
+    );
+  }
+}
+
+/** Why a legacy import stopped (see docs/runbooks/legacy-import.md). */
+export type LegacyImportFailure =
+  | 'wrong_key'
+  | 'legacy_decrypt'
+  | 'invalid_input'
+  | 'conflict'
+  | 'integrity'
+  | 'unknown_master_key'
+  | 'no_legacy_table';
+
+/**
+ * The legacy import stopped. Nothing is lost: rows already imported were verified and committed,
+ * the failing row (named here, never its value) is still in `tenant_secrets_legacy`.
+ */
+export class LegacyImportError extends TenantSecretsError {
+  readonly code = 'LEGACY_IMPORT';
+  constructor(
+    readonly reason: LegacyImportFailure,
+    message: string,
+    readonly tenantId?: string,
+    readonly keyName?: string,
+  ) {
+    super(message);
+  }
 }

@@ -28,6 +28,16 @@ export {
 export * from './errors.js';
 export { Keyring, type TenantKeyBundle } from './keys/keyring.js';
 export { generateMasterKey, MasterKey } from './keys/master-key.js';
+export type { PurgeTenantResult } from './keys/purge.js';
+export type {
+  BatchOptions,
+  KeyProgress,
+  KeyStatus,
+  MasterKeyUsage,
+  RotateMasterKeyResult,
+  RotateTenantKeyResult,
+} from './keys/rotation.js';
+export type { ImportLegacyOptions, ImportLegacyResult } from './legacy/import.js';
 export { createSecretsManager, type SecretsManager } from './manager.js';
 export type {
   DestroyResult,

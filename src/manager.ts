@@ -5,11 +5,20 @@ import { type Core, createCore } from './core.js';
 import { type MigrateResult, migrate } from './db/migrate.js';
 import { quoteSchema } from './db/schema-name.js';
 import type { TenantKeyBundle } from './keys/keyring.js';
+import { type PurgeOperations, purgeOperations } from './keys/purge.js';
+import { type KeyOperations, keyOperations } from './keys/rotation.js';
+import { type LegacyOperations, legacyOperations } from './legacy/import.js';
 import { type LifecycleOperations, lifecycleOperations } from './secrets/lifecycle.js';
 import { type SecretOperations, secretOperations } from './secrets/operations.js';
 import { assertTenantId } from './validation.js';
 
-export interface SecretsManager extends SecretOperations, LifecycleOperations, AuditOperations {
+export interface SecretsManager
+  extends SecretOperations,
+    LifecycleOperations,
+    AuditOperations,
+    KeyOperations,
+    PurgeOperations,
+    LegacyOperations {
   /** Schema holding tenant-secrets' objects. */
   readonly schema: string;
   /** Fingerprint ids of the configured master keys, current first (never the keys). */
@@ -35,6 +44,9 @@ function build(core: Core, close: () => Promise<void>): SecretsManager {
     ...secretOperations(core),
     ...lifecycleOperations(core),
     ...auditOperations(core),
+    ...keyOperations(core),
+    ...purgeOperations(core),
+    ...legacyOperations(core),
     schema: core.schema,
     masterKeyIds: core.keyring.ids,
     migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),

@@ -1,0 +1,48 @@
+import type { AuditContext } from '../audit/context.js';
+import type { Core } from '../core.js';
+import { IntegrityError, InvalidInputError } from '../errors.js';
+import { assertTenantId } from '../validation.js';
+
+export interface PurgeTenantResult {
+  /** Data keys deleted (every version, active, retired or destroyed). */
+  keys: number;
+  /** Secret rows deleted (including soft-deleted ones). */
+  secrets: number;
+  /** Version rows deleted. */
+  versions: number;
+}
+
+/** Crypto-shredding, bound to one manager core. */
+export function purgeOperations(core: Core) {
+  return {
+    /**
+     * Crypto-shreds a tenant: deletes its data keys, secrets and versions in one transaction and
+     * audits `tenant.purged` (counts only) in the tenant's chain, which stays. Afterwards every read
+     * of the tenant returns `null`. Idempotent (zero counts when there is nothing left).
+     *
+     * Backups and WAL archives taken before the purge still hold the tenant's wrapped data keys,
+     * readable with the master key of that time: to shred those copies too, rotate the master key
+     * and destroy the old one once every backup made under it has expired
+     * (docs/runbooks/rotate-secrets.md, "Crypto-shredding and backups").
+     * @throws {InvalidInputError} bad tenant id.
+     * @throws {DatabaseUnavailableError} the database cannot be reached (nothing was deleted).
+     */
+    async purgeTenant(
+      tenantId: string,
+      options: { context?: AuditContext } = {},
+    ): Promise<PurgeTenantResult> {
+      assertTenantId(tenantId);
+      const rows = await core.query<{ status: string; keys: number; secrets: number; versions: number }>(
+        'purgeTenant',
+        `SELECT status, keys, secrets, versions FROM ${core.qs}.tenant_secret_purge_tenant($1, $2::jsonb)`,
+        [tenantId, JSON.stringify(core.sqlContext(options.context))],
+      );
+      const row = rows[0];
+      if (row?.status === 'invalid_input') throw new InvalidInputError('invalid tenant id', 'tenantId');
+      if (row?.status !== 'ok') throw new IntegrityError('tenant purge returned no result');
+      return { keys: row.keys, secrets: row.secrets, versions: row.versions };
+    },
+  };
+}
+
+export type PurgeOperations = ReturnType<typeof purgeOperations>;
