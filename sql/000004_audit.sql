@@ -118,14 +118,23 @@ $$;
 -- Verification
 -- ---------------------------------------------------------------------------------------------
 
--- Every chain: those with a head row, and any chain that has records but lost its head.
+-- Every chain: those with a head row, and any chain that has records but lost its head. The
+-- distinct chain ids of the records come from a loose index scan on (chain_id, seq): one index
+-- probe per chain, not a scan of every record.
 CREATE FUNCTION :TS.tenant_secret_audit_chains()
 RETURNS TABLE (chain_id text, head_seq bigint, anchor_seq bigint, has_head boolean)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  WITH RECURSIVE ids AS (
+    SELECT (SELECT a.chain_id FROM :TS.tenant_secret_audit a ORDER BY a.chain_id, a.seq LIMIT 1) AS id
+    UNION ALL
+    SELECT (SELECT a.chain_id FROM :TS.tenant_secret_audit a WHERE a.chain_id > ids.id
+             ORDER BY a.chain_id, a.seq LIMIT 1)
+      FROM ids WHERE ids.id IS NOT NULL)
   SELECT h.chain_id, h.seq, h.anchor_seq, true FROM :TS.tenant_secret_audit_heads h
   UNION ALL
-  SELECT DISTINCT a.chain_id, NULL::bigint, NULL::bigint, false FROM :TS.tenant_secret_audit a
-   WHERE NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_heads h WHERE h.chain_id = a.chain_id)
+  SELECT ids.id, NULL::bigint, NULL::bigint, false FROM ids
+   WHERE ids.id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_heads h WHERE h.chain_id = ids.id)
   ORDER BY 1
 $$;
 

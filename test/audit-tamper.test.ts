@@ -53,7 +53,10 @@ beforeAll(async () => {
 describe('verifyAudit detects tampering', () => {
   it('passes on an untouched chain', async () => {
     await makeChain('t-clean');
-    expect(await verify('t-clean')).toMatchObject({ ok: true, chains: 1, records: 6, problems: [] });
+    const result = await verify('t-clean');
+    expect(result).toMatchObject({ ok: true, chains: 1, records: 6, problems: [] });
+    const last = (await manager.audit('t-clean')).records.at(-1);
+    expect(result.heads).toEqual([{ chainId: 't-clean', seq: 6, hash: last?.hash }]);
   });
 
   it('an edited field (hash_mismatch on that record)', async () => {
