@@ -25,9 +25,13 @@ export interface SecretsManager
   readonly masterKeyIds: readonly string[];
   /**
    * Applies pending schema migrations (idempotent; safe when several processes run it at once).
-   * @param options.grantTo roles that may EXECUTE the public SQL functions.
+   * @param options.grantTo application roles: EXECUTE on the data-plane functions only.
+   * @param options.grantOperatorTo operator roles: also audit, key rotation, purge and import.
    */
-  migrate(options?: { grantTo?: readonly string[] }): Promise<MigrateResult>;
+  migrate(options?: {
+    grantTo?: readonly string[];
+    grantOperatorTo?: readonly string[];
+  }): Promise<MigrateResult>;
   /** A manager sharing this one's pool whose audit records carry `context` (actor, request id, ip, user agent). */
   withContext(context: AuditContext): SecretsManager;
   /**
@@ -40,16 +44,22 @@ export interface SecretsManager
 }
 
 function build(core: Core, close: () => Promise<void>): SecretsManager {
+  const audit = auditOperations(core);
   return {
     ...secretOperations(core),
     ...lifecycleOperations(core),
-    ...auditOperations(core),
-    ...keyOperations(core),
+    ...audit,
+    ...keyOperations(core, { resignAuditCheckpoints: audit.resignAuditCheckpoints }),
     ...purgeOperations(core),
     ...legacyOperations(core),
     schema: core.schema,
     masterKeyIds: core.keyring.ids,
-    migrate: (options = {}) => migrate(core.pool, { schema: core.schema, grantTo: options.grantTo }),
+    migrate: (options = {}) =>
+      migrate(core.pool, {
+        schema: core.schema,
+        grantTo: options.grantTo,
+        grantOperatorTo: options.grantOperatorTo,
+      }),
     withContext: (context) => build(core.withContext(context), close),
     tenantKeyBundle(tenantId) {
       assertTenantId(tenantId);

@@ -5,11 +5,11 @@ import { createSecretsManager } from '../src/index.js';
 import { adminQuery, setupManager, TEST_KEY, urlFor } from './support/db.js';
 
 /**
- * A login role granted EXECUTE through migrate({ grantTo }) can use the library (and so the audit
+ * A login role granted EXECUTE through migrate({ grantOperatorTo }) can use the library (and so the audit
  * functions), but cannot UPDATE, DELETE, TRUNCATE or INSERT audit rows, heads or checkpoints directly.
  */
 describe('audit tables refuse direct writes by non-owners', () => {
-  it('refuses UPDATE / DELETE / TRUNCATE / INSERT to an app role that can still run every operation', async () => {
+  it('refuses UPDATE / DELETE / TRUNCATE / INSERT to an operator role that can still run every operation', async () => {
     const { manager, db } = await setupManager();
     const role = `ts_app_${randomBytes(4).toString('hex')}`;
     await adminQuery('postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'app-pw'`);
@@ -18,7 +18,7 @@ describe('audit tables refuse direct writes by non-owners', () => {
       await adminQuery(db.name, `DROP OWNED BY ${role} CASCADE`).catch(() => undefined);
       await adminQuery('postgres', `DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
     });
-    await manager.migrate({ grantTo: [role] });
+    await manager.migrate({ grantOperatorTo: [role] });
     const url = new URL(urlFor(db.name));
     url.username = role;
     url.password = 'app-pw';

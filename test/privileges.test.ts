@@ -12,6 +12,7 @@ import { adminQuery, freshDatabase, TEST_KEY, urlFor } from './support/db.js';
 const suffix = randomBytes(4).toString('hex');
 const intruder = `ts_intruder_${suffix}`;
 const app = `ts_app_${suffix}`;
+const operator = `ts_operator_${suffix}`;
 let db: { name: string; url: string };
 let owner: SecretsManager;
 
@@ -40,7 +41,8 @@ const sqlState = (promise: Promise<unknown>) =>
 
 beforeAll(async () => {
   db = await freshDatabase();
-  for (const role of [intruder, app]) await adminQuery('postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
+  for (const role of [intruder, app, operator])
+    await adminQuery('postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'pw'`);
   // Supabase's roles, with Supabase's default privileges on public, which would hand them every new table.
   await adminQuery(
     'postgres',
@@ -64,7 +66,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await owner.close();
   await adminQuery('postgres', `DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
-  for (const role of [intruder, app]) await adminQuery('postgres', `DROP ROLE IF EXISTS ${role}`);
+  for (const role of [intruder, app, operator]) await adminQuery('postgres', `DROP ROLE IF EXISTS ${role}`);
 });
 
 const TABLES = [
@@ -189,6 +191,25 @@ describe('the service role (grantTo) works only through the functions', () => {
     expect(ivs[0]?.iv.equals(ivs[1]?.iv as Buffer)).toBe(false);
     expect(ivs[0]?.iv.equals(Buffer.alloc(16))).toBe(false);
     expect(await owner.get('tenant-3', 'a')).toBe('same');
+  });
+
+  it('the application role cannot run operator functions (purge a tenant, rotate keys, read the audit trail); an operator can', async () => {
+    await owner.migrate({ grantOperatorTo: [operator] });
+    const operatorOnly = [
+      "SELECT * FROM tenant_secret_purge_tenant('tenant-1')",
+      'SELECT tenant_secret_key_status()',
+      "SELECT * FROM tenant_secret_audit_query('tenant-1')",
+      'SELECT * FROM tenant_secret_purge_deleted(NULL)',
+    ];
+    await asRole(app, async (client) => {
+      for (const sql of operatorOnly) expect(await sqlState(client.query(sql))).toBe('42501');
+    });
+    await asRole(operator, async (client) => {
+      expect(await sqlState(client.query('SELECT tenant_secret_key_status()'))).toBe('ok');
+      expect(await sqlState(client.query("SELECT * FROM tenant_secret_audit_query('tenant-1')"))).toBe('ok');
+      expect(await sqlState(client.query('SELECT encrypted_value FROM tenant_secrets'))).toBe('42501');
+    });
+    expect(await owner.get('tenant-1', 'api-key')).toBe('owner-secret');
   });
 
   it('every SECURITY DEFINER function pins search_path', async () => {

@@ -8,11 +8,35 @@ export interface MigrateOptions {
   /** Schema holding tenant-secrets' objects (default `public`). */
   schema: string;
   /**
-   * Roles that may call the public SQL functions (EXECUTE only; no table privileges). The migrating
-   * role owns everything; PUBLIC, and Supabase's `anon` / `authenticated`, get nothing.
+   * Application roles: EXECUTE on the data-plane functions only (read, write, list, delete, restore,
+   * rollback, destroy, metadata, the seed's two functions); no table privileges. The migrating role
+   * owns everything; PUBLIC, and Supabase's `anon` / `authenticated`, get nothing.
    */
   grantTo?: readonly string[];
+  /**
+   * Operator roles: EXECUTE on every public function, i.e. also audit query/verification, key
+   * rotation, tenant purge, purge of expired deletions and legacy import. (Pruning the audit trail
+   * stays with the owner.)
+   */
+  grantOperatorTo?: readonly string[];
 }
+
+/** The functions an application role needs; everything else is an operator's or the owner's. */
+export const APP_FUNCTIONS = [
+  'tenant_secret_write',
+  'tenant_secret_read',
+  'tenant_secret_read_many',
+  'tenant_secret_delete',
+  'tenant_secret_restore',
+  'tenant_secret_rollback',
+  'tenant_secret_destroy',
+  'tenant_secret_destroy_versions',
+  'tenant_secret_update_metadata',
+  'tenant_secret_list',
+  'tenant_secret_list_versions',
+  'upsert_tenant_secret',
+  'get_tenant_secret',
+] as const;
 
 export interface MigrateResult {
   /** Names of the migrations applied by this call (empty when already up to date). */
@@ -31,6 +55,7 @@ export function exportSchemaSql(options: {
   schema: string;
   pgcryptoSchema?: string;
   grantTo?: readonly string[];
+  grantOperatorTo?: readonly string[];
 }): string {
   const ts = quoteSchema(options.schema);
   const pgc = quoteSchema(options.pgcryptoSchema ?? options.schema);
@@ -45,7 +70,7 @@ export function exportSchemaSql(options: {
         `${substitute(m.sql, ts, pgc)}\nINSERT INTO ${ts}.tenant_secret_migrations (id, name) VALUES (${m.id}, '${m.name}');`,
     ),
     lockdownSql(options.schema),
-    grantSql(ts, options.schema, options.grantTo ?? []),
+    grantSql(ts, options.schema, options.grantTo ?? [], options.grantOperatorTo ?? []),
     'COMMIT;',
   ];
   return `${parts.filter((p) => p !== '').join('\n\n')}\n`;
@@ -58,7 +83,7 @@ export function exportSchemaSql(options: {
  */
 export async function migrate(pool: PoolLike, options: MigrateOptions): Promise<MigrateResult> {
   const ts = quoteSchema(options.schema);
-  for (const role of options.grantTo ?? []) assertRole(role);
+  for (const role of [...(options.grantTo ?? []), ...(options.grantOperatorTo ?? [])]) assertRole(role);
   try {
     return await withTransaction(pool, async (client) => {
       await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1, pg_catalog.hashtext($2))', [
@@ -87,7 +112,7 @@ export async function migrate(pool: PoolLike, options: MigrateOptions): Promise<
         names.push(migration.name);
       }
       await client.query(lockdownSql(options.schema));
-      const grants = grantSql(ts, options.schema, options.grantTo ?? []);
+      const grants = grantSql(ts, options.schema, options.grantTo ?? [], options.grantOperatorTo ?? []);
       if (grants) await client.query(grants);
       return { applied: names, version: LATEST_SCHEMA_VERSION };
     });
@@ -209,17 +234,31 @@ END
 $lockdown$;`;
 }
 
-function grantSql(ts: string, schema: string, roles: readonly string[]): string {
-  if (roles.length === 0) return '';
+function grantSql(
+  ts: string,
+  schema: string,
+  appRoles: readonly string[],
+  operatorRoles: readonly string[],
+): string {
+  if (appRoles.length === 0 && operatorRoles.length === 0) return '';
   const ns = `'${schema}'::regnamespace`;
-  const list = roles.map((role) => `'${role}'`).join(', ');
+  const list = (roles: readonly string[]) => `ARRAY[${roles.map((role) => `'${role}'`).join(', ')}]::text[]`;
+  const appNames = APP_FUNCTIONS.map((name) => `'${name}'`).join(', ');
   return `DO $grant$
 DECLARE
   r record;
   g text;
 BEGIN
-  FOREACH g IN ARRAY ARRAY[${list}]::text[] LOOP
+  FOREACH g IN ARRAY ${list([...appRoles, ...operatorRoles])} LOOP
     EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %s TO %I', '${ts.replace(/'/g, "''")}', g);
+  END LOOP;
+  FOREACH g IN ARRAY ${list(appRoles)} LOOP
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = ${ns} AND p.proname IN (${appNames}) LOOP
+      EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', r.fn, g);
+    END LOOP;
+  END LOOP;
+  FOREACH g IN ARRAY ${list(operatorRoles)} LOOP
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = ${ns} AND ${PUBLIC_FUNCTIONS} LOOP
       EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %I', r.fn, g);

@@ -43,6 +43,14 @@ export interface RotateMasterKeyResult {
   batches: number;
   /** Wrapped data keys still depending on other master keys after the run, per key id. */
   remainingByMasterKey: Record<string, number>;
+  /** Signed audit checkpoints re-signed under the current key (and those that could not be). */
+  auditCheckpoints: { resigned: number; skipped: number };
+}
+
+/** Work other modules attach to key operations (composed in manager.ts). */
+export interface KeyOperationHooks {
+  /** Re-signs audit checkpoints under the current master key; run at the end of a master-key rotation. */
+  resignAuditCheckpoints?: () => Promise<{ resigned: number; skipped: number }>;
 }
 
 export interface MasterKeyUsage {
@@ -65,14 +73,16 @@ export interface KeyStatus {
   secrets: number;
   /** Version rows still holding ciphertext. */
   versions: number;
+  /** Signed audit checkpoints per master key id; those under other keys need re-signing before a drop. */
+  checkpointsByMasterKey: Record<string, number>;
   /** Retired data keys not yet destroyed (an unfinished tenant-key rotation). */
   retiredKeys: number;
   destroyedKeys: number;
   /** Master key ids data depends on that are not in the keyring: that data is unreadable. */
   unknownMasterKeyIds: string[];
   /**
-   * True when no data key is wrapped under anything but the current master key: the previous keys
-   * can be removed from `TENANT_SECRETS_PREVIOUS_MASTER_KEYS`.
+   * True when no data key is wrapped, and no audit checkpoint signed, under anything but the current
+   * master key: the previous keys can be removed from `TENANT_SECRETS_PREVIOUS_MASTER_KEYS`.
    */
   readyToDropPrevious: boolean;
 }
@@ -118,6 +128,7 @@ function checkSignal(operation: string, options: BatchOptions, done: number): vo
 
 interface StatusJson {
   by_master_key: Record<string, { keys: number; tenants: number; active_keys: number }>;
+  checkpoints_by_master_key: Record<string, number>;
   tenants: number;
   secrets: number;
   versions: number;
@@ -126,7 +137,7 @@ interface StatusJson {
 }
 
 /** Master-key rotation, key status and tenant-key rotation, bound to one manager core. */
-export function keyOperations(core: Core) {
+export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
   const { qs } = core;
 
   async function keyStatus(): Promise<KeyStatus> {
@@ -147,6 +158,9 @@ export function keyOperations(core: Core) {
       };
     }
     const ids = Object.keys(byMasterKey);
+    const checkpointsByMasterKey = Object.fromEntries(
+      Object.entries(raw.checkpoints_by_master_key ?? {}).map(([id, n]) => [id, Number(n)]),
+    );
     return {
       currentMasterKeyId: current,
       byMasterKey,
@@ -155,8 +169,9 @@ export function keyOperations(core: Core) {
       versions: Number(raw.versions),
       retiredKeys: Number(raw.retired_keys),
       destroyedKeys: Number(raw.destroyed_keys),
+      checkpointsByMasterKey,
       unknownMasterKeyIds: ids.filter((id) => !core.keyring.has(id)),
-      readyToDropPrevious: ids.every((id) => id === current),
+      readyToDropPrevious: [...ids, ...Object.keys(checkpointsByMasterKey)].every((id) => id === current),
     };
   }
 
@@ -220,6 +235,8 @@ export function keyOperations(core: Core) {
         after = tenants[tenants.length - 1] ?? after;
         await report(operation, options, { done, total: Math.max(total, done), batches });
       }
+      // Checkpoints signed under an old key would become unverifiable once it leaves the ring.
+      const auditCheckpoints = (await hooks.resignAuditCheckpoints?.()) ?? { resigned: 0, skipped: 0 };
       const finish = await core.query<{ details: { remaining_by_master_key: Record<string, number> } }>(
         operation,
         `SELECT ${qs}.tenant_secret_finish_master_rotation($1, $2, $3, $4, $5::jsonb) AS details`,
@@ -239,6 +256,7 @@ export function keyOperations(core: Core) {
         remainingByMasterKey: Object.fromEntries(
           Object.entries(remaining).map(([id, keys]) => [id, Number(keys)]),
         ),
+        auditCheckpoints,
       };
     },
 

@@ -8,7 +8,14 @@ export function migrateCommand(program: Command): void {
   program
     .command('migrate')
     .description('Apply pending schema migrations to DATABASE_URL (idempotent; safe to run concurrently).')
-    .option('--grant-to <role...>', 'roles that may EXECUTE the public SQL functions (no table access)')
+    .option(
+      '--grant-to <role...>',
+      'application roles: EXECUTE on the data-plane functions only (no table access)',
+    )
+    .option(
+      '--grant-operator-to <role...>',
+      'operator roles: also audit, key rotation, purge and legacy import',
+    )
     .option('--json', 'print { applied, version } as JSON')
     .addHelpText(
       'after',
@@ -17,9 +24,9 @@ export function migrateCommand(program: Command): void {
         'tenant-secrets migrate --grant-to app_rw --json',
       ),
     )
-    .action(async (opts: { grantTo?: string[]; json?: boolean }) => {
+    .action(async (opts: { grantTo?: string[]; grantOperatorTo?: string[]; json?: boolean }) => {
       const result = await withDatabase((db) =>
-        migrate(db.pool, { schema: db.schema, grantTo: opts.grantTo }),
+        migrate(db.pool, { schema: db.schema, grantTo: opts.grantTo, grantOperatorTo: opts.grantOperatorTo }),
       );
       if (opts.json) printJson(result);
       else if (result.applied.length === 0) note(`schema is up to date (version ${result.version})`);

@@ -15,7 +15,11 @@ export function sql(program: Command): void {
       'schema of the tenant-secrets objects (default: TENANT_SECRETS_SCHEMA or public)',
     )
     .option('--pgcrypto-schema <schema>', 'schema where the pgcrypto extension lives (default: --schema)')
-    .option('--grant-to <role...>', 'roles that may EXECUTE the public SQL functions')
+    .option('--grant-to <role...>', 'application roles: EXECUTE on the data-plane functions only')
+    .option(
+      '--grant-operator-to <role...>',
+      'operator roles: also audit, key rotation, purge and legacy import',
+    )
     .option('--json', 'print { version, schema, pgcryptoSchema, sql } as JSON')
     .addHelpText(
       'after',
@@ -24,18 +28,31 @@ export function sql(program: Command): void {
         'tenant-secrets sql --schema secrets --pgcrypto-schema extensions --grant-to service_role',
       ),
     )
-    .action((opts: { schema?: string; pgcryptoSchema?: string; grantTo?: string[]; json?: boolean }) => {
-      const schema = opts.schema ?? cliSchema();
-      const text = exportSchemaSql({ schema, pgcryptoSchema: opts.pgcryptoSchema, grantTo: opts.grantTo });
-      if (opts.json) {
-        printJson({
-          version: LATEST_SCHEMA_VERSION,
+    .action(
+      (opts: {
+        schema?: string;
+        pgcryptoSchema?: string;
+        grantTo?: string[];
+        grantOperatorTo?: string[];
+        json?: boolean;
+      }) => {
+        const schema = opts.schema ?? cliSchema();
+        const text = exportSchemaSql({
           schema,
-          pgcryptoSchema: opts.pgcryptoSchema ?? schema,
-          sql: text,
+          pgcryptoSchema: opts.pgcryptoSchema,
+          grantTo: opts.grantTo,
+          grantOperatorTo: opts.grantOperatorTo,
         });
-      } else {
-        process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-      }
-    });
+        if (opts.json) {
+          printJson({
+            version: LATEST_SCHEMA_VERSION,
+            schema,
+            pgcryptoSchema: opts.pgcryptoSchema ?? schema,
+            sql: text,
+          });
+        } else {
+          process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+        }
+      },
+    );
 }
