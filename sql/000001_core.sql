@@ -668,7 +668,7 @@ BEGIN
   RETURN QUERY
     SELECT v.version, v.state, v.origin, v.created_at, v.created_by, v.destroyed_at,
            v.version = s.current_version,
-           v.version = s.previous_version AND s.previous_expires_at > pg_catalog.now()
+           COALESCE(v.version = s.previous_version AND s.previous_expires_at > pg_catalog.now(), false)
       FROM :TS.tenant_secret_versions v
       JOIN :TS.tenant_secrets s ON s.tenant_id = v.tenant_id AND s.key_name = v.key_name
      WHERE v.tenant_id = p_tenant_id AND v.key_name = p_key_name AND s.deleted_at IS NULL

@@ -426,39 +426,6 @@ BEGIN
 END
 $$;
 
--- ---------------------------------------------------------------------------------------------
--- Replaced from 000001: tenant_secret_list_versions returned is_previous NULL (not false) when the
--- secret has no previous version (first version, or previous destroyed by destroy_versions).
--- Same signature and behaviour otherwise.
--- ---------------------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION :TS.tenant_secret_list_versions(p_tenant_id text, p_key_name text, p_ctx jsonb DEFAULT '{}'::jsonb)
-RETURNS TABLE (version integer, state text, origin text, created_at timestamptz, created_by text,
-               destroyed_at timestamptz, is_current boolean, is_previous boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
-#variable_conflict use_column
-DECLARE
-  v_count integer;
-BEGIN
-  IF :TS._ts_invalid_input(p_tenant_id, COALESCE(p_key_name, '')) IS NOT NULL THEN
-    PERFORM :TS._ts_audit(NULL, 'secret.versions_listed', NULL, NULL, 'failure', 'INVALID_INPUT', p_ctx, NULL);
-    RETURN;
-  END IF;
-  RETURN QUERY
-    SELECT v.version, v.state, v.origin, v.created_at, v.created_by, v.destroyed_at,
-           v.version = s.current_version,
-           COALESCE(v.version = s.previous_version AND s.previous_expires_at > pg_catalog.now(), false)
-      FROM :TS.tenant_secret_versions v
-      JOIN :TS.tenant_secrets s ON s.tenant_id = v.tenant_id AND s.key_name = v.key_name
-     WHERE v.tenant_id = p_tenant_id AND v.key_name = p_key_name AND s.deleted_at IS NULL
-     ORDER BY v.version DESC;
-  GET DIAGNOSTICS v_count = ROW_COUNT;
-  PERFORM :TS._ts_audit(p_tenant_id, 'secret.versions_listed', p_key_name, NULL,
-    CASE WHEN v_count > 0 THEN 'success' ELSE 'failure' END, CASE WHEN v_count > 0 THEN NULL ELSE 'NOT_FOUND' END,
-    p_ctx, NULL);
-END
-$$;
-
 COMMENT ON FUNCTION :TS.tenant_secret_rollback(text, text, integer, text[], bytea[], jsonb, jsonb) IS
   'tenant-secrets: make an old version current by re-sealing its value as a new version (origin rollback); returns a status.';
 COMMENT ON FUNCTION :TS.tenant_secret_restore(text, text, jsonb) IS
