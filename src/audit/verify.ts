@@ -77,6 +77,8 @@ export interface AuditVerification {
   firstBad?: AuditProblem;
   /** One problem per bad chain for the chain walk, plus every bad checkpoint (at most 100). */
   problems: AuditProblem[];
+  /** The last record (seq, hex hash) of every chain that verified, in chain order; empty chains omitted. */
+  heads: { chainId: string; seq: number; hash: string }[];
 }
 
 interface PageRow {
@@ -182,6 +184,7 @@ export function verifyOperations(core: Core) {
             ).map((row) => row.chain_id)
           : [options.tenantId ?? ''];
       const problems: AuditProblem[] = [];
+      const heads: AuditVerification['heads'] = [];
       let firstBad: AuditProblem | undefined;
       let records = 0;
       let checkpoints = 0;
@@ -228,6 +231,7 @@ export function verifyOperations(core: Core) {
         }
         chainProblems.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
         if (chainProblems.length === 0) {
+          if (lastSeq > 0 && lastHash) heads.push({ chainId, seq: lastSeq, hash: lastHash.toString('hex') });
           const newest = marks.at(-1);
           if (options.checkpoint !== false && lastSeq > 0 && lastHash && Number(newest?.seq ?? 0) < lastSeq) {
             await sign(chainId, lastSeq, lastHash);
@@ -245,6 +249,7 @@ export function verifyOperations(core: Core) {
         records,
         checkpoints,
         problems,
+        heads,
       };
       if (firstBad) result.firstBad = firstBad;
       await core.query('verifyAudit', `SELECT ${qs}.tenant_secret_audit_verified($1, $2::jsonb, $3::jsonb)`, [
