@@ -1,6 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, MasterKey, type SecretsManager } from '../src/index.js';
 import { adminQuery, freshDatabase, OTHER_KEY, TEST_KEY } from './support/db.js';
@@ -237,5 +238,199 @@ describe('audit', () => {
     expect(human.code, human.stderr).toBe(0);
     expect(human.stderr).toContain('pruned 0 record(s)');
     expect((await cli(['audit', 'verify', '--tenant', 'tenant-prune'])).code).toBe(0);
+  });
+});
+
+describe('key management', () => {
+  const OLD_ID = MasterKey.parse(TEST_KEY).id;
+  const NEW_ID = MasterKey.parse(OTHER_KEY).id;
+  const TENANTS = 300;
+  let keysEnv: Record<string, string>;
+  let manager: SecretsManager;
+
+  beforeAll(async () => {
+    const db = await freshDatabase('cli_keys');
+    keysEnv = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
+    manager = createSecretsManager({
+      connectionString: db.url,
+      masterKey: TEST_KEY,
+      actor: 'seed',
+      maxConnections: 8,
+    });
+    await manager.migrate();
+    const ids = Array.from({ length: TENANTS }, (_, i) => `t-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < ids.length; i += 20) {
+      await Promise.all(ids.slice(i, i + 20).map((t) => manager.set(t, 'api/key', `value-of-${t}`)));
+    }
+  });
+  afterAll(() => manager.close());
+
+  it('status shows wrapped keys per master key and readyToDropPrevious', async () => {
+    const result = await cli(['status', '--json'], { env: keysEnv });
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.counts.tenants).toBe(TENANTS);
+    expect(report.keys).toMatchObject({
+      currentMasterKeyId: OLD_ID,
+      readyToDropPrevious: true,
+      byMasterKey: { [OLD_ID]: expect.objectContaining({ keys: TENANTS, tenants: TENANTS }) },
+    });
+    const human = await cli(['status'], { env: keysEnv });
+    expect(human.stdout).toMatch(new RegExp(`wrapped keys\\s+${OLD_ID} \\(current\\): ${TENANTS} wrapped`));
+    expect(human.stdout).toMatch(/drop previous\s+ready/);
+  });
+
+  it('rotate-master-key: SIGINT stops cleanly (exit 130), a re-run resumes, then reads need only the new key', async () => {
+    const rotateEnv = {
+      ...keysEnv,
+      TENANT_SECRETS_MASTER_KEY: OTHER_KEY,
+      TENANT_SECRETS_PREVIOUS_MASTER_KEYS: TEST_KEY,
+    };
+    // Make the run pause at tenant t-0010 (a row lock held here), so the real SIGINT surely lands
+    // mid-rotation: sent after the first committed batch, the lock released once the CLI has seen it.
+    const locker = new pg.Client({ connectionString: keysEnv.DATABASE_URL });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query(`SELECT 1 FROM tenant_secret_keys WHERE tenant_id = 't-0010' FOR UPDATE`);
+    const child = start(['rotate-master-key', '--batch-size', '1'], rotateEnv);
+    let seen = '';
+    let sent = false;
+    let released = false;
+    child.stderr.on('data', (d: Buffer) => {
+      seen += d.toString('utf8');
+      if (!sent && /re-wrapping data keys: \d+\/\d+/.test(seen)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+      if (!released && seen.includes('SIGINT: stopping after the current batch')) {
+        released = true;
+        void locker.query('COMMIT');
+      }
+    });
+    const interrupted = await finish(child);
+    if (!released) await locker.query('ROLLBACK');
+    await locker.end();
+    expect(sent).toBe(true);
+    expect(interrupted.code, interrupted.stderr).toBe(130);
+    const done = Number(/interrupted after (\d+); run again to resume/.exec(interrupted.stderr)?.[1]);
+    // stopped between batches, at the latest right after the batch held at t-0010
+    expect(done).toBeGreaterThan(0);
+    expect(done).toBeLessThanOrEqual(11);
+
+    const half = JSON.parse((await cli(['status', '--json'], { env: rotateEnv })).stdout);
+    expect(half.keys.readyToDropPrevious).toBe(false);
+    expect(half.keys.byMasterKey[OLD_ID].keys).toBe(TENANTS - done);
+    expect((await cli(['status'], { env: rotateEnv })).stdout).toMatch(/drop previous\s+not yet/);
+
+    const resumed = await cli(['rotate-master-key', '--batch-size', '50', '--json'], { env: rotateEnv });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({
+      masterKeyId: NEW_ID,
+      rewrapped: TENANTS - done,
+      failed: 0,
+      remainingByMasterKey: {},
+    });
+    expect(resumed.stderr).toContain(`re-wrapping data keys: ${TENANTS - done}/${TENANTS - done}`);
+
+    const onlyNew = { DATABASE_URL: keysEnv.DATABASE_URL ?? '', TENANT_SECRETS_MASTER_KEY: OTHER_KEY };
+    expect((await cli(['get', 't-0007', 'api/key'], { env: onlyNew })).stdout).toBe('value-of-t-0007\n');
+    const after = JSON.parse((await cli(['status', '--json'], { env: onlyNew })).stdout);
+    expect(after.keys).toMatchObject({
+      currentMasterKeyId: NEW_ID,
+      readyToDropPrevious: true,
+      unknownMasterKeyIds: [],
+    });
+    // the old key alone no longer reads anything
+    expect((await cli(['get', 't-0007', 'api/key'], { env: keysEnv })).code).toBe(5);
+    keysEnv = onlyNew;
+  });
+
+  it('rotate-tenant-key re-encrypts a tenant; an unknown tenant exits 3', async () => {
+    await cli(['set', 't-0001', 'second'], { env: keysEnv, input: 'two' });
+    await cli(['rotate', 't-0001', 'second'], { env: keysEnv, input: 'three' });
+    const rotated = await cli(['rotate-tenant-key', 't-0001', '--batch-size', '1', '--json'], {
+      env: keysEnv,
+    });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(JSON.parse(rotated.stdout)).toMatchObject({
+      tenant: 't-0001',
+      keyVersion: 2,
+      previousKeyVersion: 1,
+      resumed: false,
+      reencrypted: 5, // 2 current values + 3 versions
+      destroyedKeyVersions: [1],
+    });
+    expect(rotated.stderr).toContain('re-encrypting ciphertexts: 5/5');
+    expect((await cli(['get', 't-0001', 'second', '--version', '1'], { env: keysEnv })).stdout).toBe('two\n');
+    expect((await cli(['get', 't-0001', 'api/key'], { env: keysEnv })).stdout).toBe('value-of-t-0001\n');
+    const unknown = await cli(['rotate-tenant-key', 'no-such-tenant'], { env: keysEnv });
+    expect(unknown.code).toBe(3);
+    expect((await cli(['rotate-tenant-key', 't-0001', '--batch-size', '0'], { env: keysEnv })).code).toBe(2);
+  });
+
+  it('purge-tenant needs --yes off a terminal, then crypto-shreds the tenant', async () => {
+    const refused = await cli(['purge-tenant', 't-0002'], { env: keysEnv });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--yes');
+    expect((await cli(['get', 't-0002', 'api/key'], { env: keysEnv })).code).toBe(0);
+    const purged = await cli(['purge-tenant', 't-0002', '--yes', '--json'], { env: keysEnv });
+    expect(purged.code, purged.stderr).toBe(0);
+    expect(JSON.parse(purged.stdout)).toEqual({ tenant: 't-0002', keys: 1, secrets: 1, versions: 1 });
+    expect((await cli(['get', 't-0002', 'api/key'], { env: keysEnv })).code).toBe(3);
+    const trail = JSON.parse(
+      (await cli(['audit', 't-0002', '--action', 'tenant.purged', '--json'], { env: keysEnv })).stdout,
+    );
+    expect(trail.records).toHaveLength(1);
+  });
+});
+
+describe('import-legacy', () => {
+  const LEGACY_KEY = 'old-master-key-from-the-seed';
+  const TENANT = '6f1c2a7e-3b9d-4c11-9a3e-0c5d2f8b7a10';
+
+  it('refuses a wrong key (exit 5), then imports from stdin and the env, resumably', async () => {
+    const db = await freshDatabase('cli_legacy');
+    // The seed's table shape and encryption (see test/legacy-import.test.ts).
+    await adminQuery(
+      db.name,
+      `CREATE EXTENSION IF NOT EXISTS pgcrypto;
+       CREATE TABLE tenant_secrets (tenant_id UUID NOT NULL, key_name TEXT NOT NULL,
+         encrypted_value TEXT NOT NULL, rotated_at TIMESTAMPTZ, PRIMARY KEY (tenant_id, key_name));`,
+    );
+    for (let i = 0; i < 5; i++) {
+      await adminQuery(
+        db.name,
+        `INSERT INTO tenant_secrets VALUES ($1, $2, encode(encrypt($3::bytea, $4::bytea, 'aes-cbc'), 'base64'), now())`,
+        [TENANT, `svc-${i}/api-key`, `legacy värde ${i}`, LEGACY_KEY],
+      );
+    }
+    const legacyEnv = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
+    const wrong = await cli(['import-legacy'], {
+      env: { ...legacyEnv, TENANT_SECRETS_LEGACY_KEY: 'not-the-key' },
+    });
+    expect(wrong.code).toBe(5);
+    expect(wrong.stderr).toContain('[LEGACY_IMPORT]');
+    expect(wrong.stderr).not.toContain('not-the-key');
+    expect((await cli(['import-legacy'], { env: legacyEnv, input: '' })).code).toBe(2);
+
+    const imported = await cli(['import-legacy', '--batch-size', '2', '--json'], {
+      env: legacyEnv,
+      input: `${LEGACY_KEY}\n`,
+    });
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toEqual({ imported: 5, batches: 3, legacyTableDropped: true });
+    expect(imported.stderr).toContain('importing legacy rows: 5/5');
+    expect(imported.stderr + imported.stdout).not.toContain(LEGACY_KEY);
+    expect((await cli(['get', TENANT, 'svc-3/api-key'], { env: legacyEnv })).stdout).toBe('legacy värde 3\n');
+    const versions = JSON.parse(
+      (await cli(['versions', TENANT, 'svc-0/api-key', '--json'], { env: legacyEnv })).stdout,
+    );
+    expect(versions[0]).toMatchObject({ version: 1, origin: 'import' });
+
+    const again = await cli(['import-legacy'], {
+      env: { ...legacyEnv, TENANT_SECRETS_LEGACY_KEY: LEGACY_KEY },
+    });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('no legacy table found');
   });
 });
