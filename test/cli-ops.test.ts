@@ -1,4 +1,4 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -150,6 +150,11 @@ describe('audit', () => {
     );
     expect(system.records.length).toBeGreaterThan(0);
     expect((await cli(['audit'])).code).toBe(2);
+    const byOption = JSON.parse(
+      (await cli(['audit', '--tenant', 'tenant-au', '--limit', '1', '--json'])).stdout,
+    );
+    expect(byOption.records[0]).toMatchObject({ chainId: 'tenant-au', seq: 1 });
+    expect((await cli(['audit', 'tenant-au', '--tenant', 'tenant-au'])).code).toBe(2);
     expect((await cli(['audit', 'tenant-au', '--outcome', 'maybe'])).code).toBe(2);
     expect((await cli(['audit', 'tenant-au', '--since', 'yesterday'])).code).toBe(2);
   });
@@ -432,5 +437,46 @@ describe('import-legacy', () => {
     });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toContain('no legacy table found');
+  });
+});
+
+/** util-linux `script` gives the CLI a pseudo-terminal, so the confirmation prompt can be driven. */
+const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+function onTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, CLI, ...args].join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qefc', command, '/dev/null'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let sent = false;
+    const collect = (d: Buffer) => {
+      output += d.toString('utf8');
+      if (!sent && output.includes('to confirm:')) {
+        sent = true;
+        child.stdin.write(`${answer}\r`);
+      }
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+describe.runIf(hasScript)('confirmation on a terminal', () => {
+  it('destroy asks to type the key name: a wrong answer changes nothing (exit 2), the right one destroys', async () => {
+    await cli(['set', 'tenant-tty', 'doomed'], { input: 'v' });
+    const wrong = await onTerminal(['destroy', 'tenant-tty', 'doomed'], 'nope');
+    expect(wrong.code, wrong.output).toBe(2);
+    expect(wrong.output).toContain('is irreversible. Type "doomed" to confirm:');
+    expect(wrong.output).toContain('not confirmed');
+    expect((await cli(['get', 'tenant-tty', 'doomed'])).stdout).toBe('v\n');
+    const right = await onTerminal(['destroy', 'tenant-tty', 'doomed'], 'doomed');
+    expect(right.code, right.output).toBe(0);
+    expect(right.output).toContain('destroyed tenant-tty doomed');
+    expect((await cli(['get', 'tenant-tty', 'doomed'])).code).toBe(3);
   });
 });

@@ -189,7 +189,12 @@ export function parseAge(text: string, flag: string): Date {
 export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals) => {
-    if (!controller.signal.aborted) note(`${name}: stopping after the current batch...`);
+    if (controller.signal.aborted) {
+      // A second Ctrl-C: stop now. The batch in flight rolls back with the connection; still resumable.
+      note(`${name} again: exiting now; run again to resume`);
+      process.exit(130);
+    }
+    note(`${name}: stopping after the current batch (again to exit at once)...`);
     controller.abort(name);
   };
   process.on('SIGINT', onSignal);

@@ -12,7 +12,7 @@ function report(error: unknown, debug: boolean): number {
   }
   if (error instanceof Error && error.name === 'ExitPromptError') {
     process.stderr.write('tenant-secrets: cancelled\n');
-    return 130;
+    return EXIT.INTERRUPTED;
   }
   const code = exitCodeFor(error);
   if (error instanceof OperationAbortedError) {

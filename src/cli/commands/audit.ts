@@ -7,6 +7,7 @@ import { examples } from '../program.js';
 import { lazyProgress } from '../progress.js';
 
 interface QueryOpts {
+  tenant?: string;
   system?: boolean;
   since?: string;
   until?: string;
@@ -59,6 +60,7 @@ export function audit(program: Command): void {
     )
     .argument('[tenant]', 'tenant id (or --system)')
     .enablePositionalOptions()
+    .option('--tenant <tenant>', 'the tenant, as an option (for a tenant named export, verify or prune)')
     .option('--system', 'the system chain (key rotations, audit queries, verifications)')
     .option('--since <iso-date>', 'records at or after this instant')
     .option('--until <iso-date>', 'records before this instant')
@@ -76,9 +78,14 @@ export function audit(program: Command): void {
         'tenant-secrets audit tenant-a --action secret.read --since 2030-01-01 --json',
         'tenant-secrets audit --system --outcome failure',
         'tenant-secrets audit tenant-a --limit 50 --cursor 50',
+        'tenant-secrets audit --tenant verify        # a tenant whose id is a subcommand name',
       ),
     )
-    .action(async (tenant: string | undefined, opts: QueryOpts) => {
+    .action(async (tenantArg: string | undefined, opts: QueryOpts) => {
+      if (tenantArg !== undefined && opts.tenant !== undefined) {
+        throw new InvalidInputError('give the tenant as an argument or with --tenant, not both', 'tenant');
+      }
+      const tenant = tenantArg ?? opts.tenant;
       if ((tenant === undefined) === !opts.system) {
         throw new InvalidInputError('give a tenant id or --system (not both)', 'tenant');
       }
