@@ -39,14 +39,14 @@ export function exitCodeFor(error: unknown): number {
 
 /** The table printed by `tenant-secrets --help` and copied into docs/cli.md. */
 export const EXIT_CODES_HELP = `Exit codes:
-  0  success
-  1  any other error (e.g. EXPIRED, DATABASE)
-  2  usage error or invalid input (INVALID_INPUT)
-  3  not found (NOT_FOUND)
-  4  version conflict (CONFLICT)
-  5  integrity failure, unknown master key, audit tampering found, or a legacy import stopped on
-     a row (INTEGRITY, UNKNOWN_MASTER_KEY, LEGACY_IMPORT)
-  6  configuration error (CONFIGURATION, SCHEMA_NOT_READY, LEGACY_SCHEMA)
-  7  database unavailable (DATABASE_UNAVAILABLE)
-  130  interrupted (Ctrl-C, SIGTERM) or cancelled: finished batches are committed, run it again to resume
-     (ABORTED)`;
+  0    success
+  1    any other error (e.g. EXPIRED, DATABASE)
+  2    usage error, invalid input, or an irreversible command not confirmed (INVALID_INPUT)
+  3    not found (NOT_FOUND)
+  4    version conflict (CONFLICT)
+  5    integrity failure, unknown master key, audit tampering found, or a legacy import stopped
+       on a row (INTEGRITY, UNKNOWN_MASTER_KEY, LEGACY_IMPORT)
+  6    configuration error (CONFIGURATION, SCHEMA_NOT_READY, LEGACY_SCHEMA)
+  7    database unavailable (DATABASE_UNAVAILABLE)
+  130  interrupted (Ctrl-C, SIGTERM) or cancelled (ABORTED): finished batches are committed;
+       run the command again to resume`;
