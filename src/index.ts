@@ -60,4 +60,5 @@ export type {
   VersionInfo,
   WriteResult,
 } from './secrets/operations.js';
+export { type DatabaseStatus, databaseStatus, type ManagerStatus } from './status.js';
 export { KEY_NAME_PATTERN, MAX_VALUE_BYTES, TENANT_ID_PATTERN } from './validation.js';

@@ -10,6 +10,7 @@ import { type KeyOperations, keyOperations } from './keys/rotation.js';
 import { type LegacyOperations, legacyOperations } from './legacy/import.js';
 import { type LifecycleOperations, lifecycleOperations } from './secrets/lifecycle.js';
 import { type SecretOperations, secretOperations } from './secrets/operations.js';
+import { databaseStatus, type ManagerStatus } from './status.js';
 import { assertTenantId } from './validation.js';
 
 export interface SecretsManager
@@ -39,17 +40,24 @@ export interface SecretsManager
    * (e.g. Supabase RPC): narrow per-tenant keys, never the master key. Treat it as a secret.
    */
   tenantKeyBundle(tenantId: string): TenantKeyBundle;
+  /**
+   * Schema version, master-key ids in use, counts, the server's logging settings, and `keyStatus()`
+   * (null while the schema is older than this library). Metadata only.
+   * @throws {DatabaseUnavailableError} the database cannot be reached.
+   */
+  status(): Promise<ManagerStatus>;
   /** Closes the pool if tenant-secrets created it. */
   close(): Promise<void>;
 }
 
 function build(core: Core, close: () => Promise<void>): SecretsManager {
   const audit = auditOperations(core);
+  const keys = keyOperations(core, { resignAuditCheckpoints: audit.resignAuditCheckpoints });
   return {
     ...secretOperations(core),
     ...lifecycleOperations(core),
     ...audit,
-    ...keyOperations(core, { resignAuditCheckpoints: audit.resignAuditCheckpoints }),
+    ...keys,
     ...purgeOperations(core),
     ...legacyOperations(core),
     schema: core.schema,
@@ -61,6 +69,11 @@ function build(core: Core, close: () => Promise<void>): SecretsManager {
         grantOperatorTo: options.grantOperatorTo,
       }),
     withContext: (context) => build(core.withContext(context), close),
+    async status() {
+      const base = await databaseStatus(core.pool, core.schema);
+      const ready = base.schemaVersion >= base.libraryVersion;
+      return { ...base, keys: ready ? await keys.keyStatus() : null };
+    },
     tenantKeyBundle(tenantId) {
       assertTenantId(tenantId);
       return core.keyring.bundleFor(tenantId);

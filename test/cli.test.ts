@@ -379,13 +379,22 @@ describe('status, sql, keygen, docs', () => {
         'list',
         'versions',
         'rotate',
+        'rollback',
         'delete',
+        'restore',
+        'destroy',
+        'purge-deleted',
+        'audit',
+        'rotate-master-key',
+        'rotate-tenant-key',
+        'purge-tenant',
+        'import-legacy',
         'status',
         'demo',
       ]),
     );
-    for (const command of commands) {
-      const help = await cli([command, '--help']);
+    for (const command of [...commands, 'audit export', 'audit verify', 'audit prune']) {
+      const help = await cli([...command.split(' '), '--help']);
       expect(help.code, command).toBe(0);
       expect(help.stdout, command).toContain('Examples:');
     }
@@ -469,6 +478,14 @@ describe('demo', () => {
     expect(result.stdout).toMatch(/get globex github\/deploy-token -> not found/);
     expect(result.stdout).toMatch(/previous = sk_live_acme_4eC39HqLyjWDarjtT1zdp7dc/);
     expect(result.stdout).toMatch(/\\x01[0-9a-f]{22}…/);
+    expect(result.stdout).toMatch(/rollback acme stripe\/api-key 1 -> version 3/);
+    expect(result.stdout).toMatch(/3\s+rollback\s+enabled\s+current/);
+    expect(result.stdout).toMatch(/verifyAudit\(\) -> ok: \d+ chains/);
+    expect(result.stdout).toMatch(/first bad record: chain acme, seq 2, id \d+, hash_mismatch/);
+    expect(result.stdout).toMatch(/re-wrapping data keys: 152\/152/);
+    expect(result.stdout).toContain('readyToDropPrevious: true');
+    expect(result.stdout).toMatch(/with only the new key: get acme stripe\/api-key = sk_live_acme_4eC39/);
+    expect(result.stdout).toContain('with only the old key: UnknownMasterKeyError');
     const dir = /embedded PostgreSQL at (\S+)/.exec(result.stdout)?.[1];
     expect(dir).toBeDefined();
     const { existsSync } = await import('node:fs');

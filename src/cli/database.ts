@@ -53,7 +53,10 @@ export function defaultDataDir(): string {
  * Opens DATABASE_URL, or (CLI only) the embedded PostgreSQL in TENANT_SECRETS_DATA_DIR, announced
  * on stderr and migrated automatically. Runs `fn`, then closes the pool and stops the server.
  */
-export async function withDatabase<T>(fn: (db: CliDatabase) => Promise<T>): Promise<T> {
+export async function withDatabase<T>(
+  fn: (db: CliDatabase) => Promise<T>,
+  options: { migrate?: boolean } = {},
+): Promise<T> {
   const schema = cliSchema();
   let embedded: EmbeddedDatabase | undefined;
   let url = env.DATABASE_URL;
@@ -69,7 +72,7 @@ export async function withDatabase<T>(fn: (db: CliDatabase) => Promise<T>): Prom
   const pool = createOwnedPool({ connectionString: url, max: 4 });
   try {
     const db: CliDatabase = { pool, schema, qs: quoteSchema(schema), embedded };
-    if (embedded) await migrate(pool, { schema });
+    if (embedded && options.migrate !== false) await migrate(pool, { schema });
     return await fn(db);
   } finally {
     await pool.end().catch(() => undefined);
@@ -80,6 +83,8 @@ export async function withDatabase<T>(fn: (db: CliDatabase) => Promise<T>): Prom
 /** A secrets manager on the CLI's database; the master key is checked before any database is touched. */
 export async function withManager<T>(
   fn: (manager: SecretsManager, db: CliDatabase) => Promise<T>,
+  /** `migrate: false`: do not migrate an embedded database first (import-legacy migrates itself). */
+  options: { migrate?: boolean } = {},
 ): Promise<T> {
   const keyring = cliKeyring();
   return withDatabase(async (db) => {
@@ -89,5 +94,5 @@ export async function withManager<T>(
     } finally {
       await manager.close();
     }
-  });
+  }, options);
 }

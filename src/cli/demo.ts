@@ -5,12 +5,14 @@ import type pg from 'pg';
 import { migrate } from '../db/migrate.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
-import { IntegrityError } from '../errors.js';
+import { IntegrityError, UnknownMasterKeyError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
 import { MasterKey } from '../keys/master-key.js';
 import { createSecretsManager, type SecretsManager } from '../manager.js';
+import type { VersionInfo } from '../secrets/operations.js';
 import { resolveDataDir, startEmbedded } from './embedded.js';
 import { table } from './io.js';
+import { createProgress } from './progress.js';
 
 /** What every demo step can use. */
 export interface DemoContext {
@@ -19,6 +21,8 @@ export interface DemoContext {
   readonly pool: PoolLike & pg.Pool;
   readonly tenantA: string;
   readonly tenantB: string;
+  /** The throwaway master key of `manager`. */
+  readonly masterKey: MasterKey;
   /** Prints an indented line of the step's narration. */
   say(line?: string): void;
 }
@@ -41,6 +45,19 @@ export function shortHex(bytes: Buffer, keep = 12): string {
 
 async function rows<R>(pool: PoolLike, sql: string, params: unknown[] = []): Promise<R[]> {
   return (await pool.query(sql, params)).rows as R[];
+}
+
+function printHistory(history: VersionInfo[], say: (line?: string) => void): void {
+  for (const line of table(
+    ['VERSION', 'ORIGIN', 'STATE', 'MARK'],
+    history.map((v) => [
+      String(v.version),
+      v.origin,
+      v.state,
+      v.isCurrent ? 'current' : v.isPrevious ? 'previous' : '',
+    ]),
+  ).split('\n'))
+    say(line);
 }
 
 export const DEMO_STEPS: DemoStep[] = [
@@ -183,6 +200,121 @@ export const DEMO_STEPS: DemoStep[] = [
       );
     },
   },
+  {
+    title: 'Roll back to an earlier version',
+    async run({ manager, tenantA, say }) {
+      const r = await manager.rollback(tenantA, 'stripe/api-key', 1);
+      say(
+        `rollback ${tenantA} stripe/api-key 1 -> version ${r.version} (version 1's value, written as a new version)`,
+      );
+      say(`current = ${await manager.get(tenantA, 'stripe/api-key')}`);
+      say();
+      printHistory(await manager.versions(tenantA, 'stripe/api-key'), say);
+    },
+  },
+  {
+    title: 'Verify the audit trail',
+    async run({ manager, say }) {
+      const result = await manager.verifyAudit();
+      if (!result.ok) throw new Error('demo: the audit trail failed verification');
+      say(
+        `verifyAudit() -> ok: ${result.chains} chains, ${result.records} records: every hash recomputed, every link checked`,
+      );
+      for (const head of result.heads)
+        say(`  head ${head.chainId || '(system)'} seq ${head.seq} ${head.hash.slice(0, 16)}…`);
+      say('Each verified head gets a checkpoint signed with a key derived from the master key.');
+    },
+  },
+  {
+    title: 'A tampered audit record is detected',
+    async run({ manager, pool, tenantA, say }) {
+      const [row] = await rows<{ id: string; actor: string }>(
+        pool,
+        `SELECT id, actor FROM tenant_secret_audit WHERE chain_id = $1 AND seq = 2`,
+        [tenantA],
+      );
+      if (!row) throw new Error('demo: no audit record to tamper with');
+      await pool.query('UPDATE tenant_secret_audit SET actor = $1 WHERE id = $2', [
+        'innocent-bystander',
+        row.id,
+      ]);
+      say(
+        `UPDATE tenant_secret_audit SET actor = 'innocent-bystander' WHERE id = ${row.id};  -- ${tenantA}'s record seq 2, rewritten by a superuser`,
+      );
+      const result = await manager.verifyAudit();
+      const bad = result.firstBad;
+      if (result.ok || !bad) throw new Error('demo: audit tampering was not detected');
+      say(
+        `verifyAudit() -> ok: false, first bad record: chain ${bad.chainId || '(system)'}, seq ${bad.seq}, id ${bad.id}, ${bad.reason}`,
+      );
+      say('(`tenant-secrets audit verify` exits 5 and names it.)');
+      await pool.query('UPDATE tenant_secret_audit SET actor = $1 WHERE id = $2', [row.actor, row.id]);
+      say(`put the original actor back: verifyAudit() -> ok: ${(await manager.verifyAudit()).ok}`);
+    },
+  },
+  {
+    title: 'Rotate the master key',
+    async run({ manager, pool, masterKey, tenantA, say }) {
+      const extra = Array.from({ length: 150 }, (_, i) => `tenant-${String(i).padStart(3, '0')}`);
+      for (let i = 0; i < extra.length; i += 25) {
+        await Promise.all(extra.slice(i, i + 25).map((t) => manager.set(t, 'db/password', `pw-${t}`)));
+      }
+      const newKey = MasterKey.generate();
+      say(
+        `${extra.length} more tenants stored; new master key ${newKey.id}, the old one ${masterKey.id} kept as previous`,
+      );
+      const rotating = createSecretsManager({
+        pool,
+        keyring: new Keyring(newKey, [masterKey]),
+        actor: 'demo',
+      });
+      const progressStream = process.stdout.isTTY
+        ? process.stdout
+        : // not a terminal: plain progress lines, indented like the rest
+          ({
+            isTTY: false,
+            write: (text: string) => {
+              say(text.trimEnd());
+              return true;
+            },
+          } as unknown as NodeJS.WritableStream);
+      let progress: ReturnType<typeof createProgress> | undefined;
+      const result = await rotating.rotateMasterKey({
+        batchSize: 10,
+        onProgress: async ({ done, total }) => {
+          progress ??= createProgress({
+            label: '  re-wrapping data keys',
+            total,
+            stream: progressStream,
+            step: 0.25,
+          });
+          progress.update(done);
+          await new Promise((resolve) => setTimeout(resolve, 15)); // slow enough to watch the bar
+        },
+      });
+      progress?.stop();
+      say(
+        `rotateMasterKey() -> ${result.rewrapped} data keys re-wrapped in ${result.batches} batches; no secret re-encrypted`,
+      );
+      const status = await rotating.keyStatus();
+      say(
+        `keyStatus() -> ${Object.entries(status.byMasterKey)
+          .map(([id, u]) => `${id}: ${u.keys} keys`)
+          .join(', ')}; readyToDropPrevious: ${status.readyToDropPrevious}`,
+      );
+      const onlyNew = createSecretsManager({ pool, keyring: new Keyring(newKey), actor: 'demo' });
+      say(
+        `with only the new key: get ${tenantA} stripe/api-key = ${await onlyNew.get(tenantA, 'stripe/api-key')}`,
+      );
+      try {
+        await manager.get(tenantA, 'stripe/api-key');
+        throw new Error('demo: the old key still reads after the rotation');
+      } catch (error) {
+        if (!(error instanceof UnknownMasterKeyError)) throw error;
+        say(`with only the old key: ${error.name} [${error.code}]`);
+      }
+    },
+  },
 ];
 
 /**
@@ -216,6 +348,7 @@ export async function runDemo(
           pool,
           tenantA: A,
           tenantB: B,
+          masterKey: key,
           say: (line = '') => write(line === '' ? '' : `  ${line}`),
         };
         for (const [index, step] of steps.entries()) {

@@ -11,6 +11,8 @@ export const EXIT = {
   INTEGRITY: 5,
   CONFIGURATION: 6,
   UNAVAILABLE: 7,
+  /** Interrupted (Ctrl-C / SIGINT, SIGTERM) or cancelled at a prompt: 128 + SIGINT, as shells report it. */
+  INTERRUPTED: 130,
 } as const;
 
 const BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -23,6 +25,10 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   SCHEMA_NOT_READY: EXIT.CONFIGURATION,
   LEGACY_SCHEMA: EXIT.CONFIGURATION,
   DATABASE_UNAVAILABLE: EXIT.UNAVAILABLE,
+  // A legacy import stops on data it cannot convert safely (wrong key, undecryptable row, clash): the
+  // data needs a look, like an integrity failure; nothing was lost.
+  LEGACY_IMPORT: EXIT.INTEGRITY,
+  ABORTED: EXIT.INTERRUPTED,
 };
 
 /** Exit code for anything thrown by a command. */
@@ -33,11 +39,14 @@ export function exitCodeFor(error: unknown): number {
 
 /** The table printed by `tenant-secrets --help` and copied into docs/cli.md. */
 export const EXIT_CODES_HELP = `Exit codes:
-  0  success
-  1  any other error (e.g. EXPIRED, DATABASE)
-  2  usage error or invalid input (INVALID_INPUT)
-  3  not found (NOT_FOUND)
-  4  version conflict (CONFLICT)
-  5  integrity failure or unknown master key (INTEGRITY, UNKNOWN_MASTER_KEY)
-  6  configuration error (CONFIGURATION, SCHEMA_NOT_READY, LEGACY_SCHEMA)
-  7  database unavailable (DATABASE_UNAVAILABLE)`;
+  0    success
+  1    any other error (e.g. EXPIRED, DATABASE)
+  2    usage error, invalid input, or an irreversible command not confirmed (INVALID_INPUT)
+  3    not found (NOT_FOUND)
+  4    version conflict (CONFLICT)
+  5    integrity failure, unknown master key, audit tampering found, or a legacy import stopped
+       on a row (INTEGRITY, UNKNOWN_MASTER_KEY, LEGACY_IMPORT)
+  6    configuration error (CONFIGURATION, SCHEMA_NOT_READY, LEGACY_SCHEMA)
+  7    database unavailable (DATABASE_UNAVAILABLE)
+  130  interrupted (Ctrl-C, SIGTERM) or cancelled (ABORTED): finished batches are committed;
+       run the command again to resume`;

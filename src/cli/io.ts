@@ -122,3 +122,88 @@ export function checkNames(tenant: string, key?: string): void {
   assertTenantId(tenant);
   if (key !== undefined) assertKeyName(key);
 }
+
+/**
+ * Confirms an irreversible operation: `--yes` skips it; on a terminal the operator types `expected`
+ * (on stderr); otherwise (a script without --yes) it refuses with INVALID_INPUT (exit 2).
+ */
+export async function confirmIrreversible(
+  what: string,
+  expected: string,
+  yes: boolean | undefined,
+): Promise<void> {
+  if (yes) return;
+  if (!process.stdin.isTTY) {
+    throw new InvalidInputError(
+      `${what} is irreversible: pass --yes to confirm (standard input is not a terminal)`,
+      'yes',
+    );
+  }
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(
+      `${what} is irreversible. Type ${JSON.stringify(expected)} to confirm: `,
+    );
+    if (answer.trim() !== expected) throw new InvalidInputError(`not confirmed: ${what} was not done`, 'yes');
+  } finally {
+    rl.close();
+  }
+}
+
+/** Parses a positive integer option within [min, max]. */
+export function parseCount(
+  text: string | undefined,
+  flag: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new InvalidInputError(`${flag} must be an integer from ${min} to ${max}`, flag);
+  }
+  return Number(text);
+}
+
+/** Parses `--older-than`: an ISO 8601 instant, or a duration before now like `90d`, `12h`, `30m`. */
+export function parseAge(text: string, flag: string): Date {
+  const match = /^(\d{1,6})([dhm])$/.exec(text);
+  if (match) {
+    const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[match[2] as 'd' | 'h' | 'm'];
+    return new Date(Date.now() - Number(match[1]) * unit);
+  }
+  const date = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(date.getTime())) {
+    throw new InvalidInputError(
+      `${flag} must be an ISO 8601 date (e.g. 2030-01-31) or an age like 90d, 12h, 30m`,
+      flag,
+    );
+  }
+  return date;
+}
+
+/**
+ * An AbortSignal aborted by the first SIGINT (Ctrl-C) or SIGTERM, for long operations that stop
+ * cleanly between batches. `dispose` removes the handlers.
+ */
+export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      // A second Ctrl-C: stop now. The batch in flight rolls back with the connection; still resumable.
+      note(`${name} again: exiting now; run again to resume`);
+      process.exit(130);
+    }
+    note(`${name}: stopping after the current batch (again to exit at once)...`);
+    controller.abort(name);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

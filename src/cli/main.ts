@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
-import { TenantSecretsError } from '../errors.js';
+import { OperationAbortedError, TenantSecretsError } from '../errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { buildProgram } from './program.js';
 
@@ -12,10 +12,12 @@ function report(error: unknown, debug: boolean): number {
   }
   if (error instanceof Error && error.name === 'ExitPromptError') {
     process.stderr.write('tenant-secrets: cancelled\n');
-    return 130;
+    return EXIT.INTERRUPTED;
   }
   const code = exitCodeFor(error);
-  if (error instanceof TenantSecretsError) {
+  if (error instanceof OperationAbortedError) {
+    process.stderr.write(`tenant-secrets: interrupted after ${error.done}; run again to resume\n`);
+  } else if (error instanceof TenantSecretsError) {
     process.stderr.write(`tenant-secrets: error [${error.code}]: ${error.message}\n`);
   } else {
     // Not one of ours: its message could quote anything, so it is only shown with --debug.

@@ -1,8 +1,12 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { audit } from './commands/audit.js';
 import { del } from './commands/delete.js';
 import { demo } from './commands/demo.js';
 import { get } from './commands/get.js';
+import { importLegacy } from './commands/import-legacy.js';
 import { keygen } from './commands/keygen.js';
+import { purgeTenant, rotateMasterKey, rotateTenantKey } from './commands/keys.js';
+import { destroy, purgeDeleted, restore, rollback } from './commands/lifecycle.js';
 import { list } from './commands/list.js';
 import { migrateCommand } from './commands/migrate.js';
 import { rotate } from './commands/rotate.js';
@@ -24,7 +28,16 @@ const COMMANDS: readonly RegisterCommand[] = [
   list,
   versions,
   rotate,
+  rollback,
   del,
+  restore,
+  destroy,
+  purgeDeleted,
+  audit,
+  rotateMasterKey,
+  rotateTenantKey,
+  purgeTenant,
+  importLegacy,
   status,
   demo,
 ];
@@ -37,7 +50,8 @@ export const ENVIRONMENT_HELP = `Environment:
   TENANT_SECRETS_MASTER_KEY            current master key (from \`tenant-secrets keygen\`)
   TENANT_SECRETS_PREVIOUS_MASTER_KEYS  older master keys still accepted, comma-separated
   TENANT_SECRETS_SCHEMA                schema of the tenant-secrets objects (default public)
-  TENANT_SECRETS_ACTOR                 actor recorded in the audit trail (default cli:<user>)`;
+  TENANT_SECRETS_ACTOR                 actor recorded in the audit trail (default cli:<user>)
+  TENANT_SECRETS_LEGACY_KEY            the seed's old master key, read by import-legacy only`;
 
 export function buildProgram(): Command {
   const program = new Command('tenant-secrets');
@@ -64,7 +78,17 @@ Quick start:
   printf %s 'sk_live_123' | tenant-secrets set tenant-a stripe/api-key
   tenant-secrets get tenant-a stripe/api-key`,
     );
+  // Options belong to the command they follow, so `audit --json` and `audit verify --json` stay apart.
+  program.enablePositionalOptions();
   for (const register of COMMANDS) register(program);
+  // --debug is accepted anywhere (main.ts looks for it in argv): declare it, hidden, on every subcommand.
+  const addDebug = (command: Command) => {
+    for (const sub of command.commands) {
+      sub.addOption(new Option('--debug', 'show stack traces of errors').hideHelp());
+      addDebug(sub);
+    }
+  };
+  addDebug(program);
   return program;
 }
 

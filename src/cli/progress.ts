@@ -70,3 +70,20 @@ export function createProgress(options: ProgressOptions): Progress {
     stop: print,
   };
 }
+
+/**
+ * A progress display created on the first report, when the total is known (library operations
+ * report `{ done, total }` after each batch). `stop` is a no-op when nothing was reported.
+ */
+export function lazyProgress(label: string): { update(done: number, total: number): void; stop(): void } {
+  let progress: Progress | undefined;
+  return {
+    update(done, total) {
+      progress ??= createProgress({ label, total });
+      progress.update(done);
+    },
+    stop() {
+      progress?.stop();
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { toTenantSecretsError } from '../../db/errors.js';
-import { LATEST_SCHEMA_VERSION, schemaVersion } from '../../db/migrate.js';
-import { type CliDatabase, cliKeyring, withDatabase } from '../database.js';
+import type { KeyStatus } from '../../keys/rotation.js';
+import { type DatabaseStatus, databaseStatus } from '../../status.js';
+import { type CliDatabase, cliKeyring, withDatabase, withManager } from '../database.js';
 import { note, out, printJson, warn } from '../io.js';
 import { examples } from '../program.js';
 
@@ -26,61 +26,27 @@ export interface StatusReport {
     /** Whether statements of other connections may be logged with their bind parameters (tenant KEKs, values). */
     mayLogParameters: boolean;
   };
+  /** The library's keyStatus() (wrapped keys per master key id, readyToDropPrevious); null without a master key or before migrate. */
+  keys: KeyStatus | null;
 }
 
-async function collect(db: CliDatabase, configured: string[]): Promise<StatusReport> {
-  const q = async <R>(sql: string): Promise<R[]> => {
-    try {
-      return (await db.pool.query(sql)).rows as R[];
-    } catch (error) {
-      throw toTenantSecretsError(error, 'status');
-    }
-  };
-  let version: number;
-  try {
-    version = await schemaVersion(db.pool, db.schema);
-  } catch (error) {
-    throw toTenantSecretsError(error, 'status');
-  }
-  const settings = await q<{ name: string; reset_val: string; setting: string }>(
-    `SELECT name, reset_val, setting FROM pg_catalog.pg_settings
-      WHERE name IN ('log_statement', 'log_min_duration_statement', 'log_parameter_max_length')`,
-  );
-  const setting = (name: string) => settings.find((s) => s.name === name);
-  const logStatement = setting('log_statement')?.reset_val ?? 'none';
-  const logMinDuration = setting('log_min_duration_statement')?.reset_val ?? '-1';
-  const logParamLength = setting('log_parameter_max_length')?.reset_val ?? '-1';
-  const logging = {
-    logStatement,
-    logMinDurationStatement: logMinDuration,
-    logParameterMaxLength: logParamLength,
-    sessionSuppressesParameters: setting('log_parameter_max_length')?.setting === '0',
-    mayLogParameters: logParamLength !== '0' && (logStatement === 'all' || Number(logMinDuration) >= 0),
-  };
-  let inUse: StatusReport['masterKeys']['inUse'] = [];
-  let counts = { tenants: 0, secrets: 0, deletedSecrets: 0 };
-  if (version > 0) {
-    const keys = await q<{ id: string; n: string }>(
-      `SELECT master_key_id AS id, count(*) AS n FROM ${db.qs}.tenant_secret_keys
-        WHERE master_key_id IS NOT NULL GROUP BY master_key_id ORDER BY master_key_id`,
-    );
-    inUse = keys.map((k) => ({ id: k.id, dataKeys: Number(k.n), configured: configured.includes(k.id) }));
-    const [c] = await q<{ tenants: string; secrets: string; deleted: string }>(
-      `SELECT (SELECT count(DISTINCT tenant_id) FROM ${db.qs}.tenant_secret_keys) AS tenants,
-              count(*) FILTER (WHERE deleted_at IS NULL) AS secrets,
-              count(*) FILTER (WHERE deleted_at IS NOT NULL) AS deleted
-         FROM ${db.qs}.tenant_secrets`,
-    );
-    counts = { tenants: Number(c?.tenants), secrets: Number(c?.secrets), deletedSecrets: Number(c?.deleted) };
-  }
+function toReport(
+  db: CliDatabase,
+  configured: string[],
+  st: DatabaseStatus & { keys?: KeyStatus | null },
+): StatusReport {
   return {
     database: { embedded: db.embedded !== undefined, dataDir: db.embedded?.dir ?? null },
-    schema: db.schema,
-    schemaVersion: version,
-    libraryVersion: LATEST_SCHEMA_VERSION,
-    masterKeys: { configured, inUse },
-    counts,
-    logging,
+    schema: st.schema,
+    schemaVersion: st.schemaVersion,
+    libraryVersion: st.libraryVersion,
+    masterKeys: {
+      configured,
+      inUse: st.masterKeysInUse.map((k) => ({ ...k, configured: configured.includes(k.id) })),
+    },
+    counts: st.counts,
+    logging: st.logging,
+    keys: st.keys ?? null,
   };
 }
 
@@ -88,13 +54,18 @@ export function status(program: Command): void {
   program
     .command('status')
     .description(
-      'Show the schema version, master-key ids configured and in use, counts of tenants and secrets, and whether the server may log bind parameters.',
+      'Show the schema version, master-key ids configured and in use, counts of tenants and secrets, whether the server may log bind parameters, and (with a master key) wrapped keys per master key and whether the previous master key can be dropped.',
     )
     .option('--json', 'print the status report as JSON')
     .addHelpText('after', examples('tenant-secrets status', 'tenant-secrets status --json'))
     .action(async (opts: { json?: boolean }) => {
       const configured = process.env.TENANT_SECRETS_MASTER_KEY ? cliKeyring().ids : [];
-      const report = await withDatabase((db) => collect(db, configured));
+      // With a master key: the manager's status() (adds keyStatus()); without: databaseStatus().
+      const report = configured.length
+        ? await withManager(async (manager, db) => toReport(db, configured, await manager.status()))
+        : await withDatabase(async (db) =>
+            toReport(db, configured, await databaseStatus(db.pool, db.schema)),
+          );
       const unknown = report.masterKeys.inUse.filter((k) => !k.configured);
       if (report.logging.mayLogParameters) {
         warn(
@@ -129,6 +100,22 @@ export function status(program: Command): void {
             .join(', ') || '(none)'
         }`,
       );
+      if (report.keys) {
+        const usage = Object.entries(report.keys.byMasterKey)
+          .map(
+            ([id, u]) =>
+              `${id}${id === report.keys?.currentMasterKeyId ? ' (current)' : ''}: ${u.keys} wrapped (${u.activeKeys} active), ${u.tenants} tenants`,
+          )
+          .join('; ');
+        out(`wrapped keys      ${usage || '(none)'}`);
+        out(
+          `drop previous     ${report.keys.readyToDropPrevious ? 'ready: every data key is under the current master key' : 'not yet: run `tenant-secrets rotate-master-key`'}`,
+        );
+        if (report.keys.retiredKeys > 0)
+          out(
+            `retired keys      ${report.keys.retiredKeys} (unfinished tenant-key rotations: run rotate-tenant-key again)`,
+          );
+      }
       out(`tenants           ${report.counts.tenants}`);
       out(`secrets           ${report.counts.secrets} (+ ${report.counts.deletedSecrets} deleted)`);
       out(

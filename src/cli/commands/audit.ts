@@ -1,0 +1,224 @@
+import type { Command } from 'commander';
+import type { AuditOutcome, AuditRecord } from '../../audit/query.js';
+import { IntegrityError, InvalidInputError } from '../../errors.js';
+import { withManager } from '../database.js';
+import { checkNames, iso, note, out, parseAge, parseCount, parseDate, printJson, table } from '../io.js';
+import { examples } from '../program.js';
+import { lazyProgress } from '../progress.js';
+
+interface QueryOpts {
+  tenant?: string;
+  system?: boolean;
+  since?: string;
+  until?: string;
+  action?: string;
+  key?: string;
+  actor?: string;
+  outcome?: string;
+  limit?: string;
+  cursor?: string;
+  json?: boolean;
+}
+
+/** `--tenant t` / `--system` / neither (every chain) as the library's tenantId option. */
+function chainOption(opts: { tenant?: string; system?: boolean }): { tenantId?: string | null } {
+  if (opts.tenant !== undefined && opts.system) {
+    throw new InvalidInputError('give either --tenant or --system, not both', '--system');
+  }
+  if (opts.tenant !== undefined) {
+    checkNames(opts.tenant);
+    return { tenantId: opts.tenant };
+  }
+  return opts.system ? { tenantId: null } : {};
+}
+
+const chainName = (chainId: string) => (chainId === '' ? '(system)' : chainId);
+
+function recordRow(r: AuditRecord): string[] {
+  return [
+    String(r.seq),
+    iso(r.occurredAt),
+    r.action,
+    r.outcome + (r.errorCode ? ` (${r.errorCode})` : ''),
+    r.keyName ?? '-',
+    r.version === null ? '-' : String(r.version),
+    r.actor,
+  ];
+}
+
+async function writeLine(line: string): Promise<void> {
+  if (!process.stdout.write(`${line}\n`)) {
+    await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+  }
+}
+
+export function audit(program: Command): void {
+  const command = program
+    .command('audit')
+    .description(
+      "Query a tenant's audit trail (or the system chain's with --system), oldest first, one page at a time; subcommands export, verify and prune it.",
+    )
+    .argument('[tenant]', 'tenant id (or --system)')
+    .enablePositionalOptions()
+    .option('--tenant <tenant>', 'the tenant, as an option (for a tenant named export, verify or prune)')
+    .option('--system', 'the system chain (key rotations, audit queries, verifications)')
+    .option('--since <iso-date>', 'records at or after this instant')
+    .option('--until <iso-date>', 'records before this instant')
+    .option('--action <action>', 'only this action, e.g. secret.read')
+    .option('--key <key>', 'only this key name')
+    .option('--actor <actor>', 'only this actor')
+    .option('--outcome <outcome>', 'success or failure')
+    .option('--limit <n>', 'page size, 1-1000 (default 100)')
+    .option('--cursor <cursor>', 'the next-page cursor printed by the previous page')
+    .option('--json', 'print { records, nextCursor } as JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'tenant-secrets audit tenant-a',
+        'tenant-secrets audit tenant-a --action secret.read --since 2030-01-01 --json',
+        'tenant-secrets audit --system --outcome failure',
+        'tenant-secrets audit tenant-a --limit 50 --cursor 50',
+        'tenant-secrets audit --tenant verify        # a tenant whose id is a subcommand name',
+      ),
+    )
+    .action(async (tenantArg: string | undefined, opts: QueryOpts) => {
+      if (tenantArg !== undefined && opts.tenant !== undefined) {
+        throw new InvalidInputError('give the tenant as an argument or with --tenant, not both', 'tenant');
+      }
+      const tenant = tenantArg ?? opts.tenant;
+      if ((tenant === undefined) === !opts.system) {
+        throw new InvalidInputError('give a tenant id or --system (not both)', 'tenant');
+      }
+      if (tenant !== undefined) checkNames(tenant);
+      if (opts.outcome !== undefined && opts.outcome !== 'success' && opts.outcome !== 'failure') {
+        throw new InvalidInputError('--outcome must be success or failure', '--outcome');
+      }
+      const page = await withManager((manager) =>
+        manager.audit(tenant ?? null, {
+          since: parseDate(opts.since, '--since'),
+          until: parseDate(opts.until, '--until'),
+          action: opts.action,
+          keyName: opts.key,
+          actor: opts.actor,
+          outcome: opts.outcome as AuditOutcome | undefined,
+          limit: parseCount(opts.limit, '--limit', 1, 1000),
+          cursor: opts.cursor,
+        }),
+      );
+      if (opts.json) return printJson(page);
+      if (page.records.length === 0) note('no audit records match');
+      else
+        out(
+          table(['SEQ', 'AT', 'ACTION', 'OUTCOME', 'KEY', 'VERSION', 'ACTOR'], page.records.map(recordRow)),
+        );
+      if (page.nextCursor) note(`more records: run again with --cursor ${page.nextCursor}`);
+    });
+
+  command
+    .command('export')
+    .description(
+      'Stream audit records as JSON Lines on stdout (every chain, or one), oldest first, with their hashes so a log system can re-check the chains.',
+    )
+    .option('--tenant <tenant>', "only this tenant's chain")
+    .option('--system', 'only the system chain')
+    .option('--since <iso-date>', 'records at or after this instant')
+    .option('--until <iso-date>', 'records before this instant')
+    .addHelpText(
+      'after',
+      examples(
+        'tenant-secrets audit export > audit.jsonl',
+        'tenant-secrets audit export --tenant tenant-a --since 2030-01-01 | jq .action',
+      ),
+    )
+    .action(async (opts: { tenant?: string; system?: boolean; since?: string; until?: string }) => {
+      const chain = chainOption(opts);
+      const since = parseDate(opts.since, '--since');
+      const until = parseDate(opts.until, '--until');
+      let lines = 0;
+      await withManager(async (manager) => {
+        for await (const line of manager.exportAudit({ ...chain, since, until })) {
+          await writeLine(line);
+          lines++;
+        }
+      });
+      note(`exported ${lines} audit record(s)`);
+    });
+
+  command
+    .command('verify')
+    .description(
+      'Verify the audit hash chains and their signed checkpoints; on success, sign a checkpoint at each chain head. Exit 5 names the first bad record.',
+    )
+    .option('--tenant <tenant>', "only this tenant's chain")
+    .option('--system', 'only the system chain')
+    .option('--json', 'print the verification result as JSON')
+    .addHelpText(
+      'after',
+      examples('tenant-secrets audit verify', 'tenant-secrets audit verify --tenant tenant-a --json'),
+    )
+    .action(async (opts: { tenant?: string; system?: boolean; json?: boolean }) => {
+      const chain = chainOption(opts);
+      const progress = lazyProgress('verifying audit chains');
+      const verification = await withManager(async (manager) => {
+        try {
+          return await manager.verifyAudit({
+            ...chain,
+            onProgress: (p) => progress.update(p.chainsDone, p.chainsTotal),
+          });
+        } finally {
+          progress.stop();
+        }
+      });
+      if (opts.json) printJson(verification);
+      else {
+        out(
+          `verified ${verification.chains} chain(s), ${verification.records} record(s), ${verification.checkpoints} checkpoint(s): ${verification.ok ? 'OK' : 'TAMPERING DETECTED'}`,
+        );
+        const shown = verification.heads.slice(0, 20);
+        for (const h of shown) out(`  head ${chainName(h.chainId)} seq ${h.seq} ${h.hash}`);
+        if (verification.heads.length > shown.length) {
+          out(
+            `  ... and ${verification.heads.length - shown.length} more verified head(s) (--json lists all)`,
+          );
+        }
+        for (const p of verification.problems) {
+          out(
+            `  ${p.reason} in chain ${chainName(p.chainId)} at seq ${p.seq ?? '-'}${p.id === null ? '' : ` (record id ${p.id})`}${p.masterKeyId ? ` (checkpoint key ${p.masterKeyId})` : ''}`,
+          );
+        }
+      }
+      const bad = verification.firstBad;
+      if (bad) {
+        throw new IntegrityError(
+          `the audit trail fails verification: first bad record in chain ${chainName(bad.chainId)} at seq ${bad.seq ?? '-'}${bad.id === null ? '' : ` (record id ${bad.id})`}: ${bad.reason}`,
+        );
+      }
+    });
+
+  command
+    .command('prune')
+    .description(
+      'Delete audit records older than a date or age (verifying the chains first); each pruned chain keeps a signed anchor so what remains still verifies. Needs the schema owner.',
+    )
+    .requiredOption('--older-than <iso-date|age>', 'an ISO 8601 date, or an age such as 90d, 12h, 30m')
+    .option('--tenant <tenant>', "only this tenant's chain")
+    .option('--system', 'only the system chain')
+    .option('--json', 'print { chains, records, anchors } as JSON')
+    .addHelpText(
+      'after',
+      examples(
+        'tenant-secrets audit prune --older-than 365d',
+        'tenant-secrets audit prune --older-than 2030-01-01 --json',
+      ),
+    )
+    .action(async (opts: { olderThan: string; tenant?: string; system?: boolean; json?: boolean }) => {
+      const chain = chainOption(opts);
+      const olderThan = parseAge(opts.olderThan, '--older-than');
+      const result = await withManager((manager) => manager.pruneAudit({ ...chain, olderThan }));
+      if (opts.json) printJson(result);
+      else
+        note(
+          `pruned ${result.records} record(s) from ${result.chains} chain(s) older than ${olderThan.toISOString()}`,
+        );
+    });
+}
