@@ -181,6 +181,33 @@ BEGIN
 END
 $$;
 
+-- Opens one ciphertext with the data-key version it names and seals it again under the active data
+-- key (the key version is part of the AAD, so the new ciphertext is bound to it). Returns the new
+-- ciphertext, or NULL with status 'integrity' (detail: the key name) or 'unknown_master_key'
+-- (detail: the missing master key id).
+CREATE FUNCTION :TS._ts_reseal(
+  p_tenant text, p_name text, p_version integer, p_old_key_version integer, p_blob bytea,
+  p_key_ids text[], p_keks bytea[], p_new_dek bytea, p_new_key_version integer,
+  OUT sealed bytea, OUT status text, OUT detail text)
+LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+DECLARE
+  v_old record;
+  v_plain bytea;
+BEGIN
+  SELECT * INTO v_old FROM :TS.tenant_secret_keys k, :TS._ts_unwrap_dek(p_tenant, k.version, k.master_key_id,
+      k.wrapped_key, p_key_ids, p_keks) u WHERE k.tenant_id = p_tenant AND k.version = p_old_key_version;
+  v_plain := CASE WHEN v_old.status = 'ok'
+                  THEN :TS._ts_open_secret(p_blob, v_old.dek, p_tenant, p_name, p_version, p_old_key_version) END;
+  IF v_plain IS NULL THEN
+    status := CASE WHEN v_old.status = 'unknown_master_key' THEN 'unknown_master_key' ELSE 'integrity' END;
+    detail := CASE WHEN status = 'unknown_master_key' THEN v_old.master_key_id ELSE p_name END;
+    RETURN;
+  END IF;
+  sealed := :TS._ts_seal_secret(v_plain, p_new_dek, p_tenant, p_name, p_version, p_new_key_version);
+  status := 'ok';
+END
+$$;
+
 -- Re-encrypts up to p_limit ciphertexts (current values in tenant_secrets, then enabled rows of
 -- tenant_secret_versions) of one tenant that are not under its active data key: open with the old
 -- key version in the AAD, seal again with the active one. Rows are locked FOR UPDATE (as writers
@@ -195,8 +222,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_active record;
   v_new record;
-  v_old record;
-  v_plain bytea;
+  v_re record;
   v_secrets integer := 0;
   v_versions integer := 0;
   v_status text := 'ok';
@@ -224,18 +250,15 @@ BEGIN
      WHERE v_status = 'ok' AND s.tenant_id = p_tenant_id AND s.key_version <> v_active.version
      ORDER BY s.key_name LIMIT GREATEST(p_limit, 1) FOR UPDATE OF s
   LOOP
-    SELECT * INTO v_old FROM :TS.tenant_secret_keys k, :TS._ts_unwrap_dek(p_tenant_id, k.version, k.master_key_id,
-        k.wrapped_key, p_key_ids, p_keks) u WHERE k.tenant_id = p_tenant_id AND k.version = r.key_version;
-    v_plain := CASE WHEN v_old.status = 'ok'
-                    THEN :TS._ts_open_secret(r.blob, v_old.dek, p_tenant_id, r.key_name, r.version, r.key_version) END;
-    IF v_plain IS NULL THEN
-      v_status := CASE WHEN v_old.status = 'unknown_master_key' THEN 'unknown_master_key' ELSE 'integrity' END;
-      v_detail := CASE WHEN v_status = 'unknown_master_key' THEN v_old.master_key_id ELSE r.key_name END;
+    SELECT * INTO v_re FROM :TS._ts_reseal(p_tenant_id, r.key_name, r.version, r.key_version, r.blob,
+                                           p_key_ids, p_keks, v_new.dek, v_active.version);
+    IF v_re.status <> 'ok' THEN
+      v_status := v_re.status;
+      v_detail := v_re.detail;
       EXIT work;
     END IF;
     UPDATE :TS.tenant_secrets s
-       SET encrypted_value = :TS._ts_seal_secret(v_plain, v_new.dek, p_tenant_id, r.key_name, r.version, v_active.version),
-           key_version = v_active.version
+       SET encrypted_value = v_re.sealed, key_version = v_active.version
      WHERE s.tenant_id = p_tenant_id AND s.key_name = r.key_name;
     v_secrets := v_secrets + 1;
   END LOOP;
@@ -248,18 +271,15 @@ BEGIN
        WHERE v.tenant_id = p_tenant_id AND v.encrypted_value IS NOT NULL AND v.key_version <> v_active.version
        ORDER BY v.key_name, v.version LIMIT GREATEST(p_limit - v_secrets, 1) FOR UPDATE OF v
     LOOP
-      SELECT * INTO v_old FROM :TS.tenant_secret_keys k, :TS._ts_unwrap_dek(p_tenant_id, k.version, k.master_key_id,
-          k.wrapped_key, p_key_ids, p_keks) u WHERE k.tenant_id = p_tenant_id AND k.version = r.key_version;
-      v_plain := CASE WHEN v_old.status = 'ok'
-                      THEN :TS._ts_open_secret(r.blob, v_old.dek, p_tenant_id, r.key_name, r.version, r.key_version) END;
-      IF v_plain IS NULL THEN
-        v_status := CASE WHEN v_old.status = 'unknown_master_key' THEN 'unknown_master_key' ELSE 'integrity' END;
-        v_detail := CASE WHEN v_status = 'unknown_master_key' THEN v_old.master_key_id ELSE r.key_name END;
+      SELECT * INTO v_re FROM :TS._ts_reseal(p_tenant_id, r.key_name, r.version, r.key_version, r.blob,
+                                             p_key_ids, p_keks, v_new.dek, v_active.version);
+      IF v_re.status <> 'ok' THEN
+        v_status := v_re.status;
+        v_detail := v_re.detail;
         EXIT work2;
       END IF;
       UPDATE :TS.tenant_secret_versions v
-         SET encrypted_value = :TS._ts_seal_secret(v_plain, v_new.dek, p_tenant_id, r.key_name, r.version, v_active.version),
-             key_version = v_active.version
+         SET encrypted_value = v_re.sealed, key_version = v_active.version
        WHERE v.tenant_id = p_tenant_id AND v.key_name = r.key_name AND v.version = r.version;
       v_versions := v_versions + 1;
     END LOOP;

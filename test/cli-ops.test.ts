@@ -1,50 +1,20 @@
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn, spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, MasterKey, type SecretsManager } from '../src/index.js';
+import { CLI, type CliResult, finishCli, runCli, startCli } from './support/cli.js';
 import { adminQuery, freshDatabase, OTHER_KEY, TEST_KEY } from './support/db.js';
 
 /** The CLI's operator commands (lifecycle, audit, key management, legacy import), driven as a subprocess. */
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(root, 'dist', 'cli', 'main.js');
+const start = startCli;
+const finish = finishCli;
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[], env: Record<string, string | undefined>): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-}
-
-function finish(child: ChildProcessWithoutNullStreams, input = ''): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-
-/** Runs the CLI with a clean environment and `input` on stdin (not a terminal). */
+/** Runs the CLI with a clean environment (this file's database by default) and `input` on stdin. */
 function cli(
   args: string[],
   options: { input?: string; env?: Record<string, string | undefined> } = {},
-): Promise<Result> {
-  return finish(start(args, options.env ?? env), options.input);
+): Promise<CliResult> {
+  return runCli(args, { input: options.input, env: options.env ?? env });
 }
 
 let env: Record<string, string>;

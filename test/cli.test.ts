@@ -1,60 +1,22 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded } from '../src/cli/embedded.js';
+import { freePort } from '../src/cli/free-port.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
 import { MIGRATIONS } from '../src/sql/migrations.generated.js';
+import { CLI, runCli } from './support/cli.js';
 import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(root, 'dist', 'cli', 'main.js');
 const KEY_ID = MasterKey.parse(TEST_KEY).id;
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with a clean environment (nothing inherited but PATH/HOME) and `input` on stdin. */
-function cli(
-  args: string[],
-  options: { input?: string; env?: Record<string, string | undefined> } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
-  });
-}
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 1;
-      server.close(() => resolve(port));
-    });
-  });
-}
+const cli = runCli;
+const closedPort = freePort; // free a moment ago, so nothing listens there
 
 let env: Record<string, string>;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OperationAbortedError, TenantNotFoundError } from '../src/index.js';
+import { IntegrityError, OperationAbortedError, TenantNotFoundError } from '../src/index.js';
 import { adminQuery, setupManager, TEST_KEY } from './support/db.js';
 
 interface KeyRow {
@@ -171,6 +171,36 @@ describe('tenant-key rotation', () => {
     expect(states.slice(0, -1).every((s) => s === 'destroyed')).toBe(true);
     expect(await keyVersionsInUse(db.name, t)).toEqual([states.length]);
     for (let i = 0; i < 20; i++) expect(await manager.get(t, `k${i}`)).toBe(`v${i}`);
+  });
+
+  it('stops at a ciphertext that does not open, names its key, loses nothing, and resumes once it is repaired', async () => {
+    const { manager, db } = await setupManager();
+    for (const key of ['a', 'b', 'c']) await manager.set('tamper-rk', key, `value-${key}`);
+    await manager.set('tamper-rk', 'b', 'value-b2');
+    const [original] = await adminQuery<{ encrypted_value: Buffer }>(
+      db.name,
+      "SELECT encrypted_value FROM tenant_secret_versions WHERE tenant_id = 'tamper-rk' AND key_name = 'b' AND version = 1",
+    );
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_versions SET encrypted_value = set_byte(encrypted_value, 20, get_byte(encrypted_value, 20) # 1)
+        WHERE tenant_id = 'tamper-rk' AND key_name = 'b' AND version = 1`,
+    );
+    const error = await manager.rotateTenantKey('tamper-rk').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as Error).message).toContain('"b"');
+    expect((error as Error).message).not.toContain('value-');
+    for (const key of ['a', 'c']) expect(await manager.get('tamper-rk', key)).toBe(`value-${key}`);
+    expect(await manager.get('tamper-rk', 'b')).toBe('value-b2');
+    await adminQuery(
+      db.name,
+      "UPDATE tenant_secret_versions SET encrypted_value = $1 WHERE tenant_id = 'tamper-rk' AND key_name = 'b' AND version = 1",
+      [original?.encrypted_value],
+    );
+    const resumed = await manager.rotateTenantKey('tamper-rk');
+    expect(resumed.resumed).toBe(true);
+    expect(await keyVersionsInUse(db.name, 'tamper-rk')).toEqual([resumed.keyVersion]);
+    expect(await manager.get('tamper-rk', 'b', { version: 1 })).toBe('value-b');
   });
 
   it('refuses a tenant without a data key', async () => {
