@@ -2,7 +2,7 @@
 --
 --   * master-key rotation: re-wrap tenant data keys under the current master key, batch by batch
 --     (tenant_secret_rewrap_keys), then one system audit record (tenant_secret_finish_master_rotation);
---   * key status (tenant_secret_key_status): what depends on which master key;
+--   * key status: tenant_secret_key_status is in 000005 (it also counts audit checkpoints, 000004);
 --   * tenant-key rotation: new data-key version (tenant_secret_rotate_key), re-encryption of the
 --     tenant's secrets and versions in batches (tenant_secret_reencrypt_batch), destruction of
 --     retired keys nothing references any more (tenant_secret_destroy_retired_keys);
@@ -82,26 +82,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
   SELECT k.tenant_id FROM :TS.tenant_secret_keys k
    WHERE k.wrapped_key IS NOT NULL AND k.master_key_id <> p_current_id AND k.tenant_id > COALESCE(p_after, '')
    GROUP BY k.tenant_id ORDER BY k.tenant_id LIMIT LEAST(GREATEST(p_limit, 1), 10000)
-$$;
-
--- What depends on which master key: wrapped (not destroyed) data keys and their tenants per
--- master key id, plus totals. Metadata only.
-CREATE FUNCTION :TS.tenant_secret_key_status()
-RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT pg_catalog.jsonb_build_object(
-    'by_master_key', COALESCE((
-      SELECT pg_catalog.jsonb_object_agg(m.master_key_id,
-               pg_catalog.jsonb_build_object('keys', m.keys, 'tenants', m.tenants, 'active_keys', m.active_keys))
-        FROM (SELECT k.master_key_id, pg_catalog.count(*) AS keys, pg_catalog.count(DISTINCT k.tenant_id) AS tenants,
-                     pg_catalog.count(*) FILTER (WHERE k.state = 'active') AS active_keys
-                FROM :TS.tenant_secret_keys k WHERE k.wrapped_key IS NOT NULL GROUP BY k.master_key_id) m),
-      '{}'::jsonb),
-    'tenants', (SELECT pg_catalog.count(DISTINCT k.tenant_id) FROM :TS.tenant_secret_keys k WHERE k.wrapped_key IS NOT NULL),
-    'retired_keys', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_keys k WHERE k.state = 'retired'),
-    'destroyed_keys', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_keys k WHERE k.state = 'destroyed'),
-    'secrets', (SELECT pg_catalog.count(*) FROM :TS.tenant_secrets s),
-    'versions', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_versions v WHERE v.encrypted_value IS NOT NULL))
 $$;
 
 -- The system audit record closing a master-key rotation run (tenant NULL: the system chain), with
@@ -479,8 +459,6 @@ COMMENT ON FUNCTION :TS.tenant_secret_rewrap_keys(text[], text[], bytea[], jsonb
   'tenant-secrets: re-wrap the given tenants'' data keys under the current master key (master-key rotation batch); touches no secret.';
 COMMENT ON FUNCTION :TS.tenant_secret_rewrap_pending(text, text, integer) IS
   'tenant-secrets: next tenants with a data key not wrapped under the given master key (keyset pagination).';
-COMMENT ON FUNCTION :TS.tenant_secret_key_status() IS
-  'tenant-secrets: wrapped data keys and tenants per master key id, and totals (metadata only).';
 COMMENT ON FUNCTION :TS.tenant_secret_finish_master_rotation(text, integer, integer, integer, jsonb) IS
   'tenant-secrets: write the system audit record that ends a master-key rotation run.';
 COMMENT ON FUNCTION :TS.tenant_secret_rotate_key(text, text[], bytea[], jsonb) IS

@@ -1,9 +1,10 @@
--- tenant-secrets migration 000005: key status also counts signed audit checkpoints per master key.
+-- tenant-secrets migration 000005: key status: what depends on which master key.
 --
--- Audit checkpoints (000004) are signed in the library with a key derived from a master key; once
--- that master key leaves the ring they can no longer be verified. A master-key rotation therefore
--- re-signs them, and "ready to drop the previous key" must consider them as well as data keys.
-CREATE OR REPLACE FUNCTION :TS.tenant_secret_key_status()
+-- Wrapped (not destroyed) data keys and their tenants per master key id, signed audit checkpoints per
+-- master key id, and totals; metadata only. It comes after 000004 because audit checkpoints are signed
+-- in the library with a key derived from a master key: once that key leaves the ring they can no
+-- longer be verified, so "ready to drop the previous key" must consider them as well as data keys.
+CREATE FUNCTION :TS.tenant_secret_key_status()
 RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
   SELECT pg_catalog.jsonb_build_object(
@@ -25,3 +26,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
     'secrets', (SELECT pg_catalog.count(*) FROM :TS.tenant_secrets s),
     'versions', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_versions v WHERE v.encrypted_value IS NOT NULL))
 $$;
+
+COMMENT ON FUNCTION :TS.tenant_secret_key_status() IS
+  'tenant-secrets: wrapped data keys and audit checkpoints per master key id, and totals (metadata only).';

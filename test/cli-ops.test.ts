@@ -1,8 +1,7 @@
-import { spawn, spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, MasterKey, type SecretsManager } from '../src/index.js';
-import { CLI, type CliResult, finishCli, runCli, startCli } from './support/cli.js';
+import { type CliResult, finishCli, hasScript, runCli, runOnTerminal, startCli } from './support/cli.js';
 import { adminQuery, freshDatabase, OTHER_KEY, TEST_KEY } from './support/db.js';
 
 /** The CLI's operator commands (lifecycle, audit, key management, legacy import), driven as a subprocess. */
@@ -410,31 +409,7 @@ describe('import-legacy', () => {
   });
 });
 
-/** util-linux `script` gives the CLI a pseudo-terminal, so the confirmation prompt can be driven. */
-const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
-
-function onTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
-  const command = [process.execPath, CLI, ...args].join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', command, '/dev/null'], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let output = '';
-    let sent = false;
-    const collect = (d: Buffer) => {
-      output += d.toString('utf8');
-      if (!sent && output.includes('to confirm:')) {
-        sent = true;
-        child.stdin.write(`${answer}\r`);
-      }
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-  });
-}
+const onTerminal = (args: string[], answer: string) => runOnTerminal(args, env, 'to confirm:', answer);
 
 describe.runIf(hasScript)('confirmation on a terminal', () => {
   it('destroy asks to type the key name: a wrong answer changes nothing (exit 2), the right one destroys', async () => {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,7 +8,7 @@ import { startEmbedded } from '../src/cli/embedded.js';
 import { freePort } from '../src/cli/free-port.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
 import { MIGRATIONS } from '../src/sql/migrations.generated.js';
-import { CLI, runCli } from './support/cli.js';
+import { hasScript, runCli, runOnTerminal } from './support/cli.js';
 import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
@@ -78,31 +78,9 @@ describe('set and get', () => {
   });
 });
 
-/** util-linux `script` gives the CLI a pseudo-terminal, so the hidden prompt can be driven. */
-const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
-
 describe.runIf(hasScript)('hidden prompt on a terminal', () => {
   it('reads the value without echoing it', async () => {
-    const command = `${process.execPath} ${CLI} set tenant-tty prompted`;
-    const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-      const child = spawn('script', ['-qefc', command, '/dev/null'], {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let output = '';
-      let sent = false;
-      const collect = (d: Buffer) => {
-        output += d.toString('utf8');
-        if (!sent && output.includes('(hidden)')) {
-          sent = true;
-          child.stdin.write('typed-on-a-tty\r');
-        }
-      };
-      child.stdout.on('data', collect);
-      child.stderr.on('data', collect);
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, output }));
-    });
+    const result = await runOnTerminal(['set', 'tenant-tty', 'prompted'], env, '(hidden)', 'typed-on-a-tty');
     expect(result.code, result.output).toBe(0);
     expect(result.output).toContain('Value for tenant-tty/prompted (hidden)');
     expect(result.output).toContain('stored tenant-tty prompted as version 1');

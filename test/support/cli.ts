@@ -1,4 +1,4 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,4 +44,39 @@ export function runCli(
   options: { input?: string; env?: Record<string, string | undefined> } = {},
 ): Promise<CliResult> {
   return finishCli(startCli(args, options.env), options.input);
+}
+
+/** util-linux `script` gives the CLI a pseudo-terminal, so its prompts can be driven. */
+export const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/**
+ * Runs the CLI on a pseudo-terminal; when its output first shows `prompt`, types `answer` and Enter.
+ * Returns the exit code and everything the terminal showed.
+ */
+export function runOnTerminal(
+  args: string[],
+  env: Record<string, string | undefined>,
+  prompt: string,
+  answer: string,
+): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, CLI, ...args].join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qefc', command, '/dev/null'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let sent = false;
+    const collect = (d: Buffer) => {
+      output += d.toString('utf8');
+      if (!sent && output.includes(prompt)) {
+        sent = true;
+        child.stdin.write(`${answer}\r`);
+      }
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, output }));
+  });
 }
