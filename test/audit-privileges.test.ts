@@ -51,6 +51,22 @@ describe('audit tables refuse direct writes by non-owners', () => {
       await app.close();
     }
 
+    // Every partition of the trail: pending records (which the sealer would chain), each sealing
+    // day, the 0.1 records; and the sealer's state.
+    const partitions = (
+      await adminQuery<{ name: string }>(
+        db.name,
+        `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'tenant_secret_audit'::regclass ORDER BY 1`,
+      )
+    ).map((r) => r.name);
+    expect(partitions).toEqual(
+      expect.arrayContaining([
+        'tenant_secret_audit_pending',
+        'tenant_secret_audit_v1',
+        expect.stringMatching(/^tenant_secret_audit_p\d{8}$/),
+      ]),
+    );
     const client = new pg.Client({ connectionString: url.toString() });
     await client.connect();
     try {
@@ -61,8 +77,11 @@ describe('audit tables refuse direct writes by non-owners', () => {
         'tenant_secret_audit',
         'tenant_secret_audit_heads',
         'tenant_secret_audit_checkpoints',
+        'tenant_secret_audit_sealer',
+        ...partitions,
       ]) {
-        await refused(`UPDATE ${table} SET chain_id = chain_id`);
+        const column = table === 'tenant_secret_audit_sealer' ? 'passes' : 'chain_id';
+        await refused(`UPDATE ${table} SET ${column} = ${column}`);
         await refused(`DELETE FROM ${table}`);
         await refused(`TRUNCATE ${table}`);
         await refused(`SELECT * FROM ${table}`);
@@ -71,8 +90,17 @@ describe('audit tables refuse direct writes by non-owners', () => {
         `INSERT INTO tenant_secret_audit (chain_id, seq, occurred_at, db_role, actor, action, outcome, prev_hash, hash)
          VALUES ('t1', 99, now(), 'x', 'x', 'secret.read', 'success', '\\x00', '\\x00')`,
       );
-      // Internal helpers (the append itself, the hash) are not executable either.
+      await refused(
+        `INSERT INTO tenant_secret_audit_pending (chain_id, occurred_at, db_role, actor, action, outcome, digest, sealed_at)
+         VALUES ('t1', now(), 'x', 'x', 'secret.read', 'success', '\\x00', 'infinity')`,
+      );
+      // Internal helpers (the append itself, the hash, a sealing pass at a chosen time) are not executable either.
       await refused(`SELECT _ts_audit('t1', 'secret.read', 'k', 1, 'success', NULL, '{}'::jsonb, NULL)`);
+      await refused(`SELECT _ts_audit_seal_batch(10, now() + interval '1 year')`);
+      // Sealing itself is open to application roles: it only chains what operations wrote.
+      expect(
+        (await client.query('SELECT sealed, busy FROM tenant_secret_audit_seal(10, true)')).rows,
+      ).toHaveLength(1);
     } finally {
       await client.end();
     }
@@ -81,6 +109,17 @@ describe('audit tables refuse direct writes by non-owners', () => {
       `SELECT count(*)::int AS n FROM tenant_secret_audit WHERE chain_id = 't1'`,
     );
     expect(rows[0]?.n).toBe(2);
+    // TRUNCATE of a partition is refused even to a role that was granted it outside migrate().
+    const day = partitions.find((p) => /^tenant_secret_audit_p\d{8}$/.test(p)) as string;
+    await adminQuery(db.name, `GRANT TRUNCATE ON ${day} TO ${role}`);
+    const again = new pg.Client({ connectionString: url.toString() });
+    await again.connect();
+    try {
+      await expect(again.query(`TRUNCATE ${day}`)).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await again.end();
+    }
+    await manager.migrate();
     expect(await manager.verifyAudit()).toMatchObject({ ok: true });
   });
 });
@@ -93,7 +132,8 @@ describe('audit query called directly in SQL', () => {
       `SELECT * FROM tenant_secret_audit_query('bad tenant!', '{}', '{"actor":"sql-user"}')`,
     );
     expect(rows).toEqual([]);
-    const system = (await manager.audit(null)).records;
+    // (The system chain also holds migrate()'s master_key.registered record.)
+    const system = (await manager.audit(null, { action: 'audit.queried' })).records;
     expect(system.map((r) => [r.action, r.outcome, r.errorCode, r.actor])).toEqual([
       ['audit.queried', 'failure', 'INVALID_INPUT', 'sql-user'],
     ]);

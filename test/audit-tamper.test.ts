@@ -1,19 +1,26 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, type SecretsManager } from '../src/index.js';
+import { dayPartitions, sealAt } from './support/audit.js';
 import { adminQuery, OTHER_KEY, setupManager, TEST_KEY } from './support/db.js';
 
 /**
  * Each tampering case, done as the database superuser (who can bypass every privilege), is found
- * by verifyAudit(), which names the first bad record. Each case uses its own tenant chain.
+ * by verifyAudit(), which names the first bad record. Each case uses its own tenant chain. Records
+ * are sealed (chained) before they are tampered with, except where a case is about a pending record.
  */
 let manager: SecretsManager;
 let db: { name: string; url: string };
 
-/** A tenant chain of `count` records (set, then reads). */
+/** A sealed tenant chain of `count` records (set, then reads). */
 async function makeChain(tenant: string, count = 6): Promise<void> {
   await manager.set(tenant, 'k', 'value-never-audited');
   for (let i = 1; i < count; i++) await manager.get(tenant, 'k');
+  await manager.sealAudit();
 }
+
+/** Digest of a record's content and link, as the library computes them (SQL expressions over alias a). */
+const DIGEST = `_ts_audit_digest(a.chain_id, a.occurred_at, a.tenant_id, a.db_role, a.actor, a.action, a.key_name,
+  a.version, a.outcome, a.error_code, a.request_id, a.context, a.details)`;
 
 async function recordId(tenant: string, seq: number): Promise<number> {
   const rows = await adminQuery(
@@ -24,18 +31,18 @@ async function recordId(tenant: string, seq: number): Promise<number> {
   return Number(rows[0]?.id);
 }
 
-/** What an owner who knows the scheme does: recompute every hash from `fromSeq` on, and the head. */
+/** What an owner who knows the scheme does: recompute every digest and hash from `fromSeq` on, and the head. */
 async function rehash(tenant: string, fromSeq: number): Promise<void> {
   await adminQuery(
     db.name,
     `DO $$
-DECLARE r record; v_prev bytea; v_hash bytea;
+DECLARE a record; v_prev bytea; v_digest bytea; v_hash bytea;
 BEGIN
   SELECT hash INTO v_prev FROM tenant_secret_audit WHERE chain_id = '${tenant}' AND seq = ${fromSeq - 1};
-  FOR r IN SELECT * FROM tenant_secret_audit WHERE chain_id = '${tenant}' AND seq >= ${fromSeq} ORDER BY seq LOOP
-    v_hash := _ts_audit_hash(v_prev, r.chain_id, r.seq, r.occurred_at, r.tenant_id, r.db_role, r.actor, r.action,
-      r.key_name, r.version, r.outcome, r.error_code, r.request_id, r.context, r.details);
-    UPDATE tenant_secret_audit SET prev_hash = v_prev, hash = v_hash WHERE id = r.id;
+  FOR a IN SELECT * FROM tenant_secret_audit WHERE chain_id = '${tenant}' AND seq >= ${fromSeq} AND seq IS NOT NULL ORDER BY seq LOOP
+    v_digest := ${DIGEST};
+    v_hash := _ts_audit_link(v_prev, a.chain_id, a.seq, v_digest);
+    UPDATE tenant_secret_audit SET digest = v_digest, hash = v_hash WHERE id = a.id;
     v_prev := v_hash;
   END LOOP;
   UPDATE tenant_secret_audit_heads h SET seq = (SELECT max(seq) FROM tenant_secret_audit WHERE chain_id = '${tenant}'),
@@ -44,10 +51,10 @@ END $$`,
   );
 }
 
-const verify = (tenantId: string) => manager.verifyAudit({ tenantId, checkpoint: false });
+const verify = (tenantId: string | null) => manager.verifyAudit({ tenantId, checkpoint: false });
 
 beforeAll(async () => {
-  ({ manager, db } = await setupManager());
+  ({ manager, db } = await setupManager({ auditSealIntervalMs: 0 }));
 });
 
 describe('verifyAudit detects tampering', () => {
@@ -75,7 +82,7 @@ describe('verifyAudit detects tampering', () => {
     });
   });
 
-  it('an edited record whose own hash was recomputed (broken_link on the next record)', async () => {
+  it('an edited record whose own digest and hash were recomputed (broken_link on the next record)', async () => {
     await makeChain('t-edit2');
     await adminQuery(
       db.name,
@@ -83,8 +90,9 @@ describe('verifyAudit detects tampering', () => {
     );
     await adminQuery(
       db.name,
-      `UPDATE tenant_secret_audit a SET hash = _ts_audit_hash(a.prev_hash, a.chain_id, a.seq, a.occurred_at, a.tenant_id,
-         a.db_role, a.actor, a.action, a.key_name, a.version, a.outcome, a.error_code, a.request_id, a.context, a.details)
+      `UPDATE tenant_secret_audit a SET digest = ${DIGEST},
+              hash = _ts_audit_link((SELECT p.hash FROM tenant_secret_audit p WHERE p.chain_id = a.chain_id AND p.seq = 1),
+                                    a.chain_id, a.seq, ${DIGEST})
        WHERE chain_id = 't-edit2' AND seq = 2`,
     );
     const result = await verify('t-edit2');
@@ -125,15 +133,36 @@ describe('verifyAudit detects tampering', () => {
     });
   });
 
+  it('a deleted tail record is found when a page ends right at the last record left (every page size)', async () => {
+    await makeChain('t-tail2');
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-tail2' AND seq = 6`);
+    for (const pageSize of [1, 2, 3, 4, 5, 6, 7]) {
+      const result = await manager.verifyAudit({ tenantId: 't-tail2', checkpoint: false, pageSize });
+      expect(result.firstBad, `pageSize ${pageSize}`).toEqual({
+        chainId: 't-tail2',
+        seq: 6,
+        id: null,
+        reason: 'tail_missing',
+      });
+    }
+    // An untouched chain reports its end (and is counted) whatever the page size.
+    await makeChain('t-pages', 4);
+    for (const pageSize of [1, 2, 3, 4, 5]) {
+      const result = await manager.verifyAudit({ tenantId: 't-pages', checkpoint: false, pageSize });
+      expect(result, `pageSize ${pageSize}`).toMatchObject({ ok: true, chains: 1, records: 4 });
+      expect(result.heads.map((h) => h.seq)).toEqual([4]);
+    }
+  });
+
   it('two records swapped (reordered)', async () => {
     await makeChain('t-swap');
-    // Swap everything but id and seq between records 2 and 3.
+    // Swap everything but id and seq between records 2 and 3 (content, digest and hash).
     await adminQuery(
       db.name,
       `WITH a AS (SELECT * FROM tenant_secret_audit WHERE chain_id = 't-swap' AND seq = 2),
             b AS (SELECT * FROM tenant_secret_audit WHERE chain_id = 't-swap' AND seq = 3)
        UPDATE tenant_secret_audit t SET occurred_at = s.occurred_at, actor = s.actor, action = s.action,
-              version = s.version, request_id = s.request_id, details = s.details, prev_hash = s.prev_hash, hash = s.hash
+              version = s.version, request_id = s.request_id, details = s.details, digest = s.digest, hash = s.hash
          FROM (SELECT 2 AS target, b.* FROM b UNION ALL SELECT 3, a.* FROM a) s
         WHERE t.chain_id = 't-swap' AND t.seq = s.target`,
     );
@@ -161,20 +190,24 @@ describe('verifyAudit detects tampering', () => {
     expect((await verify('t-reorder')).firstBad).toMatchObject({ seq: 4, reason: 'broken_link' });
   });
 
-  it('a forged record appended with a correct hash (head_mismatch)', async () => {
+  it('a forged record appended with a correct digest and hash (head_mismatch)', async () => {
     await makeChain('t-insert');
     await adminQuery(
       db.name,
-      `INSERT INTO tenant_secret_audit (chain_id, seq, occurred_at, tenant_id, db_role, actor, action, outcome, prev_hash, hash)
-       SELECT h.chain_id, h.seq + 1, '2026-01-01Z', h.chain_id, 'postgres', 'forger', 'secret.read', 'success', h.hash,
-              _ts_audit_hash(h.hash, h.chain_id, h.seq + 1, '2026-01-01Z', h.chain_id, 'postgres', 'forger',
-                             'secret.read', NULL, NULL, 'success', NULL, NULL, NULL, NULL)
-         FROM tenant_secret_audit_heads h WHERE h.chain_id = 't-insert'`,
+      `WITH f AS (
+         SELECT h.chain_id, h.seq + 1 AS seq, h.hash AS prev,
+                _ts_audit_digest(h.chain_id, now(), h.chain_id, 'postgres', 'forger', 'secret.read', NULL, NULL, 'success',
+                                 NULL, NULL, NULL, NULL) AS digest
+           FROM tenant_secret_audit_heads h WHERE h.chain_id = 't-insert')
+       INSERT INTO tenant_secret_audit (chain_id, seq, occurred_at, tenant_id, db_role, actor, action, outcome, digest, hash, sealed_at)
+       SELECT f.chain_id, f.seq, now(), f.chain_id, 'postgres', 'forger', 'secret.read', 'success', f.digest,
+              _ts_audit_link(f.prev, f.chain_id, f.seq, f.digest), now()
+         FROM f`,
     );
     expect((await verify('t-insert')).firstBad).toMatchObject({ seq: 7, reason: 'head_mismatch' });
   });
 
-  it('a forged record inserted in the middle (seq shifted)', async () => {
+  it('a forged record inserted in the middle, seq shifted (hash_mismatch, or broken_link after it when its hash is right)', async () => {
     await makeChain('t-insert2');
     await adminQuery(
       db.name,
@@ -186,11 +219,20 @@ describe('verifyAudit detects tampering', () => {
     );
     await adminQuery(
       db.name,
-      `INSERT INTO tenant_secret_audit (chain_id, seq, occurred_at, tenant_id, db_role, actor, action, outcome, prev_hash, hash)
-       SELECT chain_id, 3, now(), chain_id, 'postgres', 'forger', 'secret.read', 'success', hash, hash
+      `INSERT INTO tenant_secret_audit (chain_id, seq, occurred_at, tenant_id, db_role, actor, action, outcome, digest, hash, sealed_at)
+       SELECT chain_id, 3, now(), chain_id, 'postgres', 'forger', 'secret.read', 'success', digest, hash, now()
          FROM tenant_secret_audit WHERE chain_id = 't-insert2' AND seq = 2`,
     );
     expect((await verify('t-insert2')).firstBad).toMatchObject({ seq: 3, reason: 'hash_mismatch' });
+    // The forger computes the inserted record's digest and link: the record after it no longer links.
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_audit a SET digest = ${DIGEST},
+              hash = _ts_audit_link((SELECT p.hash FROM tenant_secret_audit p WHERE p.chain_id = a.chain_id AND p.seq = 2),
+                                    a.chain_id, 3, ${DIGEST})
+        WHERE chain_id = 't-insert2' AND seq = 3 AND actor = 'forger'`,
+    );
+    expect((await verify('t-insert2')).firstBad).toMatchObject({ seq: 4, reason: 'broken_link' });
   });
 
   it('a deleted head row (head_missing)', async () => {
@@ -212,6 +254,7 @@ describe('verifyAudit detects tampering', () => {
     const signed = await manager.verifyAudit({ tenantId: 't-rewrite' });
     expect(signed).toMatchObject({ ok: true, checkpoints: 0 });
     await manager.get('t-rewrite', 'k');
+    await manager.sealAudit();
     await adminQuery(
       db.name,
       `UPDATE tenant_secret_audit SET actor = 'someone-else' WHERE chain_id = 't-rewrite' AND seq = 2`,
@@ -234,19 +277,28 @@ describe('verifyAudit detects tampering', () => {
         WHERE chain_id = 't-trunc'`,
     );
     expect((await verify('t-trunc')).firstBad).toMatchObject({ seq: 6, reason: 'checkpoint_record_missing' });
+    // Whatever the page size (a page may end right at the last record left).
+    for (const pageSize of [1, 2, 4, 5]) {
+      const result = await manager.verifyAudit({ tenantId: 't-trunc', checkpoint: false, pageSize });
+      expect(result.firstBad, `pageSize ${pageSize}`).toMatchObject({
+        seq: 6,
+        reason: 'checkpoint_record_missing',
+      });
+    }
   });
 
   it('records deleted as if pruned (anchor moved by hand past a checkpoint), but not a real prune', async () => {
     await makeChain('t-fakeprune', 3);
     await manager.verifyAudit({ tenantId: 't-fakeprune' }); // checkpoint at 3
     for (let i = 0; i < 3; i++) await manager.get('t-fakeprune', 'k');
-    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq <= 5`);
+    await manager.sealAudit();
     await adminQuery(
       db.name,
       `UPDATE tenant_secret_audit_heads SET anchor_seq = 5,
-              anchor_hash = (SELECT prev_hash FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq = 6)
+              anchor_hash = (SELECT hash FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq = 5)
         WHERE chain_id = 't-fakeprune'`,
     );
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-fakeprune' AND seq <= 5`);
     expect((await verify('t-fakeprune')).firstBad).toMatchObject({
       seq: 3,
       reason: 'checkpoint_record_missing',
@@ -267,6 +319,14 @@ describe('verifyAudit detects tampering', () => {
     });
     expect(pruned).toMatchObject({ records: 5, anchors: [{ chainId: 't-realprune', seq: 5 }] });
     expect(await verify('t-realprune')).toMatchObject({ ok: true, records: 1 });
+    // The checkpoint at 3 went with the records; the library signed one at the new anchor (and the
+    // verification before the prune one at the head).
+    expect(
+      await adminQuery(
+        db.name,
+        `SELECT seq::int FROM tenant_secret_audit_checkpoints WHERE chain_id = 't-realprune' ORDER BY seq`,
+      ),
+    ).toEqual([{ seq: 5 }, { seq: 6 }]);
   });
 
   it('a forged or moved checkpoint (checkpoint_forged)', async () => {
@@ -274,6 +334,7 @@ describe('verifyAudit detects tampering', () => {
     await manager.verifyAudit({ tenantId: 't-mark' });
     await manager.get('t-mark', 'k');
     await manager.get('t-mark', 'k');
+    await manager.sealAudit();
     // Move the checkpoint to another record, keeping its signature: the MAC binds chain, seq and hash.
     await adminQuery(
       db.name,
@@ -281,6 +342,97 @@ describe('verifyAudit detects tampering', () => {
         WHERE c.chain_id = 't-mark' AND a.chain_id = 't-mark' AND a.seq = 8`,
     );
     expect((await verify('t-mark')).firstBad).toMatchObject({ seq: 8, reason: 'checkpoint_forged' });
+  });
+
+  it('an edit of a record still pending is found once it is sealed (hash_mismatch: the digest no longer matches)', async () => {
+    await makeChain('t-pending', 3);
+    await manager.get('t-pending', 'k');
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_audit_pending SET outcome = 'failure', error_code = 'NOT_FOUND' WHERE chain_id = 't-pending'`,
+    );
+    const result = await verify('t-pending'); // seals first
+    expect(result.sealed).toBeGreaterThanOrEqual(1);
+    expect(result.firstBad).toMatchObject({ chainId: 't-pending', seq: 4, reason: 'hash_mismatch' });
+  });
+
+  it('NOT detected (the unsealed window): a pending record deleted, or rewritten with its digest, before sealing', async () => {
+    await makeChain('t-window', 2);
+    await manager.get('t-window', 'k');
+    await manager.get('t-window', 'k');
+    await adminQuery(
+      db.name,
+      `DELETE FROM tenant_secret_audit_pending WHERE chain_id = 't-window' AND id = (
+      SELECT min(id) FROM tenant_secret_audit_pending WHERE chain_id = 't-window')`,
+    );
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_audit_pending SET actor = 'someone-else' WHERE chain_id = 't-window'`,
+    );
+    await adminQuery(
+      db.name,
+      `UPDATE tenant_secret_audit_pending a SET digest = ${DIGEST} WHERE chain_id = 't-window'`,
+    );
+    // docs/audit.md states it: until a record is sealed, who can write the database can remove or
+    // rewrite it. The sealer keeps that window short (sealAudit().oldestPending measures it).
+    const result = await verify('t-window');
+    expect(result).toMatchObject({ ok: true, records: 3 });
+    expect((await manager.audit('t-window')).records.map((r) => r.actor)).toEqual([
+      'test',
+      'test',
+      'someone-else',
+    ]);
+  });
+
+  it('a deleted chain whose checkpoint remains (chain_missing)', async () => {
+    await makeChain('t-gone');
+    await manager.verifyAudit({ tenantId: 't-gone' }); // checkpoint at 6
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-gone'`);
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit_heads WHERE chain_id = 't-gone'`);
+    expect((await verify('t-gone')).firstBad).toMatchObject({
+      chainId: 't-gone',
+      seq: 6,
+      reason: 'chain_missing',
+    });
+    const all = await manager.verifyAudit({ checkpoint: false });
+    expect(all.problems).toContainEqual(
+      expect.objectContaining({ chainId: 't-gone', reason: 'chain_missing' }),
+    );
+  });
+
+  it("a deleted chain together with its checkpoint (chain_missing, from the system chain's audit.chain_started registry)", async () => {
+    await makeChain('t-vanish');
+    // The chain was registered on the system chain in the same sealing pass as its first records.
+    const registered = await adminQuery(
+      db.name,
+      `SELECT seq FROM tenant_secret_audit WHERE chain_id = '' AND action = 'audit.chain_started'
+          AND details->>'chain_id' = 't-vanish' AND seq IS NOT NULL`,
+    );
+    expect(registered).toHaveLength(1);
+    await manager.verifyAudit({ tenantId: 't-vanish' });
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = 't-vanish'`);
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit_heads WHERE chain_id = 't-vanish'`);
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit_checkpoints WHERE chain_id = 't-vanish'`);
+    // A verification of that one chain has nothing left to look at...
+    expect(await verify('t-vanish')).toMatchObject({ ok: true, chains: 0, records: 0 });
+    // ...a verification of every chain reads the registry.
+    const all = await manager.verifyAudit({ checkpoint: false });
+    expect(all.problems).toContainEqual({
+      chainId: 't-vanish',
+      seq: null,
+      id: null,
+      reason: 'chain_missing',
+    });
+    // Deleting the registration too breaks the system chain.
+    await adminQuery(db.name, `DELETE FROM tenant_secret_audit WHERE chain_id = '' AND seq = $1`, [
+      registered[0]?.seq,
+    ]);
+    const after = await verify(null);
+    expect(after.firstBad).toMatchObject({
+      chainId: '',
+      seq: Number(registered[0]?.seq) + 1,
+      reason: 'missing_records',
+    });
   });
 
   it('checkpoints under an unknown key are reported; resignAuditCheckpoints re-signs under the new key', async () => {
@@ -345,5 +497,69 @@ describe('verifyAudit detects tampering', () => {
       errorCode: 'TAMPERED',
       details: { scope: 't-edit', first_bad: { chain_id: 't-edit', seq: 3, reason: 'hash_mismatch' } },
     });
+  });
+});
+
+describe('verifyAudit detects a day partition truncated or dropped', () => {
+  const DAY = 86_400_000;
+
+  /** Chains p-a and p-b with records sealed on three days (3, 2 and 1 day ago), verified and signed. */
+  async function spreadOverDays(): Promise<{ m: SecretsManager; name: string; days: string[] }> {
+    const { manager: m, db: d } = await setupManager({ auditSealIntervalMs: 0 });
+    for (const [n, daysAgo] of [
+      [1, 3],
+      [2, 2],
+      [2, 1],
+    ] as const) {
+      for (const tenant of ['p-a', 'p-b']) {
+        if (n === 1) await m.set(tenant, 'k', 'value-never-audited');
+        else for (let i = 0; i < n; i++) await m.get(tenant, 'k');
+      }
+      await sealAt(d.name, new Date(Date.now() - daysAgo * DAY));
+    }
+    expect(await m.verifyAudit()).toMatchObject({ ok: true });
+    const days = await dayPartitions((sql) => adminQuery(d.name, sql));
+    expect(days).toHaveLength(4); // three past days, and today's (the verification's own records)
+    return { m, name: d.name, days };
+  }
+
+  it('a middle day truncated (missing_records on the first record after it, in every chain)', async () => {
+    const { m, name, days } = await spreadOverDays();
+    await adminQuery(name, `TRUNCATE ${days[1]}`);
+    const result = await m.verifyAudit({ checkpoint: false });
+    expect(result.ok).toBe(false);
+    expect(result.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ chainId: 'p-a', seq: 4, reason: 'missing_records' }),
+        expect.objectContaining({ chainId: 'p-b', seq: 4, reason: 'missing_records' }),
+      ]),
+    );
+  });
+
+  it('the newest day dropped (tail_missing, and the signed checkpoints name records that are gone)', async () => {
+    const { m, name, days } = await spreadOverDays();
+    await adminQuery(name, `DROP TABLE ${days[2]}`);
+    const result = await m.verifyAudit({ checkpoint: false });
+    expect(result.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ chainId: 'p-a', seq: 4, reason: 'tail_missing' }),
+        expect.objectContaining({ chainId: 'p-b', reason: 'checkpoint_record_missing' }),
+      ]),
+    );
+    // ...even when the heads are rewritten to the records that are left: the checkpoints remain.
+    await adminQuery(
+      name,
+      `UPDATE tenant_secret_audit_heads h SET seq = a.seq, hash = a.hash
+         FROM (SELECT DISTINCT ON (chain_id) chain_id, seq, hash FROM tenant_secret_audit
+                WHERE seq IS NOT NULL ORDER BY chain_id, seq DESC) a
+        WHERE h.chain_id = a.chain_id AND h.chain_id <> ''`,
+    );
+    const again = await m.verifyAudit({ checkpoint: false });
+    expect(again.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ chainId: 'p-a', seq: 5, reason: 'checkpoint_record_missing' }),
+        expect.objectContaining({ chainId: 'p-b', seq: 5, reason: 'checkpoint_record_missing' }),
+      ]),
+    );
   });
 });

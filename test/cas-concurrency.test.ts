@@ -36,7 +36,11 @@ describe('check-and-set under concurrency', () => {
 
     const total = WORKERS * INCREMENTS;
     // No lost update: the counter saw every increment.
-    expect(await manager.getWithVersion(tenant, key)).toEqual({ value: String(total), version: total + 1 });
+    expect(await manager.getWithVersion(tenant, key)).toEqual({
+      value: String(total),
+      version: total + 1,
+      expiresAt: null,
+    });
     expect(attempts).toBe(total + conflicts);
     // The test is only meaningful if writers actually collided.
     expect(conflicts).toBeGreaterThan(0);
@@ -78,7 +82,8 @@ describe('check-and-set under concurrency', () => {
       [tenant],
     );
     expect(written.map((w) => w.version)).toEqual(Array.from({ length: total + 1 }, (_, i) => i + 1));
-    // The chain itself has no gap either.
+    // The chain itself has no gap either (once every pending record is sealed into it).
+    await manager.sealAudit();
     const [chain] = await adminQuery<{ n: number; max: number }>(
       db.name,
       'SELECT count(*)::int AS n, max(seq)::int AS max FROM tenant_secret_audit WHERE chain_id = $1',
@@ -126,7 +131,7 @@ describe('check-and-set under concurrency', () => {
     expect(lost.map((r) => (r.status === 'rejected' ? r.reason : null))).toEqual(
       Array.from({ length: 7 }, () => expect.any(ConflictError)),
     );
-    expect(await manager.getWithVersion(tenant, 'k')).toEqual({ value: 'a', version: 4 });
+    expect(await manager.getWithVersion(tenant, 'k')).toEqual({ value: 'a', version: 4, expiresAt: null });
     const audit = await adminQuery<{ outcome: string; error_code: string | null; n: number }>(
       db.name,
       `SELECT outcome, error_code, count(*)::int AS n FROM tenant_secret_audit
@@ -137,5 +142,53 @@ describe('check-and-set under concurrency', () => {
       { outcome: 'failure', error_code: 'CONFLICT', n: 7 },
       { outcome: 'success', error_code: null, n: 1 },
     ]);
+  });
+
+  it('set() without ifVersion racing destroy() never throws ConflictError: the last write wins or the secret is gone', async () => {
+    const { manager } = await setupManager({ maxConnections: 12, auditSealIntervalMs: 0 });
+    const tenant = 'cas-destroy';
+    const ROUNDS = 40;
+    const failures: unknown[] = [];
+    let sets = 0;
+    let destroys = 0;
+    let notFound = 0;
+    const setter = async (id: number) => {
+      for (let i = 0; i < ROUNDS; i++) {
+        try {
+          await manager.set(tenant, 'contested', `w${id}-${i}`);
+          sets++;
+        } catch (error) {
+          failures.push(error);
+        }
+      }
+    };
+    const destroyer = async () => {
+      for (let i = 0; i < ROUNDS; i++) {
+        try {
+          await manager.destroy(tenant, 'contested');
+          destroys++;
+        } catch (error) {
+          if ((error as { code?: string }).code === 'NOT_FOUND') notFound++;
+          else failures.push(error);
+        }
+      }
+    };
+    await Promise.all([
+      ...Array.from({ length: 6 }, (_, id) => setter(id)),
+      ...Array.from({ length: 4 }, destroyer),
+    ]);
+    expect(failures).toEqual([]);
+    expect(sets).toBe(6 * ROUNDS);
+    expect(destroys + notFound).toBe(4 * ROUNDS);
+    // Whatever the interleaving, what is left is consistent: nothing, or one current version that reads.
+    const left = await manager.getWithVersion(tenant, 'contested');
+    if (left !== null) {
+      expect(left.value).toMatch(/^w\d-\d+$/);
+      const versions = await manager.versions(tenant, 'contested');
+      expect(versions.filter((v) => v.isCurrent)).toEqual([
+        expect.objectContaining({ version: left.version }),
+      ]);
+    }
+    console.info(`set/destroy race: ${sets} sets, ${destroys} destroys, ${notFound} destroys found nothing`);
   });
 });

@@ -158,7 +158,8 @@ describe('audit', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('verified 1 chain(s), 2 record(s)');
     expect(ok.stdout).toMatch(/head tenant-tamper seq 2 [0-9a-f]{64}/);
-    expect(ok.stderr).toMatch(/verifying audit chains: 1\/1/); // plain progress lines off a terminal
+    // plain progress lines off a terminal (a running count: the total is not known in advance)
+    expect(ok.stderr).toMatch(/verifying audit chains: 2 record\(s\) in 1 chain\(s\) checked\n/);
 
     const [row] = await adminQuery<{ id: string }>(
       dbName,
@@ -166,7 +167,10 @@ describe('audit', () => {
     );
     const bad = await cli(['audit', 'verify', '--tenant', 'tenant-tamper', '--json']);
     expect(bad.code).toBe(5);
-    const result = JSON.parse(bad.stdout);
+    // --json: one document on stdout, the error, with the verification result in its details
+    const { error } = JSON.parse(bad.stdout);
+    expect(error).toMatchObject({ code: 'INTEGRITY', exitCode: 5 });
+    const result = error.details.verification;
     expect(result.ok).toBe(false);
     expect(result.firstBad).toMatchObject({
       chainId: 'tenant-tamper',
@@ -179,6 +183,79 @@ describe('audit', () => {
     const all = await cli(['audit', 'verify']);
     expect(all.code).toBe(5);
     expect(all.stdout).toContain('TAMPERING DETECTED');
+  });
+
+  it('seal chains pending records; verify seals first and says so', async () => {
+    // Records appended by a process that does not seal (as SQL callers without the library).
+    const writer = createSecretsManager({
+      connectionString: env.DATABASE_URL,
+      masterKey: TEST_KEY,
+      actor: 'sql-caller',
+      auditSealIntervalMs: 0,
+    });
+    try {
+      await writer.set('tenant-seal', 'k', 'v1');
+      await writer.get('tenant-seal', 'k');
+      await writer.rotate('tenant-seal', 'k', 'v2');
+    } finally {
+      await writer.close();
+    }
+    const pendingOf = async (chain: string) =>
+      Number(
+        (
+          await adminQuery<{ n: string }>(
+            dbName,
+            'SELECT count(*) AS n FROM tenant_secret_audit_pending WHERE chain_id = $1',
+            [chain],
+          )
+        )[0]?.n,
+      );
+    expect(await pendingOf('tenant-seal')).toBe(3);
+
+    // A job that only seals holds no master key.
+    const sealed = await cli(['audit', 'seal', '--json'], { env: { DATABASE_URL: env.DATABASE_URL } });
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const result = JSON.parse(sealed.stdout);
+    expect(result.sealed).toBeGreaterThanOrEqual(3);
+    expect(result.busy).toBe(false);
+    expect(await pendingOf('tenant-seal')).toBe(0);
+    const [left] = await adminQuery<{ n: string }>(
+      dbName,
+      'SELECT count(*) AS n FROM tenant_secret_audit_pending',
+    );
+    expect(result.pending).toBe(Number(left?.n)); // what it reports as still waiting is what waits
+    const chain = await adminQuery<{ seq: string; action: string; partition: string }>(
+      dbName,
+      `SELECT seq, action, tableoid::regclass::text AS partition FROM tenant_secret_audit
+        WHERE chain_id = 'tenant-seal' ORDER BY seq`,
+    );
+    expect(chain.map((r) => [Number(r.seq), r.action])).toEqual([
+      [1, 'secret.created'],
+      [2, 'secret.read'],
+      [3, 'secret.rotated'],
+    ]);
+    expect(chain.every((r) => /^tenant_secret_audit_p\d{8}$/.test(r.partition))).toBe(true);
+
+    const again = await cli(['audit', 'seal']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/^sealed \d+ record\(s\); \d+ pending/);
+
+    // verify seals what is pending before it checks, and says so
+    const writer2 = createSecretsManager({
+      connectionString: env.DATABASE_URL,
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+    });
+    try {
+      await writer2.get('tenant-seal', 'k');
+    } finally {
+      await writer2.close();
+    }
+    expect(await pendingOf('tenant-seal')).toBe(1);
+    const verified = await cli(['audit', 'verify', '--tenant', 'tenant-seal']);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(verified.stderr).toMatch(/sealed [1-9]\d* pending record\(s\) before verifying/);
+    expect(verified.stdout).toContain('verified 1 chain(s), 4 record(s)');
   });
 
   it('prune refuses a tampered trail (exit 5), validates --older-than, and prunes a clean one', async () => {
@@ -228,7 +305,7 @@ describe('key management', () => {
     manager = createSecretsManager({
       connectionString: db.url,
       masterKey: TEST_KEY,
-      actor: 'seed',
+      actor: 'setup',
       maxConnections: 8,
     });
     await manager.migrate();
@@ -359,12 +436,12 @@ describe('key management', () => {
 });
 
 describe('import-legacy', () => {
-  const LEGACY_KEY = 'old-master-key-from-the-seed';
+  const LEGACY_KEY = 'old-master-key-of-the-original-code';
   const TENANT = '6f1c2a7e-3b9d-4c11-9a3e-0c5d2f8b7a10';
 
   it('refuses a wrong key (exit 5), then imports from stdin and the env, resumably', async () => {
     const db = await freshDatabase('cli_legacy');
-    // The seed's table shape and encryption (see test/legacy-import.test.ts).
+    // The original code's table shape and encryption (see test/legacy-import.test.ts).
     await adminQuery(
       db.name,
       `CREATE EXTENSION IF NOT EXISTS pgcrypto;
@@ -392,7 +469,13 @@ describe('import-legacy', () => {
       input: `${LEGACY_KEY}\n`,
     });
     expect(imported.code, imported.stderr).toBe(0);
-    expect(JSON.parse(imported.stdout)).toEqual({ imported: 5, batches: 3, legacyTableDropped: true });
+    expect(JSON.parse(imported.stdout)).toEqual({
+      imported: 5,
+      importedTotal: 5,
+      batches: 3,
+      legacyTableDropped: true,
+      storage: 'text',
+    });
     expect(imported.stderr).toContain('importing legacy rows: 5/5');
     expect(imported.stderr + imported.stdout).not.toContain(LEGACY_KEY);
     expect((await cli(['get', TENANT, 'svc-3/api-key'], { env: legacyEnv })).stdout).toBe('legacy värde 3\n');

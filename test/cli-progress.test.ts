@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createProgress } from '../src/cli/progress.js';
+import { createCounter, createProgress } from '../src/cli/progress.js';
 
 function capture(isTTY: boolean) {
   let text = '';
@@ -36,5 +36,28 @@ describe('progress', () => {
     progress.stop();
     expect(out.text()).toContain('verifying [');
     expect(out.text()).not.toContain('verifying: 2/4');
+  });
+
+  it('counts without a total: the first and the last state off a terminal, throttled between', () => {
+    const out = capture(false);
+    const counter = createCounter({ label: 'verifying', stream: out.stream, intervalMs: 60_000 });
+    counter.update('10 record(s)');
+    counter.update('20 record(s)'); // within the interval: not printed yet
+    counter.update('30 record(s)');
+    counter.stop();
+    expect(out.text()).toBe('verifying: 10 record(s)\nverifying: 30 record(s)\n');
+
+    const silent = capture(false);
+    createCounter({ label: 'verifying', stream: silent.stream }).stop();
+    expect(silent.text()).toBe(''); // nothing reported, nothing printed
+  });
+
+  it('counts in place on a terminal', () => {
+    const out = capture(true);
+    const counter = createCounter({ label: 'verifying', stream: out.stream });
+    counter.update('1 record(s)');
+    counter.update('2 record(s)');
+    counter.stop();
+    expect(out.text()).toBe('\r\x1b[Kverifying: 1 record(s)\r\x1b[Kverifying: 2 record(s)\n');
   });
 });

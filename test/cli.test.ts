@@ -4,12 +4,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbedded } from '../src/cli/embedded.js';
 import { freePort } from '../src/cli/free-port.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../src/index.js';
 import { MIGRATIONS } from '../src/sql/migrations.generated.js';
 import { hasScript, runCli, runOnTerminal } from './support/cli.js';
-import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
+import { adminQuery, freshDatabase, OTHER_KEY, TEST_KEY } from './support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,10 +23,56 @@ beforeAll(async () => {
   const db = await freshDatabase('cli');
   env = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
   const migrated = await cli(['migrate', '--json'], { env });
-  expect(migrated.code).toBe(0);
+  expect(migrated.code, migrated.stderr).toBe(0);
   expect(JSON.parse(migrated.stdout)).toEqual({
     applied: MIGRATIONS.map((m) => m.name),
     version: LATEST_SCHEMA_VERSION,
+    functionsInstalled: true,
+    removed: [],
+    registered: [KEY_ID],
+  });
+});
+
+describe('migrate', () => {
+  it('is idempotent: a second run applies, installs and registers nothing', async () => {
+    const again = await cli(['migrate', '--json'], { env });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual({
+      applied: [],
+      version: LATEST_SCHEMA_VERSION,
+      functionsInstalled: false,
+      removed: [],
+      registered: [],
+    });
+    const human = await cli(['migrate'], { env });
+    expect(human.code).toBe(0);
+    expect(human.stderr).toContain(`schema is up to date (version ${LATEST_SCHEMA_VERSION})`);
+  });
+
+  it('repairs a function replaced by hand and removes a trigger it did not create, and says so', async () => {
+    const repaired = await freshDatabase('cli_repair');
+    const repairEnv = { ...env, DATABASE_URL: repaired.url };
+    expect((await cli(['migrate'], { env: repairEnv })).code).toBe(0);
+    await adminQuery(
+      repaired.name,
+      `CREATE FUNCTION evil() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+       CREATE TRIGGER watcher BEFORE INSERT ON tenant_secrets FOR EACH ROW EXECUTE FUNCTION evil();
+       DROP FUNCTION tenant_secret_audit_seal(integer, boolean);`,
+    );
+    const drifted = await cli(['status', '--json'], { env: repairEnv });
+    expect(drifted.code).toBe(5);
+    const { error } = JSON.parse(drifted.stdout);
+    expect(error).toMatchObject({ code: 'SCHEMA_DRIFT', exitCode: 5 });
+    expect(error.details.status.problems.map((p: { code: string }) => p.code)).toEqual(
+      expect.arrayContaining(['function_drift', 'foreign_object']),
+    );
+    expect(drifted.stderr).toContain('run `tenant-secrets migrate`');
+
+    const fixed = await cli(['migrate'], { env: repairEnv });
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(fixed.stderr).toContain('functions installed from this release');
+    expect(fixed.stderr).toContain('removed trigger "watcher" on public.tenant_secrets');
+    expect((await cli(['status'], { env: repairEnv })).code).toBe(0);
   });
 });
 
@@ -213,9 +258,53 @@ describe('exit codes and error messages', () => {
     const result = await cli(['get', 'tenant-1', 'k'], { env: { ...env, DATABASE_URL: empty.url } });
     expect(result.code).toBe(6);
     expect(result.stderr).toContain('tenant-secrets migrate');
+    // status says so too, with the report in the --json error document
     const status = await cli(['status', '--json'], { env: { ...env, DATABASE_URL: empty.url } });
-    expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout).schemaVersion).toBe(0);
+    expect(status.code).toBe(6);
+    const { error } = JSON.parse(status.stdout);
+    expect(error).toMatchObject({ code: 'SCHEMA_NOT_READY', exitCode: 6 });
+    expect(error.details.status.schemaVersion).toBe(0);
+    expect(error.details.status.problems).toEqual([expect.objectContaining({ code: 'not_installed' })]);
+    expect(status.stderr).toContain('tenant-secrets migrate');
+    const human = await cli(['status'], { env: { ...env, DATABASE_URL: empty.url } });
+    expect(human.code).toBe(6);
+    expect(human.stdout).toMatch(/schema\s+public, version 0/);
+    expect(human.stdout).toMatch(/functions\s+not installed/);
+  });
+
+  it('6: status on a schema older than the CLI', async () => {
+    const older = await freshDatabase('cli_older');
+    const olderEnv = { ...env, DATABASE_URL: older.url };
+    expect((await cli(['migrate'], { env: olderEnv })).code).toBe(0);
+    // What a database last migrated by the previous release records.
+    await adminQuery(older.name, `DELETE FROM tenant_secret_migrations WHERE id = ${LATEST_SCHEMA_VERSION}`);
+    const status = await cli(['status', '--json'], { env: olderEnv });
+    expect(status.code).toBe(6);
+    const { error } = JSON.parse(status.stdout);
+    expect(error).toMatchObject({ code: 'SCHEMA_NOT_READY', exitCode: 6 });
+    expect(error.message).toContain('tenant-secrets migrate');
+    expect(error.details.status.schemaVersion).toBe(LATEST_SCHEMA_VERSION - 1);
+    expect(error.details.status.problems).toContainEqual(
+      expect.objectContaining({ code: 'schema_outdated' }),
+    );
+    const human = await cli(['status'], { env: olderEnv });
+    expect(human.code).toBe(6);
+    expect(human.stdout).toMatch(/functions\s+not checked/);
+  });
+
+  it('6: a master key that does not authorise the tenant (another key, not registered here)', async () => {
+    await cli(['set', 'tenant-auth', 'k'], { env, input: 'mine' });
+    for (const args of [
+      ['get', 'tenant-auth', 'k'],
+      ['get', 'tenant-auth', 'no-such-key'], // the same answer whether the secret exists or not
+      ['set', 'tenant-new', 'k'], // a new tenant needs a registered key
+    ]) {
+      const result = await cli(args, { env: { ...env, TENANT_SECRETS_MASTER_KEY: OTHER_KEY }, input: 'x' });
+      expect(result.code, args.join(' ')).toBe(6);
+      expect(result.stderr).toContain('[UNAUTHORIZED]');
+      expect(result.stdout).toBe('');
+    }
+    expect((await cli(['get', 'tenant-auth', 'k'], { env })).stdout).toBe('mine\n');
   });
 
   it('7: database unavailable', async () => {
@@ -243,7 +332,13 @@ describe('status, sql, keygen, docs', () => {
     expect(report.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
     expect(report.database.embedded).toBe(false);
     expect(report.masterKeys.configured).toEqual([KEY_ID]);
-    expect(report.masterKeys.inUse).toEqual([expect.objectContaining({ id: KEY_ID, configured: true })]);
+    expect(report.masterKeys.inUse).toEqual([
+      expect.objectContaining({ id: KEY_ID, configured: true, registered: true }),
+    ]);
+    expect(report.registeredMasterKeys).toEqual([KEY_ID]);
+    expect(report.problems.filter((p: { severity: string }) => p.severity === 'error')).toEqual([]);
+    expect(report.drift).toEqual({ missing: [], changed: [], unexpected: [], outdated: false });
+    expect(report.sealer).toMatchObject({ lastSealedAt: expect.any(String), pending: expect.any(Number) });
     expect(report.masterKeys.inUse[0].dataKeys).toBeGreaterThan(0);
     expect(report.counts.tenants).toBeGreaterThan(0);
     expect(report.counts.secrets).toBeGreaterThan(0);
@@ -255,32 +350,112 @@ describe('status, sql, keygen, docs', () => {
     const human = await cli(['status'], { env });
     expect(human.stdout).toContain(KEY_ID);
     expect(human.stdout).toMatch(/schema\s+public, version \d+/);
+    expect(human.stdout).toMatch(/functions\s+as installed by migrate\(\)/);
+    expect(human.stdout).toMatch(new RegExp(`registered\\s+${KEY_ID}`));
+    expect(human.stdout).toMatch(/audit sealer\s+last run \d{4}-/);
   });
 
-  it('status warns when the server would log bind parameters', async () => {
+  it('status warns when the server would log bind parameters the schema owner cannot suppress', async () => {
+    // A schema owner that is not a superuser (and was not granted SET on log_parameter_max_length)
+    // cannot quiet the success path per call: with statement logging on, parameters reach the log.
     const logged = await freshDatabase('cli_logged');
+    const owner = `owner_${logged.name.slice(-8)}`;
+    await adminQuery('postgres', `CREATE ROLE ${owner} LOGIN PASSWORD 'owner'`);
+    await adminQuery('postgres', `ALTER DATABASE ${logged.name} OWNER TO ${owner}`);
     await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_statement = 'all'`);
     await adminQuery('postgres', `ALTER DATABASE ${logged.name} SET log_parameter_max_length = -1`);
-    const result = await cli(['status', '--json'], { env: { ...env, DATABASE_URL: logged.url } });
-    expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout).logging).toMatchObject({
+    const url = new URL(logged.url);
+    url.username = owner;
+    url.password = 'owner';
+    const ownerEnv = { ...env, DATABASE_URL: url.toString() };
+    const migrated = await cli(['migrate'], { env: ownerEnv });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const result = await cli(['status', '--json'], { env: ownerEnv });
+    expect(result.code, result.stderr).toBe(0); // a warning, not an error
+    const report = JSON.parse(result.stdout);
+    expect(report.logging).toMatchObject({
       logStatement: 'all',
       logParameterMaxLength: '-1',
+      suppressedOnSuccess: false,
       mayLogParameters: true,
     });
-    expect(result.stderr).toMatch(/warning: the server may log statements with their bind parameters/);
-    expect(result.stderr).toContain('log_parameter_max_length = 0');
+    expect(report.problems).toEqual([
+      expect.objectContaining({ severity: 'warning', code: 'parameters_logged' }),
+    ]);
+    const human = await cli(['status'], { env: ownerEnv });
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/params logged\s+yes/);
+    expect(human.stderr).toMatch(/warning: the server logs statements .*with their bind parameters/);
+    expect(human.stderr).toContain('set log_parameter_max_length = 0');
   });
 
-  it('sql prints the schema with its functions, without a database', async () => {
-    const result = await cli(['sql', '--schema', 'secrets', '--pgcrypto-schema', 'extensions']);
+  it('sql prints the installer without a database; the script installs, re-applies, and upgrades', async () => {
+    const result = await cli(['sql', '--schema', 'secrets']);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
-    expect(result.stdout).toContain('CREATE SCHEMA IF NOT EXISTS "secrets"');
-    expect(result.stdout).toContain('CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA "extensions"');
-    expect(result.stdout).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_read\(/);
-    expect(result.stdout).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_write\(/);
-    expect(result.stdout.trimEnd().endsWith('COMMIT;')).toBe(true);
+    const script = result.stdout;
+    expect(script).toContain(`EXECUTE 'CREATE SCHEMA "secrets"'`);
+    expect(script).toContain('CREATE EXTENSION IF NOT EXISTS pgcrypto'); // where it is not installed yet
+    expect(script).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_read\(/);
+    expect(script).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_write\(/);
+    expect(script).toContain('tenant_secret_migrations m WHERE m.id = 1)');
+    expect(script).toMatch(/^BEGIN;$/m);
+    expect(script.trimEnd().endsWith('COMMIT;')).toBe(true);
+    expect(script).not.toContain(TEST_KEY);
+
+    // Applied as a migration tool would: installs; applying it again changes nothing.
+    const db = await freshDatabase('cli_sql');
+    await adminQuery(db.name, script);
+    await adminQuery(db.name, script);
+    const sqlEnv = { ...env, DATABASE_URL: db.url, TENANT_SECRETS_SCHEMA: 'secrets' };
+    const status = await cli(['status', '--json'], { env: sqlEnv });
+    expect(status.code, status.stderr).toBe(0);
+    const report = JSON.parse(status.stdout);
+    expect(report).toMatchObject({ schema: 'secrets', schemaVersion: LATEST_SCHEMA_VERSION });
+    expect(report.drift).toEqual({ missing: [], changed: [], unexpected: [], outdated: false });
+    // The script holds no key: the master key is registered by `migrate` run with it.
+    expect(report.registeredMasterKeys).toEqual([]);
+    expect(report.problems).toContainEqual(
+      expect.objectContaining({ severity: 'warning', code: 'master_key_unregistered' }),
+    );
+    expect((await cli(['status'], { env: sqlEnv })).stderr).toContain(
+      `warning: the current master key ${KEY_ID} is not registered`,
+    );
+
+    // --from: only newer table migrations, functions always; beyond the latest version is refused.
+    const upgrade = await cli(['sql', '--schema', 'secrets', '--from', String(LATEST_SCHEMA_VERSION)]);
+    expect(upgrade.code).toBe(0);
+    expect(upgrade.stdout).not.toContain('tenant_secret_migrations m WHERE m.id = 1)');
+    expect(upgrade.stdout).toMatch(/CREATE (OR REPLACE )?FUNCTION "secrets"\.tenant_secret_read\(/);
+    await adminQuery(db.name, upgrade.stdout);
+    expect((await cli(['sql', '--from', String(LATEST_SCHEMA_VERSION + 1)])).code).toBe(2);
+  });
+
+  it('sql --owner, --no-transaction and --json', async () => {
+    const owned = await cli(['sql', '--schema', 'secrets', '--owner', 'ts_owner']);
+    expect(owned.code).toBe(0);
+    expect(owned.stdout).toContain('CREATE ROLE "ts_owner" NOLOGIN');
+    expect(owned.stdout).toContain('CREATE SCHEMA IF NOT EXISTS "secrets" AUTHORIZATION "ts_owner"');
+    expect(owned.stdout).toMatch(/^SET LOCAL ROLE "ts_owner";$/m);
+    expect(owned.stdout).toMatch(/^RESET ROLE;$/m);
+    expect((await cli(['sql', '--owner', 'bad"owner'])).code).toBe(2);
+
+    const bare = await cli(['sql', '--owner', 'ts_owner', '--no-transaction']);
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).not.toMatch(/^(BEGIN|COMMIT);$/m);
+    expect(bare.stdout).toMatch(/^SET ROLE "ts_owner";$/m); // SET LOCAL needs a transaction
+
+    const json = await cli(['sql', '--schema', 'secrets', '--from', '5', '--json']);
+    expect(json.code).toBe(0);
+    const doc = JSON.parse(json.stdout);
+    expect(doc).toMatchObject({
+      version: LATEST_SCHEMA_VERSION,
+      schema: 'secrets',
+      fromVersion: 5,
+      owner: null,
+    });
+    expect(doc.sql).toContain('tenant_secret_migrations m WHERE m.id = 6)');
+    expect(doc.sql).not.toContain('tenant_secret_migrations m WHERE m.id = 5)');
   });
 
   it('keygen prints a valid new key', async () => {
@@ -333,7 +508,7 @@ describe('status, sql, keygen, docs', () => {
         'demo',
       ]),
     );
-    for (const command of [...commands, 'audit export', 'audit verify', 'audit prune']) {
+    for (const command of [...commands, 'audit export', 'audit verify', 'audit seal', 'audit prune']) {
       const help = await cli([...command.split(' '), '--help']);
       expect(help.code, command).toBe(0);
       expect(help.stdout, command).toContain('Examples:');
@@ -348,20 +523,6 @@ describe('embedded PostgreSQL (no DATABASE_URL)', () => {
     chmodSync(base, 0o755); // the postgres user (when running as root) must reach the data directory
   });
   afterAll(() => rmSync(base, { recursive: true, force: true }));
-
-  it('exits 7 at once when another process holds the data directory', async () => {
-    const dataDir = join(base, 'held');
-    const holder = await startEmbedded(dataDir);
-    try {
-      const result = await cli(['get', 'tenant-e', 'k'], {
-        env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir },
-      });
-      expect(result.code).toBe(7);
-      expect(result.stderr).toContain(`the embedded PostgreSQL at ${dataDir} is in use by another process`);
-    } finally {
-      await holder.stop();
-    }
-  });
 
   it('is announced on stderr, migrated automatically, and persists across invocations', async () => {
     const dataDir = join(base, 'pgdata');
@@ -421,7 +582,18 @@ describe('demo', () => {
     expect(result.stdout).toMatch(/rollback acme stripe\/api-key 1 -> version 3/);
     expect(result.stdout).toMatch(/3\s+rollback\s+enabled\s+current/);
     expect(result.stdout).toMatch(/verifyAudit\(\) -> ok: \d+ chains/);
+    expect(result.stdout).toMatch(/get acme stripe\/api-key -> UnauthorizedError \[UNAUTHORIZED\]/);
+    expect(result.stdout).toMatch(/set initech db\/password -> UnauthorizedError \[UNAUTHORIZED\]/);
+    expect(result.stdout).toMatch(/\d+ records wait in tenant_secret_audit_pending/);
+    expect(result.stdout).toMatch(/sealAudit\(\) -> [1-9]\d* records sealed/);
+    expect(result.stdout).toMatch(
+      /acme\s+\d+\s+secret\.read\s+failure \(UNAUTHORIZED\)\s+stripe\/api-key\s+stranger/,
+    );
+    expect(result.stdout).toMatch(/Sealed records live in tenant_secret_audit_p\d{8}/);
     expect(result.stdout).toMatch(/first bad record: chain acme, seq 2, id \d+, hash_mismatch/);
+    expect(result.stdout).toContain('put the original actor back: verifyAudit() -> ok: true');
+    expect(result.stdout).toMatch(/first bad record: chain acme, seq \d+, checkpoint_mismatch/);
+    expect(result.stdout).toContain('rewrote it back: verifyAudit() -> ok: true');
     expect(result.stdout).toMatch(/re-wrapping data keys: 152\/152/);
     expect(result.stdout).toContain('readyToDropPrevious: true');
     expect(result.stdout).toMatch(/with only the new key: get acme stripe\/api-key = sk_live_acme_4eC39/);

@@ -86,6 +86,107 @@ describe('master key parsing', () => {
   });
 });
 
+describe('every option is checked when the manager is created', () => {
+  const base = { connectionString: 'postgres://127.0.0.1:1/none', masterKey: generateMasterKey(), env: {} };
+  const bad: Record<string, unknown[]> = {
+    connectionString: [0, -1, Number.NaN, 5432, {}, [], true],
+    pool: [0, -1, Number.NaN, 'postgres://x', {}, [], true],
+    masterKey: [0, -1, Number.NaN, 123, {}, [], true, Buffer.alloc(32, 7), new Uint8Array(32), 'short'],
+    previousMasterKeys: [0, -1, Number.NaN, 'a,b', {}, [0], [{}], [Buffer.alloc(32, 7)], ['short'], true],
+    keyring: [0, -1, Number.NaN, 'ring', {}, [], true],
+    actor: [0, -1, Number.NaN, '', 'x'.repeat(201), 'bad\u0000actor', {}, []],
+    schema: [0, -1, Number.NaN, '', 'a"b', 'x'.repeat(64), {}, []],
+    maxVersions: [0, -1, Number.NaN, '10', 1.5, 1, 1001, Number.POSITIVE_INFINITY, {}, true],
+    previousVersionGraceSeconds: [-1, Number.NaN, '60', 1.5, 31_536_001, {}, true],
+    recoveryWindowDays: [-1, Number.NaN, '30', 0.5, 3651, {}, true],
+    maxConnections: [0, -1, Number.NaN, '10', 1.5, 1001, {}, true],
+    connectionTimeoutMillis: [0, -1, Number.NaN, '1000', 99, 600_001, 1.5, {}, true],
+    auditSealIntervalMs: [-1, Number.NaN, '1000', 50, 99, 3_600_001, 1.5, {}, true],
+    preparedStatements: [0, 1, 'true', 'false', null, {}, []],
+    cache: [
+      0,
+      -1,
+      Number.NaN,
+      'on',
+      true,
+      [],
+      { ttlMs: 0 },
+      { ttlMs: Number.NaN },
+      { maxEntries: -1 },
+      { maxEntries: '5' },
+      { auditIntervalMs: 0 },
+      { nope: 1 },
+    ],
+    openTelemetry: [0, -1, Number.NaN, 'on', true, {}],
+    logger: [0, -1, Number.NaN, 'console', {}, [], true],
+    env: [0, -1, Number.NaN, 'DATABASE_URL=x', true],
+  };
+
+  it('covers every option the library knows', () => {
+    const known = Object.keys(bad).sort();
+    // An unknown name is refused with the list of known ones: the list is this table's keys.
+    let message = '';
+    try {
+      createSecretsManager({ ...base, nope: 1 } as never);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    const listed = /known: (.*)\)$/.exec(message)?.[1]?.split(', ').sort();
+    expect(listed).toEqual(known);
+  });
+
+  for (const [option, values] of Object.entries(bad)) {
+    it(`refuses bad ${option} values with ConfigurationError`, () => {
+      for (const value of values) {
+        let error: unknown;
+        try {
+          const options = { ...base, [option]: value } as Record<string, unknown>;
+          if (option === 'pool') delete options.connectionString;
+          if (option === 'keyring') delete options.masterKey;
+          createSecretsManager(options as never);
+        } catch (e) {
+          error = e;
+        }
+        expect(error, `${option}: ${String(value)}`).toBeInstanceOf(ConfigurationError);
+        // The message names the option, never a key.
+        expect((error as Error).message, `${option}: ${String(value)}`).toMatch(
+          new RegExp(option === 'env' ? 'env' : option.replace(/([A-Z])/g, '.?$1'), 'i'),
+        );
+      }
+    });
+  }
+
+  it('refuses unknown option names, and options that are not an object', () => {
+    for (const extra of [{ nope: 1 }, { maxconnections: 5 }, { masterkey: 'x' }, { cache: { ttlms: 5 } }]) {
+      expect(() => createSecretsManager({ ...base, ...extra } as never), JSON.stringify(extra)).toThrow(
+        ConfigurationError,
+      );
+    }
+    for (const options of [0, 'postgres://x', [], true]) {
+      expect(() => createSecretsManager(options as never), String(options)).toThrow(ConfigurationError);
+    }
+  });
+
+  it('accepts the bounds', () => {
+    const managers = [
+      createSecretsManager({
+        ...base,
+        maxConnections: 1,
+        connectionTimeoutMillis: 100,
+        auditSealIntervalMs: 0,
+      }),
+      createSecretsManager({
+        ...base,
+        maxVersions: 1000,
+        recoveryWindowDays: 0,
+        previousVersionGraceSeconds: 0,
+      }),
+      createSecretsManager({ ...base, cache: { ttlMs: 1, maxEntries: 1 }, openTelemetry: false }),
+    ];
+    return Promise.all(managers.map((m) => m.close()));
+  });
+});
+
 describe('key material never prints', () => {
   it('inspect, String and JSON show only the fingerprint id', () => {
     const text = generateMasterKey();

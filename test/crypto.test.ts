@@ -6,6 +6,7 @@ import {
   InvalidInputError,
   MAX_VALUE_BYTES,
   type SecretsManager,
+  UnauthorizedError,
   UnknownMasterKeyError,
 } from '../src/index.js';
 import { adminQuery, OTHER_KEY, setupManager } from './support/db.js';
@@ -28,7 +29,6 @@ const stored = async (tenant: string, key: string) =>
 
 describe('round trip', () => {
   it.each([
-    ['empty string', ''],
     ['ascii', 'sk_live_51H8xYz'],
     ['unicode', 'pässwörd 🔐 密码 \u{1F600} \u00e9\u0301'],
     ['newlines and quotes', 'line1\nline2\r\n\'"\\ $1 %s'],
@@ -48,6 +48,14 @@ describe('round trip', () => {
     expect(await manager.get('tenant-rt', 'too-large')).toBeNull();
   });
 
+  it('refuses an empty value (an unset variable, an empty file) and stores nothing', async () => {
+    await expect(manager.set('tenant-rt', 'empty', '')).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      field: 'value',
+    });
+    expect(await manager.get('tenant-rt', 'empty')).toBeNull();
+  });
+
   it('refuses lone surrogates and NUL-free is not required (NUL round trips)', async () => {
     await expect(manager.set('tenant-rt', 'bad', 'a\ud800b')).rejects.toMatchObject({
       code: 'INVALID_INPUT',
@@ -59,7 +67,7 @@ describe('round trip', () => {
 
   it('property: any well-formed string round trips exactly', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.string({ unit: 'binary', maxLength: 300 }), async (value) => {
+      fc.asyncProperty(fc.string({ unit: 'binary', minLength: 1, maxLength: 300 }), async (value) => {
         await manager.set('tenant-prop', 'p', value);
         expect(await manager.get('tenant-prop', 'p')).toBe(value);
       }),
@@ -69,7 +77,7 @@ describe('round trip', () => {
 });
 
 describe('ciphertext', () => {
-  it("is stored in the seed's column, never as plaintext, in the sealed format", async () => {
+  it("is stored in the original interface's column, never as plaintext, in the sealed format", async () => {
     await manager.set('tenant-123', 'api-key', 'secret-value');
     const rows = await adminQuery<{ encrypted_value: Buffer }>(
       db.name,
@@ -104,7 +112,8 @@ describe('ciphertext', () => {
     expect(keys).toHaveLength(2);
     for (const key of keys) {
       expect(key.master_key_id).toBe(manager.masterKeyIds[0]);
-      expect(key.wrapped_key.length).toBe(1 + 16 + 48 + 32); // a 32-byte key pads to 3 AES blocks
+      // A 64-byte data key (AES key and MAC key) pads to 5 AES blocks.
+      expect(key.wrapped_key.length).toBe(1 + 16 + 80 + 32);
     }
   });
 });
@@ -214,19 +223,31 @@ describe('tampering is detected, never returned as garbage', () => {
 });
 
 describe('master keys', () => {
-  it('reading with another master key fails with a typed error naming the missing key id', async () => {
+  it('another master key: refused as unauthorized (as for a missing tenant) until registered, then a typed error naming the missing key id', async () => {
     await manager.set('mk-tenant', 'k', 'v');
     const other = createSecretsManager({ connectionString: db.url, masterKey: OTHER_KEY });
     try {
-      const error = await other.get('mk-tenant', 'k').catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(UnknownMasterKeyError);
-      expect((error as UnknownMasterKeyError).masterKeyId).toBe(manager.masterKeyIds[0]);
-      expect((error as Error).message).toContain(manager.masterKeyIds[0]);
-      // and it cannot write into that tenant either
-      await expect(other.set('mk-tenant', 'k2', 'v')).rejects.toBeInstanceOf(UnknownMasterKeyError);
+      // Not registered: nothing speaks for the tenant, the same answer as for a tenant that does not exist.
+      for (const tenant of ['mk-tenant', 'mk-no-such-tenant']) {
+        await expect(other.get(tenant, 'k')).rejects.toBeInstanceOf(UnauthorizedError);
+        await expect(other.set(tenant, 'k2', 'v')).rejects.toBeInstanceOf(UnauthorizedError);
+      }
+      // Registered (another application sharing the database): it may create tenants of its own, and
+      // is told which master key the tenant's data is under; it still reads and writes nothing.
+      await other.registerMasterKey();
+      for (const name of ['k', 'no-such-key']) {
+        const error = await other.get('mk-tenant', name).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(UnknownMasterKeyError);
+        expect((error as UnknownMasterKeyError).masterKeyId).toBe(manager.masterKeyIds[0]);
+        expect((error as Error).message).toContain(manager.masterKeyIds[0]);
+        await expect(other.set('mk-tenant', name, 'v')).rejects.toBeInstanceOf(UnknownMasterKeyError);
+      }
+      await other.set('mk-other-tenant', 'k', 'theirs');
+      await expect(manager.get('mk-other-tenant', 'k')).rejects.toBeInstanceOf(UnknownMasterKeyError);
     } finally {
       await other.close();
     }
+    expect(await manager.get('mk-tenant', 'k')).toBe('v');
   });
 
   it('a data key stored under an unknown key id is refused even if the bytes were right', async () => {
@@ -241,6 +262,26 @@ describe('master keys', () => {
     });
   });
 
+  it('a malformed master key id written into a row (100 KB, escape sequences) never reaches a message or status', async () => {
+    await manager.set('relabel-garbage', 'k', 'v');
+    const garbage = `\u001b[31mmk_${'x'.repeat(100_000)}`;
+    await adminQuery(
+      db.name,
+      "UPDATE tenant_secret_keys SET master_key_id = $1 WHERE tenant_id = 'relabel-garbage'",
+      [garbage],
+    );
+    const error = await manager.get('relabel-garbage', 'k').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnknownMasterKeyError);
+    expect((error as UnknownMasterKeyError).masterKeyId).toBeUndefined();
+    expect((error as Error).message).not.toContain('\u001b');
+    expect((error as Error).message.length).toBeLessThan(300);
+    const status = await manager.status();
+    expect(status.masterKeysInUse.map((k) => k.id)).toContain('invalid');
+    expect(JSON.stringify(status)).not.toContain('xxxxxxxxxx');
+    expect(status.problems.map((p) => p.code)).toContain('invalid_master_key_id');
+    await adminQuery(db.name, "DELETE FROM tenant_secret_keys WHERE tenant_id = 'relabel-garbage'");
+  });
+
   it('the master key never reaches the database: no column, row or function body contains it', async () => {
     const { TEST_KEY } = await import('./support/db.js');
     const raw = Buffer.from(TEST_KEY, 'base64');
@@ -249,6 +290,8 @@ describe('master keys', () => {
       `SELECT convert_to(string_agg(t::text, ' '), 'UTF8') AS blob FROM (
          SELECT row_to_json(k)::text AS t FROM tenant_secret_keys k
          UNION ALL SELECT row_to_json(s)::text FROM tenant_secrets s
+         UNION ALL SELECT row_to_json(v)::text FROM tenant_secret_versions v
+         UNION ALL SELECT row_to_json(m)::text FROM tenant_secret_master_keys m
          UNION ALL SELECT row_to_json(a)::text FROM tenant_secret_audit a) x`,
     );
     const text = String(dump[0]?.blob);

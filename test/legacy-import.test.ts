@@ -3,6 +3,7 @@ import {
   createSecretsManager,
   LegacyImportError,
   LegacySchemaError,
+  OperationAbortedError,
   type SecretsManager,
 } from '../src/index.js';
 import { adminQuery, freshDatabase, TEST_KEY } from './support/db.js';
@@ -124,8 +125,10 @@ describe('legacy import', () => {
       });
       expect(result).toEqual({
         imported: ROWS.length,
+        importedTotal: ROWS.length,
         batches: Math.ceil(ROWS.length / 3),
         legacyTableDropped: true,
+        storage: 'text',
       });
       expect(progress.at(-1)).toBe(ROWS.length);
       for (const row of ROWS) expect(await manager.get(row.tenant, row.name)).toBe(row.value);
@@ -145,7 +148,12 @@ describe('legacy import', () => {
         db.name,
         `SELECT details FROM tenant_secret_audit WHERE action = 'legacy.import_finished'`,
       );
-      expect(finished[0]?.details).toEqual({ imported: ROWS.length, left: 0, table_dropped: true });
+      expect(finished[0]?.details).toEqual({
+        imported: ROWS.length,
+        imported_total: ROWS.length,
+        left: 0,
+        table_dropped: true,
+      });
       // ciphertexts are ours now (random IV + MAC): the same value for two tenants differs
       await manager.set(TENANTS[0] ?? '', 'same', 'x');
       await manager.set(TENANTS[1] ?? '', 'same', 'x');
@@ -157,8 +165,10 @@ describe('legacy import', () => {
       // running it again is a no-op
       expect(await manager.importLegacy({ legacyKey: LEGACY_KEY })).toEqual({
         imported: 0,
+        importedTotal: ROWS.length,
         batches: 0,
         legacyTableDropped: false,
+        storage: null,
       });
     } finally {
       await manager.close();
@@ -205,6 +215,108 @@ describe('legacy import', () => {
       const rest = await manager.importLegacy({ legacyKey: LEGACY_KEY, batchSize: 4 });
       expect(rest.imported).toBe(ROWS.length - imported.length);
       expect(rest.legacyTableDropped).toBe(true);
+      for (const row of ROWS) expect(await manager.get(row.tenant, row.name)).toBe(row.value);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('imports a table that stored encrypt() output as bytea, and counts rows across interrupted runs', async () => {
+    const db = await freshDatabase('legacy');
+    await adminQuery(
+      db.name,
+      `CREATE EXTENSION IF NOT EXISTS pgcrypto;
+       CREATE TABLE tenant_secrets (tenant_id uuid NOT NULL, key_name text NOT NULL, encrypted_value bytea NOT NULL,
+                                    rotated_at timestamptz, PRIMARY KEY (tenant_id, key_name))`,
+    );
+    for (const row of ROWS) {
+      await adminQuery(
+        db.name,
+        `INSERT INTO tenant_secrets VALUES ($1, $2, encrypt(convert_to($3, 'UTF8'), $4::bytea, 'aes-cbc'), now())`,
+        [row.tenant, row.name, row.value, LEGACY_KEY],
+      );
+    }
+    const manager = managerOn(db.url);
+    try {
+      // A wrong key is refused in this form too.
+      await expect(manager.importLegacy({ legacyKey: 'not-the-key' })).rejects.toMatchObject({
+        reason: 'wrong_key',
+      });
+      // Stopped after the first batch (as an operator would with Ctrl-C), then resumed.
+      const abort = new AbortController();
+      const stopped = await manager
+        .importLegacy({
+          legacyKey: LEGACY_KEY,
+          batchSize: 4,
+          signal: abort.signal,
+          onProgress: () => abort.abort(),
+        })
+        .catch((e: unknown) => e);
+      expect(stopped).toBeInstanceOf(OperationAbortedError);
+      const first = (stopped as OperationAbortedError).done;
+      expect(first).toBeGreaterThan(0);
+      const rest = await manager.importLegacy({ legacyKey: LEGACY_KEY, batchSize: 4 });
+      expect(rest).toMatchObject({
+        imported: ROWS.length - first,
+        importedTotal: ROWS.length,
+        legacyTableDropped: true,
+        storage: 'bytea',
+      });
+      for (const row of ROWS) expect(await manager.get(row.tenant, row.name)).toBe(row.value);
+      await manager.sealAudit();
+      const finished = await adminQuery<{ outcome: string; details: Record<string, unknown> }>(
+        db.name,
+        `SELECT outcome, details FROM tenant_secret_audit WHERE action = 'legacy.import_finished' ORDER BY seq`,
+      );
+      expect(finished.at(-1)).toEqual({
+        outcome: 'success',
+        details: { imported: ROWS.length - first, imported_total: ROWS.length, left: 0, table_dropped: true },
+      });
+      const imported = await adminQuery<{ form: string; n: number }>(
+        db.name,
+        `SELECT details->>'form' AS form, count(*)::int AS n FROM tenant_secret_audit
+          WHERE action = 'secret.imported' AND outcome = 'success' GROUP BY 1`,
+      );
+      expect(imported).toEqual([{ form: 'bytea', n: ROWS.length }]);
+    } finally {
+      await manager.close();
+    }
+  });
+
+  it('a text row that is not base64 is reported precisely: reason, tenant and key; nothing lost', async () => {
+    const db = await legacyDatabase();
+    const bad = { tenant: TENANTS[2] ?? '', name: 'svc-9/not-base64' };
+    await adminQuery(
+      db.name,
+      `INSERT INTO tenant_secrets (tenant_id, key_name, encrypted_value, rotated_at) VALUES ($1, $2, 'this is not base64!', now())`,
+      [bad.tenant, bad.name],
+    );
+    const manager = managerOn(db.url);
+    try {
+      const error = await manager
+        .importLegacy({ legacyKey: LEGACY_KEY, batchSize: 50 })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LegacyImportError);
+      expect(error).toMatchObject({ reason: 'not_base64', tenantId: bad.tenant, keyName: bad.name });
+      expect((error as Error).message).toContain(bad.name);
+      expect((error as Error).message).toMatch(/not base64/);
+      expect((error as Error).message).not.toContain('this is not base64!');
+      const left = await adminQuery<{ key_name: string }>(
+        db.name,
+        `SELECT key_name FROM tenant_secrets_legacy`,
+      );
+      expect(left.map((r) => r.key_name)).toContain(bad.name);
+      await manager.sealAudit();
+      const failure = await adminQuery<{ error_code: string; key_name: string }>(
+        db.name,
+        `SELECT error_code, key_name FROM tenant_secret_audit WHERE action = 'secret.imported' AND outcome = 'failure'`,
+      );
+      expect(failure).toEqual([{ error_code: 'NOT_BASE64', key_name: bad.name }]);
+      // Repaired by the operator (here: the row removed), the import resumes and finishes.
+      await adminQuery(db.name, `DELETE FROM tenant_secrets_legacy WHERE key_name = $1`, [bad.name]);
+      const rest = await manager.importLegacy({ legacyKey: LEGACY_KEY });
+      expect(rest.legacyTableDropped).toBe(true);
+      expect(rest.importedTotal).toBe(ROWS.length);
       for (const row of ROWS) expect(await manager.get(row.tenant, row.name)).toBe(row.value);
     } finally {
       await manager.close();

@@ -8,6 +8,7 @@ import {
   SecretExpiredError,
   SecretNotFoundError,
   type SecretsManager,
+  UnauthorizedError,
   UnknownMasterKeyError,
 } from '../src/index.js';
 import { adminQuery, OTHER_KEY, setupManager, TEST_KEY } from './support/db.js';
@@ -33,6 +34,7 @@ let tenantSeq = 0;
 const newTenant = () => `lc-${process.pid}-${++tenantSeq}`;
 
 async function audit(tenant: string, action?: string): Promise<AuditRow[]> {
+  await manager.sealAudit();
   return adminQuery<AuditRow & pg.QueryResultRow>(
     db.name,
     `SELECT action, outcome, error_code, version, key_name, details FROM tenant_secret_audit
@@ -82,7 +84,11 @@ describe('rollback', () => {
 
     expect(await manager.rollback(t, 'db/password', 1)).toEqual({ version: 4 });
     expect(await manager.get(t, 'db/password')).toBe('one');
-    expect(await manager.getWithVersion(t, 'db/password')).toEqual({ value: 'one', version: 4 });
+    expect(await manager.getWithVersion(t, 'db/password')).toEqual({
+      value: 'one',
+      version: 4,
+      expiresAt: null,
+    });
     // The replaced version is the previous one, readable during the grace period.
     expect(await manager.get(t, 'db/password', { version: 'previous' })).toBe('three');
     // Older versions are untouched.
@@ -147,7 +153,7 @@ describe('rollback', () => {
     const error = await manager.rollback(t, 'k', 1, { ifVersion: 1 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConflictError);
     expect(error).toMatchObject({ expectedVersion: 1, currentVersion: 2 });
-    expect(await manager.getWithVersion(t, 'k')).toEqual({ value: 'b', version: 2 });
+    expect(await manager.getWithVersion(t, 'k')).toEqual({ value: 'b', version: 2, expiresAt: null });
     expect(await manager.rollback(t, 'k', 1, { ifVersion: 2 })).toEqual({ version: 3 });
     const records = await audit(t, 'secret.rolled_back');
     expect(records.map((r) => [r.outcome, r.error_code])).toEqual([
@@ -183,7 +189,7 @@ describe('restore', () => {
     await manager.delete(t, 'k');
     expect(await manager.get(t, 'k')).toBeNull();
     expect(await manager.restore(t, 'k')).toEqual({ version: 2 });
-    expect(await manager.getWithVersion(t, 'k')).toEqual({ value: 'b', version: 2 });
+    expect(await manager.getWithVersion(t, 'k')).toEqual({ value: 'b', version: 2, expiresAt: null });
     expect(await manager.get(t, 'k', { version: 1 })).toBe('a');
     const [listed] = await manager.list(t);
     expect(listed).toMatchObject({ keyName: 'k', deletedAt: null, purgeAfter: null });
@@ -358,7 +364,8 @@ describe('getMany', () => {
     await manager.set(t, 'deleted', 'x');
     await manager.delete(t, 'deleted');
 
-    // A manager on a pool that counts statements.
+    // A manager on a pool that counts the statements sent on its connections (the log-suppression
+    // prelude travels with the call, in the same round trip).
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     let statements = 0;
     const counting = {
@@ -366,10 +373,23 @@ describe('getMany', () => {
         statements++;
         return pool.query(text, values);
       },
-      connect: () => pool.connect(),
+      connect: async () => {
+        const client = await pool.connect();
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+          statements++;
+          return query(...args);
+        };
+        return client;
+      },
       end: () => pool.end(),
     };
-    const m = createSecretsManager({ pool: counting, masterKey: TEST_KEY, actor: 'bulk' });
+    const m = createSecretsManager({
+      pool: counting,
+      masterKey: TEST_KEY,
+      actor: 'bulk',
+      auditSealIntervalMs: 0,
+    });
     try {
       const result = await m.getMany(t, ['b', 'a', 'missing', 'deleted', '__proto__', 'a']);
       expect(statements).toBe(1);
@@ -448,6 +468,10 @@ describe('master key not in the ring', () => {
       actor: 'stranger',
     });
     try {
+      // Registered, the stranger's key vouches for the tenant (a proof), but the tenant's data key is
+      // wrapped under another master key: UnknownMasterKeyError (unregistered, it would be UnauthorizedError).
+      await expect(stranger.getMany(t, ['k'])).rejects.toBeInstanceOf(UnauthorizedError);
+      await stranger.registerMasterKey();
       await expect(stranger.getMany(t, ['k'])).rejects.toBeInstanceOf(UnknownMasterKeyError);
       await expect(stranger.rollback(t, 'k', 1)).rejects.toBeInstanceOf(UnknownMasterKeyError);
     } finally {
@@ -458,6 +482,7 @@ describe('master key not in the ring', () => {
       (r) => r.action === 'secret.read' || r.action === 'secret.rolled_back',
     );
     expect(records.map((r) => [r.action, r.outcome, r.error_code])).toEqual([
+      ['secret.read', 'failure', 'UNAUTHORIZED'],
       ['secret.read', 'failure', 'UNKNOWN_MASTER_KEY'],
       ['secret.rolled_back', 'failure', 'UNKNOWN_MASTER_KEY'],
     ]);
@@ -603,62 +628,70 @@ describe('retention and grace', () => {
 
 describe('SQL interface', () => {
   const bundleParams = (m: SecretsManager, t: string) => {
-    const bundle = m.tenantKeyBundle(t);
-    return [bundle.ids, bundle.keks];
+    return m.tenantKeyBundle(t).bytes;
   };
 
   it('rollback, restore and destroy work when called directly in SQL with the tenant key bundle', async () => {
     const t = newTenant();
     await manager.set(t, 'k', 'first');
     await manager.set(t, 'k', 'second');
-    const [ids, keks] = bundleParams(manager, t);
+    const bundle = bundleParams(manager, t);
 
     const [rolled] = await adminQuery(
       db.name,
-      `SELECT * FROM tenant_secret_rollback($1, 'k', 1, $2::text[], $3::bytea[], '{}'::jsonb, '{"actor":"sql-admin"}'::jsonb)`,
-      [t, ids, keks],
+      `SELECT * FROM tenant_secret_rollback($1, 'k', 1, $2, '{}'::jsonb, '{"actor":"sql-admin"}'::jsonb)`,
+      [t, bundle],
     );
     expect(rolled).toEqual({ status: 'ok', version: 3, detail: null });
     expect(await manager.get(t, 'k')).toBe('first');
 
     const [conflict] = await adminQuery(
       db.name,
-      `SELECT * FROM tenant_secret_rollback($1, 'k', 1, $2::text[], $3::bytea[], '{"if_version": 1}'::jsonb)`,
-      [t, ids, keks],
+      `SELECT * FROM tenant_secret_rollback($1, 'k', 1, $2, '{"if_version": 1}'::jsonb)`,
+      [t, bundle],
     );
     expect(conflict).toMatchObject({ status: 'conflict', version: 3 });
 
     await manager.delete(t, 'k');
-    const [restored] = await adminQuery(db.name, `SELECT * FROM tenant_secret_restore($1, 'k')`, [t]);
+    const [restored] = await adminQuery(db.name, `SELECT * FROM tenant_secret_restore($1, 'k', $2)`, [
+      t,
+      bundle,
+    ]);
     expect(restored).toEqual({ status: 'ok', version: 3 });
-    const [again] = await adminQuery(db.name, `SELECT * FROM tenant_secret_restore($1, 'k')`, [t]);
+    const [again] = await adminQuery(db.name, `SELECT * FROM tenant_secret_restore($1, 'k', $2)`, [
+      t,
+      bundle,
+    ]);
     expect(again).toEqual({ status: 'not_found', version: null });
 
     const [many] = await adminQuery(
       db.name,
-      `SELECT key_name, status, convert_from(value, 'UTF8') AS value FROM tenant_secret_read_many($1, ARRAY['k'], $2::text[], $3::bytea[])`,
-      [t, ids, keks],
+      `SELECT key_name, status, convert_from(value, 'UTF8') AS value FROM tenant_secret_read_many($1, ARRAY['k'], $2)`,
+      [t, bundle],
     );
     expect(many).toEqual({ key_name: 'k', status: 'ok', value: 'first' });
 
-    const [destroyed] = await adminQuery(db.name, `SELECT * FROM tenant_secret_destroy($1, 'k')`, [t]);
+    const [destroyed] = await adminQuery(db.name, `SELECT * FROM tenant_secret_destroy($1, 'k', $2)`, [
+      t,
+      bundle,
+    ]);
     expect(destroyed).toEqual({ status: 'ok', versions_destroyed: 3, version_rows: 3 });
     expect(await manager.get(t, 'k')).toBeNull();
 
     const [badLabels] = await adminQuery(
       db.name,
-      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"labels": {"env": 1}}'::jsonb)`,
-      [t],
+      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"labels": {"env": 1}}', $2)`,
+      [t, bundle],
     );
     expect(badLabels).toEqual({ status: 'invalid_input', version: null, detail: 'labels' });
     const [badDate] = await adminQuery(
       db.name,
-      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"expires_at": "not a date"}'::jsonb)`,
-      [t],
+      `SELECT * FROM tenant_secret_update_metadata($1, 'k', '{"expires_at": "not a date"}', $2)`,
+      [t, bundle],
     );
     expect(badDate).toEqual({ status: 'invalid_input', version: null, detail: 'expires_at' });
 
-    const [invalid] = await adminQuery(db.name, `SELECT * FROM tenant_secret_destroy('', 'k')`);
+    const [invalid] = await adminQuery(db.name, `SELECT * FROM tenant_secret_destroy('', 'k', $1)`, [bundle]);
     expect(invalid).toMatchObject({ status: 'invalid_input' });
 
     const records = await audit(t);
@@ -710,7 +743,7 @@ describe('SQL interface', () => {
     expect(rows.map((r) => r.proname).sort()).toEqual([...names].sort());
     for (const row of rows) {
       expect(row.prosecdef, row.proname).toBe(true);
-      expect(row.proconfig, row.proname).toEqual(['search_path=""']);
+      expect(row.proconfig, row.proname).toEqual(['search_path=""', 'plan_cache_mode=force_generic_plan']);
       expect(row.comment, row.proname).toMatch(/^tenant-secrets: /);
       expect(row.nobody, row.proname).toBe(false);
     }

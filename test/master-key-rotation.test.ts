@@ -300,3 +300,58 @@ describe('master-key rotation interrupted', () => {
     expect([await adminQuery(db.name, snapshot), await adminQuery(db.name, versions)]).toEqual(before);
   });
 });
+
+describe('concurrent master-key rotations', () => {
+  it('two runs at once re-wrap every key once and report truthful checkpoint counts', async () => {
+    const { manager, db } = await setupManager({ auditSealIntervalMs: 0 });
+    const tenants = Array.from({ length: 40 }, (_, i) => tenant(i));
+    for (const t of tenants) await manager.set(t, 'api-key', `value-${t}`);
+    // Signed checkpoints at every chain's end, under the old key.
+    expect((await manager.verifyAudit()).ok).toBe(true);
+    const [checkpoints] = await adminQuery<{ n: number }>(
+      db.name,
+      `SELECT count(*)::int AS n FROM tenant_secret_audit_checkpoints WHERE master_key_id = $1`,
+      [oldId],
+    );
+    const total = checkpoints?.n ?? 0;
+    expect(total).toBeGreaterThan(tenants.length);
+
+    const a = managerWith(db.url, OTHER_KEY, [TEST_KEY]);
+    const b = managerWith(db.url, OTHER_KEY, [TEST_KEY]);
+    try {
+      const [ra, rb] = await Promise.all([
+        a.rotateMasterKey({ batchSize: 3 }),
+        b.rotateMasterKey({ batchSize: 3 }),
+      ]);
+      // Every key re-wrapped exactly once, by one run or the other.
+      expect(ra.rewrapped + rb.rewrapped).toBe(tenants.length);
+      expect(ra.failed + rb.failed).toBe(0);
+      // Every checkpoint re-signed exactly once; each run accounts for every checkpoint it saw.
+      expect(ra.auditCheckpoints.resigned + rb.auditCheckpoints.resigned).toBe(total);
+      for (const r of [ra, rb]) {
+        expect(r.auditCheckpoints.invalid).toBe(0);
+        expect(r.auditCheckpoints.resigned + r.auditCheckpoints.alreadyCurrent).toBe(total);
+      }
+      console.info(
+        `concurrent rotations: run A ${JSON.stringify(ra.auditCheckpoints)} rewrapped ${ra.rewrapped}, run B ${JSON.stringify(rb.auditCheckpoints)} rewrapped ${rb.rewrapped}`,
+      );
+      // A third run finds nothing to do, and says so.
+      const again = await a.rotateMasterKey();
+      expect(again).toMatchObject({
+        rewrapped: 0,
+        auditCheckpoints: { resigned: 0, alreadyCurrent: total, invalid: 0 },
+      });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    const fresh = managerWith(db.url, OTHER_KEY);
+    try {
+      expect((await fresh.keyStatus()).readyToDropPrevious).toBe(true);
+      for (const t of tenants) expect(await fresh.get(t, 'api-key')).toBe(`value-${t}`);
+      expect((await fresh.verifyAudit()).ok).toBe(true);
+    } finally {
+      await fresh.close();
+    }
+  });
+});

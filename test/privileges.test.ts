@@ -69,20 +69,32 @@ afterAll(async () => {
   for (const role of [intruder, app, operator]) await adminQuery('postgres', `DROP ROLE IF EXISTS ${role}`);
 });
 
-const TABLES = [
-  'tenant_secrets',
-  'tenant_secret_versions',
-  'tenant_secret_keys',
-  'tenant_secret_audit',
-  'tenant_secret_audit_heads',
-  'tenant_secret_migrations',
-];
+/** Every table, partition and sequence of ours, as the catalog lists them. */
+async function ourRelations(kinds: string): Promise<string[]> {
+  const rows = await adminQuery<{ relname: string }>(
+    db.name,
+    `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = ANY ($1::"char"[])
+        AND relname LIKE 'tenant\\_secret%' ORDER BY relname`,
+    [kinds.split('')],
+  );
+  return rows.map((r) => r.relname);
+}
 
 describe('PUBLIC and Supabase roles get nothing', () => {
   it('a role with no grants can neither read nor write any table, even with default privileges', async () => {
+    await owner.sealAudit(); // the sealer creates the day's audit partition
+    const tables = await ourRelations('rp');
+    expect(tables).toEqual(
+      expect.arrayContaining(['tenant_secrets', 'tenant_secret_keys', 'tenant_secret_master_keys']),
+    );
+    expect(tables.some((t) => /^tenant_secret_audit_p\d{8}$/.test(t))).toBe(true);
     await asRole(intruder, async (client) => {
-      for (const table of TABLES) {
-        expect(await sqlState(client.query(`SELECT * FROM ${table}`))).toBe('42501');
+      for (const table of tables) {
+        expect.soft(await sqlState(client.query(`SELECT * FROM ${table}`)), table).toBe('42501');
+        expect.soft(await sqlState(client.query(`TRUNCATE ${table}`)), table).toBe('42501');
+      }
+      for (const sequence of await ourRelations('S')) {
+        expect.soft(await sqlState(client.query('SELECT nextval($1)', [sequence])), sequence).toBe('42501');
       }
       expect(await sqlState(client.query('DELETE FROM tenant_secret_audit'))).toBe('42501');
       expect(await sqlState(client.query("UPDATE tenant_secret_audit SET actor = 'x'"))).toBe('42501');
@@ -95,15 +107,16 @@ describe('PUBLIC and Supabase roles get nothing', () => {
     await asRole(intruder, async (client) => {
       expect(
         await sqlState(
-          client.query('SELECT get_tenant_secret($1, $2, $3::text[], $4::bytea[])', [
-            'tenant-1',
-            'api-key',
-            bundle.ids,
-            bundle.keks,
-          ]),
+          client.query('SELECT get_tenant_secret($1, $2, $3)', ['tenant-1', 'api-key', bundle.bytes]),
         ),
       ).toBe('42501');
-      expect(await sqlState(client.query("SELECT tenant_secret_list('tenant-1')"))).toBe('42501');
+      expect(await sqlState(client.query("SELECT tenant_secret_list('tenant-1', NULL::bytea)"))).toBe(
+        '42501',
+      );
+      expect(await sqlState(client.query('SELECT tenant_secret_quiet()'))).toBe('42501');
+      expect(await sqlState(client.query("SELECT * FROM tenant_secret_purge_tenant('tenant-1')"))).toBe(
+        '42501',
+      );
       expect(
         await sqlState(
           client.query("SELECT _ts_audit('tenant-1', 'forged', NULL, NULL, 'success', NULL, '{}', NULL)"),
@@ -160,8 +173,8 @@ describe('the service role (grantTo) works only through the functions', () => {
     // unqualified names: a constant IV generator, a table named like ours in pg_temp.
     await adminQuery(
       db.name,
-      `GRANT EXECUTE ON FUNCTION tenant_secret_write(text, text, bytea, text[], bytea[], text, jsonb, jsonb),
-        tenant_secret_read(text, text, text[], bytea[], jsonb, jsonb) TO ${intruder}`,
+      `GRANT EXECUTE ON FUNCTION tenant_secret_write(text, text, bytea, bytea, text, text, jsonb),
+        tenant_secret_read(text, text, bytea, jsonb, jsonb) TO ${intruder}`,
     );
     const bundle = owner.tenantKeyBundle('tenant-3');
     await asRole(intruder, async (client) => {
@@ -176,10 +189,12 @@ describe('the service role (grantTo) works only through the functions', () => {
       await client.query('CREATE TEMP TABLE tenant_secrets (LIKE pg_catalog.pg_class)');
       await client.query('SET search_path = pg_temp, public');
       for (const key of ['a', 'b']) {
-        const r = await client.query(
-          'SELECT status FROM tenant_secret_write($1, $2, $3, $4::text[], $5::bytea[])',
-          ['tenant-3', key, Buffer.from('same'), bundle.ids, bundle.keks],
-        );
+        const r = await client.query('SELECT status FROM tenant_secret_write($1, $2, $3, $4)', [
+          'tenant-3',
+          key,
+          Buffer.from('same'),
+          bundle.bytes,
+        ]);
         expect(r.rows[0].status).toBe('ok');
       }
     });
@@ -200,6 +215,9 @@ describe('the service role (grantTo) works only through the functions', () => {
       'SELECT tenant_secret_key_status()',
       "SELECT * FROM tenant_secret_audit_query('tenant-1')",
       'SELECT * FROM tenant_secret_purge_deleted(NULL)',
+      "SELECT * FROM tenant_secret_audit_prune(now() - interval '1 day')",
+      "SELECT * FROM tenant_secret_rotate_key('tenant-1', NULL)",
+      'SELECT tenant_secret_health()',
     ];
     await asRole(app, async (client) => {
       for (const sql of operatorOnly) expect(await sqlState(client.query(sql))).toBe('42501');
@@ -210,6 +228,18 @@ describe('the service role (grantTo) works only through the functions', () => {
       expect(await sqlState(client.query('SELECT encrypted_value FROM tenant_secrets'))).toBe('42501');
     });
     expect(await owner.get('tenant-1', 'api-key')).toBe('owner-secret');
+    // status() works for an operator (it reads the schema version through the health function),
+    // and stays refused to the application role, which checks readiness with ready().
+    const asOperator = createSecretsManager({ connectionString: loginUrl(operator), masterKey: TEST_KEY });
+    const asApp = createSecretsManager({ connectionString: loginUrl(app), masterKey: TEST_KEY });
+    try {
+      const status = await asOperator.status();
+      expect(status.schemaVersion).toBe((await owner.status()).schemaVersion);
+      await expect(asApp.status()).rejects.toMatchObject({ sqlState: '42501' });
+    } finally {
+      await asOperator.close();
+      await asApp.close();
+    }
   });
 
   it('every SECURITY DEFINER function pins search_path', async () => {
@@ -219,5 +249,28 @@ describe('the service role (grantTo) works only through the functions', () => {
     );
     expect(rows.length).toBeGreaterThan(5);
     for (const fn of rows) expect(fn.proconfig ?? []).toContain('search_path=""');
+  });
+
+  it('every function that takes key material plans generically (no custom plan holds keys or values as constants)', async () => {
+    const rows = await adminQuery<{ proname: string; proconfig: string[] | null }>(
+      db.name,
+      `SELECT p.proname, p.proconfig FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef AND p.prokind = 'f'
+          AND EXISTS (SELECT 1 FROM unnest(p.proargnames) a(n) WHERE a.n IN ('p_bundle', 'p_key_bundle', 'p_bundles', 'p_proof_key', 'p_value', 'p_plain_value', 'p_legacy_key'))`,
+    );
+    expect(rows.map((r) => r.proname)).toEqual(
+      expect.arrayContaining([
+        'tenant_secret_read',
+        'tenant_secret_write',
+        'upsert_tenant_secret',
+        'get_tenant_secret',
+      ]),
+    );
+    for (const fn of rows) {
+      expect({ fn: fn.proname, config: fn.proconfig }).toEqual({
+        fn: fn.proname,
+        config: expect.arrayContaining(['plan_cache_mode=force_generic_plan']),
+      });
+    }
   });
 });

@@ -28,7 +28,7 @@ afterAll(async () => {
   process.env = saved;
 });
 
-describe("the seed's interface", () => {
+describe('the original interface', () => {
   it('setTenantSecret / getTenantSecret / rotateTenantSecret from the environment', async () => {
     await setTenantSecret('tenant-123', 'api-key', 'secret-value');
     expect(await getTenantSecret('tenant-123', 'api-key')).toBe('secret-value');
@@ -50,7 +50,7 @@ describe("the seed's interface", () => {
     ]);
   });
 
-  it("the seed's verification query shows ciphertext", async () => {
+  it("the original interface's verification query shows ciphertext", async () => {
     const rows = await adminQuery<{ encrypted_value: Buffer }>(
       db.name,
       "SELECT encrypted_value FROM tenant_secrets WHERE tenant_id = 'tenant-123';",
@@ -59,35 +59,53 @@ describe("the seed's interface", () => {
     expect(rows[0]?.encrypted_value.includes(Buffer.from('new-secret-value'))).toBe(false);
   });
 
-  it('SQL functions upsert_tenant_secret / get_tenant_secret take a key bundle, never the master key', async () => {
+  it('SQL functions upsert_tenant_secret / get_tenant_secret take the key bundle (one bytea), never the master key', async () => {
     const bundle = manager.tenantKeyBundle('tenant-sql');
     const [set] = await adminQuery<{ v: number }>(
       db.name,
-      'SELECT upsert_tenant_secret($1, $2, $3, $4::text[], $5::bytea[]) AS v',
-      ['tenant-sql', 'api-key', 'from sql ✓', bundle.ids, bundle.keks],
+      'SELECT upsert_tenant_secret($1, $2, $3, $4) AS v',
+      ['tenant-sql', 'api-key', 'from sql ✓', bundle.bytes],
     );
     expect(set?.v).toBe(1);
     expect(await manager.get('tenant-sql', 'api-key')).toBe('from sql ✓');
     const [got] = await adminQuery<{ v: string | null }>(
       db.name,
-      'SELECT get_tenant_secret($1, $2, $3::text[], $4::bytea[]) AS v',
-      ['tenant-sql', 'api-key', bundle.ids, bundle.keks],
+      'SELECT get_tenant_secret($1, $2, $3) AS v',
+      ['tenant-sql', 'api-key', bundle.bytes],
     );
     expect(got?.v).toBe('from sql ✓');
+    // The bundle as `\x…` text, as callers that pass bytea as text (supabase.rpc) send it.
+    const [asText] = await adminQuery<{ v: string | null }>(
+      db.name,
+      'SELECT get_tenant_secret($1, $2, $3::bytea) AS v',
+      ['tenant-sql', 'api-key', bundle.toSqlHex()],
+    );
+    expect(asText?.v).toBe('from sql ✓');
     const [missing] = await adminQuery<{ v: string | null }>(
       db.name,
-      'SELECT get_tenant_secret($1, $2, $3::text[], $4::bytea[]) AS v',
-      ['tenant-sql', 'nope', bundle.ids, bundle.keks],
+      'SELECT get_tenant_secret($1, $2, $3) AS v',
+      ['tenant-sql', 'nope', bundle.bytes],
     );
     expect(missing?.v).toBeNull();
-    // Another tenant's bundle does not open this tenant's data: a typed SQLSTATE, not garbage.
+    // Another tenant's bundle does not speak for this tenant: a typed SQLSTATE (TS401), the same
+    // for an existing and a missing secret, never a value or NULL.
     const other = manager.tenantKeyBundle('tenant-123');
-    const error = await adminQuery(
-      db.name,
-      'SELECT get_tenant_secret($1, $2, $3::text[], $4::bytea[]) AS v',
-      ['tenant-sql', 'api-key', other.ids, other.keks],
-    ).catch((e: { code?: string }) => e);
-    expect((error as { code?: string }).code).toBe('TSINT');
+    for (const name of ['api-key', 'nope']) {
+      const error = await adminQuery(db.name, 'SELECT get_tenant_secret($1, $2, $3) AS v', [
+        'tenant-sql',
+        name,
+        other.bytes,
+      ]).catch((e: { code?: string }) => e);
+      expect((error as { code?: string }).code).toBe('TS401');
+      const write = await adminQuery(db.name, 'SELECT upsert_tenant_secret($1, $2, $3, $4) AS v', [
+        'tenant-sql',
+        name,
+        'overwrite',
+        other.bytes,
+      ]).catch((e: { code?: string }) => e);
+      expect((write as { code?: string }).code).toBe('TS401');
+    }
+    expect(await manager.get('tenant-sql', 'api-key')).toBe('from sql ✓');
   });
 
   it('a tampered secret read through the env function throws, it does not return null', async () => {
@@ -99,7 +117,7 @@ describe("the seed's interface", () => {
     await expect(getTenantSecret('tenant-123', 'tampered')).rejects.toBeInstanceOf(IntegrityError);
   });
 
-  it("the seed's `node -e` commands work against the built package (npm test builds first)", async () => {
+  it("the original interface's `node -e` commands work against the built package (npm test builds first)", async () => {
     const env = { ...process.env, DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: TEST_KEY };
     const set = `import { setTenantSecret, getTenantSecret } from 'tenant-secrets';
 await setTenantSecret('tenant-123', 'api-key', 'secret-value');

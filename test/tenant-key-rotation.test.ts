@@ -63,6 +63,7 @@ describe('tenant-key rotation', () => {
       reencrypted: 8,
       batches: 4,
       destroyedKeyVersions: [1],
+      batchSize: 2,
     });
     expect(progress).toEqual([2, 4, 6, 8]);
     expect(await keyRows(db.name, t)).toEqual([
@@ -218,6 +219,7 @@ describe('purgeTenant', () => {
     await manager.set(t, 'b', 'b1');
     await manager.set('staying', 'a', 'keep');
     await manager.rotateTenantKey(t);
+    await manager.sealAudit();
     const auditBefore = await adminQuery<{ n: string }>(
       db.name,
       `SELECT count(*) AS n FROM tenant_secret_audit WHERE chain_id = $1`,
@@ -240,6 +242,7 @@ describe('purgeTenant', () => {
     }
     expect(await manager.get('staying', 'a')).toBe('keep');
 
+    await manager.sealAudit();
     const purged = await adminQuery<{ seq: string; details: unknown; tenant_id: string }>(
       db.name,
       `SELECT seq, details, tenant_id FROM tenant_secret_audit WHERE chain_id = $1 AND action = 'tenant.purged'`,

@@ -37,6 +37,7 @@ export function auditRecordToJsonLine(record: AuditRecord): string {
     details: record.details,
     prevHash: record.prevHash,
     hash: record.hash,
+    digest: record.digest,
   });
 }
 
@@ -58,16 +59,30 @@ export function exportOperations(core: Core) {
         throw new InvalidInputError('pageSize must be an integer from 1 to 10000', 'pageSize');
       }
       const all = options.tenantId === undefined;
-      const chains = all
-        ? (
-            await core.query<{ chain_id: string }>(
-              'exportAudit',
-              `SELECT chain_id FROM ${core.qs}.tenant_secret_audit_chains()`,
-            )
-          ).map((row) => row.chain_id)
-        : [options.tenantId ?? ''];
       let first = true;
-      for (const chain of chains) {
+      async function* chainIds(): AsyncGenerator<string> {
+        if (!all) {
+          yield options.tenantId ?? '';
+          return;
+        }
+        let after: string | null = null;
+        for (;;) {
+          const page: { chain_id: string }[] = await core.plain<{ chain_id: string }>(
+            'exportAudit',
+            `SELECT t AS chain_id FROM ${core.qs}.tenant_secret_audit_chains($1, $2) t`,
+            [after, 1000],
+          );
+          for (const row of page) yield row.chain_id;
+          const last = page[page.length - 1];
+          if (!last || page.length < 1000) return;
+          after = last.chain_id;
+        }
+      }
+      if (all) {
+        // Seal first, so the list of chains includes chains whose first records are still pending.
+        await core.plain('exportAudit', `SELECT * FROM ${core.qs}.tenant_secret_audit_seal(100000, true)`);
+      }
+      for await (const chain of chainIds()) {
         let after: string | undefined = first ? undefined : '0';
         first = false;
         for (;;) {

@@ -2,12 +2,15 @@ import type { Core } from '../core.js';
 import { exportOperations } from './export.js';
 import { pruneOperations } from './prune.js';
 import { queryOperations } from './query.js';
+import { sealOperations } from './seal.js';
 import { verifyOperations } from './verify.js';
 
-/** The audit-trail operations of issue 5 (query, export, verify, checkpoints, prune), bound to one core. */
+/** The audit-trail operations (seal, query, export, verify, checkpoints, prune), bound to one core. */
 export function auditOperations(core: Core) {
-  const verify = verifyOperations(core);
+  const seal = sealOperations(core);
+  const verify = verifyOperations(core, (options) => seal.sealAudit({ ...options, all: true, wait: true }));
   return {
+    ...seal,
     ...queryOperations(core),
     ...exportOperations(core),
     ...verify,

@@ -1,5 +1,5 @@
 import type { Core } from '../core.js';
-import { DatabaseError, IntegrityError, InvalidInputError } from '../errors.js';
+import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError } from '../errors.js';
 import { assertTenantId } from '../validation.js';
 import type { AuditContext } from './context.js';
 import { checkpointMac, type verifyOperations } from './verify.js';
@@ -16,6 +16,13 @@ export interface PruneAuditOptions {
   verifyFirst?: boolean;
   /** Audit context for this call only. */
   context?: AuditContext;
+  /**
+   * How long to try to lock the trail to drop whole days before giving up (default 2000 ms), in
+   * 25 ms attempts so that operations are never held longer. A transaction holding the trail (a
+   * long export page, a caller's open transaction that read it) or vacuum of a day to drop delays
+   * the drop; nothing of those days changes then, run it again.
+   */
+  lockTimeoutMs?: number;
 }
 
 export interface PruneAuditResult {
@@ -23,9 +30,15 @@ export interface PruneAuditResult {
   chains: number;
   /** Records deleted. */
   records: number;
-  /** Each pruned chain's new anchor: the seq the chain now starts after. */
+  /**
+   * Each pruned chain's new anchor (the seq the chain now starts after), up to 10000 of them
+   * (`chains` counts them all).
+   */
   anchors: { chainId: string; seq: number }[];
 }
+
+const MAX_ANCHORS = 10_000;
+const SIGN_BATCH = 5000;
 
 export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOperations>) {
   const { qs, keyring } = core;
@@ -51,10 +64,15 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
         throw new InvalidInputError('olderThan must be a Date in the past', 'olderThan');
       }
       if (options.tenantId !== undefined && options.tenantId !== null) assertTenantId(options.tenantId);
+      const lockTimeout = options.lockTimeoutMs ?? 2000;
+      if (!Number.isInteger(lockTimeout) || lockTimeout < 1 || lockTimeout > 600_000) {
+        throw new InvalidInputError('lockTimeoutMs must be an integer from 1 to 600000', 'lockTimeoutMs');
+      }
       if (options.verifyFirst !== false) {
         const check = await verify.verifyAudit({
           ...(options.tenantId !== undefined && { tenantId: options.tenantId }),
           ...(options.context && { context: options.context }),
+          heads: false,
         });
         if (!check.ok) {
           throw new IntegrityError(
@@ -62,17 +80,19 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
           );
         }
       }
-      const result = await core.query<{
-        status: 'ok' | 'forbidden' | 'invalid_input';
+      const result = await core.plain<{
+        status: 'ok' | 'forbidden' | 'invalid_input' | 'busy';
         chain_id: string;
         pruned: string;
         anchor_seq: string;
         anchor_hash: Buffer;
-      }>('pruneAudit', `SELECT * FROM ${qs}.tenant_secret_audit_prune($1, $2, $3::jsonb)`, [
+      }>('pruneAudit', `SELECT * FROM ${qs}.tenant_secret_audit_prune($1, $2, $3::text::jsonb, $4)`, [
         olderThan,
         options.tenantId === undefined ? null : (options.tenantId ?? ''),
         JSON.stringify(core.sqlContext(options.context)),
+        lockTimeout,
       ]);
+      core.onAudited();
       if (result.some((row) => row.status === 'forbidden')) {
         // Same SQLSTATE PostgreSQL uses for insufficient privilege.
         throw new DatabaseError(
@@ -84,18 +104,37 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
         throw new InvalidInputError('olderThan must be a Date in the past', 'olderThan');
       }
       const rows = result.filter((row) => row.status === 'ok');
-      for (const row of rows) {
-        const mac = checkpointMac(keyring.current, row.chain_id, BigInt(row.anchor_seq), row.anchor_hash);
-        await core.query(
+      // Each new anchor gets a signed checkpoint, so a later verification notices an anchor moved
+      // other than by pruning.
+      const auditKey = keyring.current.deriveAuditKey();
+      for (let i = 0; i < rows.length; i += SIGN_BATCH) {
+        const batch = rows.slice(i, i + SIGN_BATCH);
+        await core.plain(
           'pruneAudit',
-          `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1, $2, $3, $4, $5)`,
-          [row.chain_id, row.anchor_seq, row.anchor_hash, keyring.current.id, mac],
+          `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
+          [
+            batch.map((r) => r.chain_id),
+            batch.map((r) => r.anchor_seq),
+            batch.map((r) => r.anchor_hash),
+            keyring.current.id,
+            batch.map((r) =>
+              checkpointMac(keyring.current, r.chain_id, BigInt(r.anchor_seq), r.anchor_hash, auditKey),
+            ),
+          ],
+        );
+      }
+      if (result.some((row) => row.status === 'busy')) {
+        throw new DatabaseTimeoutError(
+          `pruneAudit: the audit trail stayed locked by another transaction (a reader, or vacuum of a day to drop) for ${lockTimeout} ms; no day was dropped${rows.length > 0 ? ` (${rows.length} chain(s) lost records of release 0.1)` : ''}, run it again`,
+          '55P03',
         );
       }
       return {
         chains: rows.length,
         records: rows.reduce((sum, row) => sum + Number(row.pruned), 0),
-        anchors: rows.map((row) => ({ chainId: row.chain_id, seq: Number(row.anchor_seq) })),
+        anchors: rows
+          .slice(0, MAX_ANCHORS)
+          .map((row) => ({ chainId: row.chain_id, seq: Number(row.anchor_seq) })),
       };
     },
   };

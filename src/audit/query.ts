@@ -31,10 +31,16 @@ export interface AuditRecord {
   context: Record<string, unknown> | null;
   /** Action-specific details (versions, counts, key ids). */
   details: Record<string, unknown> | null;
-  /** Hex SHA-256 of the previous record (the anchor's hash for the first record after pruning). */
-  prevHash: string;
-  /** Hex SHA-256 over this record's content and `prevHash`. */
+  /**
+   * Records written before release 0.2: hex SHA-256 of the previous record (the chain links through
+   * it). Since 0.2, null: the link is `hash` = SHA-256(label ‖ previous hash ‖ chain ‖ seq ‖ digest)
+   * (docs/audit.md), computed from the previous record's `hash`.
+   */
+  prevHash: string | null;
+  /** Hex chain hash of this record. */
   hash: string;
+  /** Since 0.2: hex SHA-256 of the record's content (null before). */
+  digest: string | null;
 }
 
 export interface AuditQueryOptions {
@@ -78,8 +84,9 @@ export interface AuditRow {
   request_id: string | null;
   context: Record<string, unknown> | null;
   details: Record<string, unknown> | null;
-  prev_hash: Buffer;
+  prev_hash: Buffer | null;
   hash: Buffer;
+  digest: Buffer | null;
 }
 
 const CURSOR = /^(0|[1-9][0-9]{0,17})$/;
@@ -102,8 +109,9 @@ export function toAuditRecord(row: AuditRow): AuditRecord {
     requestId: row.request_id,
     context: row.context,
     details: row.details,
-    prevHash: row.prev_hash.toString('hex'),
+    prevHash: row.prev_hash ? row.prev_hash.toString('hex') : null,
     hash: row.hash.toString('hex'),
+    digest: row.digest ? row.digest.toString('hex') : null,
   };
 }
 
@@ -153,7 +161,7 @@ export async function queryPage(
 ): Promise<AuditRecord[]> {
   const rows = await core.query<AuditRow>(
     operation,
-    `SELECT * FROM ${core.qs}.tenant_secret_audit_query($1, $2::jsonb, $3::jsonb)`,
+    `SELECT * FROM ${core.qs}.tenant_secret_audit_query($1, $2::text::jsonb, $3::text::jsonb)`,
     [chainTenant, JSON.stringify(sqlOptions), JSON.stringify(core.sqlContext(context))],
   );
   return rows.map(toAuditRecord);

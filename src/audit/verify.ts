@@ -2,18 +2,22 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Core } from '../core.js';
 import { InvalidInputError } from '../errors.js';
 import type { MasterKey } from '../keys/master-key.js';
+import type { ResignResult } from '../keys/rotation.js';
 import { assertTenantId } from '../validation.js';
 import type { AuditContext } from './context.js';
+import type { SealResult } from './seal.js';
 
 /**
  * Why a chain failed verification:
  * - `missing_records`: a record's seq does not follow its predecessor's (records deleted before it).
- * - `broken_link`: a record's prev_hash is not its predecessor's hash (reordered, inserted, or the
- *   predecessor was rewritten with a recomputed hash).
- * - `hash_mismatch`: the record's content does not hash to its stored hash (edited).
+ * - `broken_link`: a record does not chain to its predecessor (reordered, inserted, or a record
+ *   rewritten together with its digest).
+ * - `hash_mismatch`: the record's content does not match its digest or hash (edited).
  * - `tail_missing`: the head says the chain is longer than its records (tail deleted); `seq` is the first missing one.
  * - `head_mismatch`: the last record is not the one the head names (records appended, or the head rewritten).
  * - `head_missing`: records exist, but the chain's head row does not.
+ * - `chain_missing`: a chain registered on the system chain, or one with a signed checkpoint, is gone
+ *   entirely (records, head and all).
  * - `checkpoint_mismatch`: the chain holds another hash at a signed checkpoint's seq (chain rewritten).
  * - `checkpoint_record_missing`: the record a signed checkpoint names is gone (deleted, tail truncated,
  *   or the anchor moved past it other than by `pruneAudit`).
@@ -27,6 +31,7 @@ export type AuditProblemReason =
   | 'tail_missing'
   | 'head_mismatch'
   | 'head_missing'
+  | 'chain_missing'
   | 'checkpoint_mismatch'
   | 'checkpoint_record_missing'
   | 'checkpoint_forged'
@@ -45,12 +50,12 @@ export interface AuditProblem {
 }
 
 export interface VerifyAuditProgress {
+  /** The chain the last page ended in. */
   chainId: string;
   /** Records verified so far, over all chains. */
   records: number;
   /** Chains finished so far. */
   chainsDone: number;
-  chainsTotal: number;
 }
 
 export interface VerifyAuditOptions {
@@ -58,10 +63,15 @@ export interface VerifyAuditOptions {
   tenantId?: string | null;
   /** Called after every page. */
   onProgress?: (progress: VerifyAuditProgress) => void;
-  /** Records per database call (default 5000). */
+  /** Records per database call (1-100000, default 10000). Memory stays bounded by it. */
   pageSize?: number;
   /** Store a signed checkpoint at the end of each chain that verified (default true). */
   checkpoint?: boolean;
+  /**
+   * Return every verified chain's head in `heads` (default true). With millions of chains, pass
+   * false and keep `headsDigest` instead.
+   */
+  heads?: boolean;
   /** Audit context for this call only. */
   context?: AuditContext;
 }
@@ -73,7 +83,9 @@ export interface AuditVerification {
   records: number;
   /** Signed checkpoints checked. */
   checkpoints: number;
-  /** The first problem found (the lowest seq of the first bad chain, chains in id order). */
+  /** Pending records sealed before verifying (see `sealAudit()`). */
+  sealed: number;
+  /** The first problem found (chains in id order). */
   firstBad?: AuditProblem;
   /** One problem per bad chain for the chain walk, plus every bad checkpoint (at most 100). */
   problems: AuditProblem[];
@@ -83,16 +95,22 @@ export interface AuditVerification {
    * holds these hashes at these seqs was rewritten, even after the last checkpoint.
    */
   heads: { chainId: string; seq: number; hash: string }[];
+  /** SHA-256 (hex) over every verified head in chain order: one value to keep outside the database. */
+  headsDigest: string;
 }
 
 interface PageRow {
-  checked: number;
-  last_seq: string;
-  last_hash: Buffer;
-  done: boolean;
-  bad_seq: string | null;
-  bad_id: string | null;
-  reason: AuditProblemReason | null;
+  kind: 'problem' | 'end' | 'checkpoint' | 'cursor';
+  chain_id: string | null;
+  seq: string | null;
+  hash: Buffer | null;
+  id: string | null;
+  reason: string | null;
+  checked: string | null;
+  master_key_id: string | null;
+  mac: Buffer | null;
+  current_hash: Buffer | null;
+  done: boolean | null;
 }
 
 interface CheckpointRow {
@@ -101,20 +119,25 @@ interface CheckpointRow {
   hash: Buffer;
   master_key_id: string;
   mac: Buffer;
-  current_hash: Buffer | null;
-  anchor_seq: string | null;
 }
 
 const MAX_PROBLEMS = 100;
+const SIGN_BATCH = 5000;
 
 /** HMAC-SHA256 over a length-prefixed (chain, seq, hash), under the audit key of `key`. Node only. */
-export function checkpointMac(key: MasterKey, chainId: string, seq: number | bigint, hash: Buffer): Buffer {
+export function checkpointMac(
+  key: MasterKey,
+  chainId: string,
+  seq: number | bigint,
+  hash: Buffer,
+  auditKey = key.deriveAuditKey(),
+): Buffer {
   const chain = Buffer.from(chainId, 'utf8');
   const header = Buffer.alloc(4);
   header.writeUInt32BE(chain.length);
   const seqBytes = Buffer.alloc(8);
   seqBytes.writeBigInt64BE(BigInt(seq));
-  return createHmac('sha256', key.deriveAuditKey())
+  return createHmac('sha256', auditKey)
     .update('tenant-secrets:audit-checkpoint:v1\u0000')
     .update(header)
     .update(chain)
@@ -123,185 +146,289 @@ export function checkpointMac(key: MasterKey, chainId: string, seq: number | big
     .digest();
 }
 
-function macMatches(key: MasterKey, row: CheckpointRow): boolean {
-  const expected = checkpointMac(key, row.chain_id, BigInt(row.seq), row.hash);
-  return row.mac.length === expected.length && timingSafeEqual(row.mac, expected);
-}
-
-export function verifyOperations(core: Core) {
+export function verifyOperations(
+  core: Core,
+  seal: (options?: { context?: AuditContext }) => Promise<SealResult>,
+) {
   const { qs, keyring } = core;
+  const auditKeys = new Map(keyring.keys.map((key) => [key.id, key.deriveAuditKey()]));
   const keyById = (id: string) => keyring.keys.find((key) => key.id === id);
 
-  function checkCheckpoint(row: CheckpointRow): AuditProblem | undefined {
-    const seq = Number(row.seq);
+  function macMatches(row: {
+    chain_id: string;
+    seq: string;
+    hash: Buffer;
+    master_key_id: string;
+    mac: Buffer;
+  }): boolean {
+    const key = keyById(row.master_key_id);
+    if (!key) return false;
+    const expected = checkpointMac(key, row.chain_id, BigInt(row.seq), row.hash, auditKeys.get(key.id));
+    return row.mac.length === expected.length && timingSafeEqual(row.mac, expected);
+  }
+
+  function checkCheckpoint(row: PageRow): AuditProblem | undefined {
+    const chainId = row.chain_id ?? '';
     const problem = (reason: AuditProblemReason): AuditProblem => ({
-      chainId: row.chain_id,
-      seq,
+      chainId,
+      seq: Number(row.seq),
       id: null,
       reason,
-      masterKeyId: row.master_key_id,
+      masterKeyId: row.master_key_id ?? undefined,
     });
-    const key = keyById(row.master_key_id);
-    if (!key) return problem('checkpoint_unknown_key');
-    if (!macMatches(key, row)) return problem('checkpoint_forged');
-    // A checkpoint below the anchor: pruneAudit deletes those in the same transaction that moves
-    // the anchor, so the anchor was moved some other way (records deleted as if pruned).
+    if (!row.hash || !row.mac || !row.master_key_id || row.seq === null) return problem('checkpoint_forged');
+    if (!keyById(row.master_key_id)) return problem('checkpoint_unknown_key');
+    if (
+      !macMatches({
+        chain_id: chainId,
+        seq: row.seq,
+        hash: row.hash,
+        master_key_id: row.master_key_id,
+        mac: row.mac,
+      })
+    ) {
+      return problem('checkpoint_forged');
+    }
+    if (row.reason === 'chain_missing') return problem('chain_missing');
     if (row.current_hash === null) return problem('checkpoint_record_missing');
     if (!row.current_hash.equals(row.hash)) return problem('checkpoint_mismatch');
     return undefined;
   }
 
-  async function sign(chainId: string, seq: number, hash: Buffer): Promise<boolean> {
-    const mac = checkpointMac(keyring.current, chainId, seq, hash);
-    const rows = await core.query<{ ok: boolean }>(
-      'verifyAudit',
-      `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1, $2, $3, $4, $5) AS ok`,
-      [chainId, String(seq), hash, keyring.current.id, mac],
-    );
-    return rows[0]?.ok === true;
+  async function signCheckpoints(ends: { chainId: string; seq: number; hash: Buffer }[]): Promise<void> {
+    const auditKey = auditKeys.get(keyring.current.id);
+    for (let i = 0; i < ends.length; i += SIGN_BATCH) {
+      const batch = ends.slice(i, i + SIGN_BATCH);
+      await core.plain(
+        'verifyAudit',
+        `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
+        [
+          batch.map((e) => e.chainId),
+          batch.map((e) => String(e.seq)),
+          batch.map((e) => e.hash),
+          keyring.current.id,
+          batch.map((e) => checkpointMac(keyring.current, e.chainId, e.seq, e.hash, auditKey)),
+        ],
+      );
+    }
   }
 
   return {
     /**
-     * Verifies the audit trail: for each chain, recomputes every record's hash in the database
-     * (page by page), checks seq continuity from the chain's anchor, every prev_hash link and the
-     * head row; then checks every signed checkpoint against the keyring and the chain. When a chain
-     * verifies, stores a new checkpoint at its last record, signed in this process with a key
-     * derived from the current master key. Appends one `audit.verified` record to the system chain.
+     * Verifies the audit trail. First seals every committed pending record (see `sealAudit()`), then
+     * walks every chain in pages (or one chain): recomputes every record's digest and link in the
+     * database, checks seq continuity from the chain's anchor and the head row; checks every signed
+     * checkpoint against the keyring and the chain, and that every chain registered on the system
+     * chain still exists. For each chain that verifies, stores a checkpoint at its end, signed in
+     * this process with a key derived from the current master key (replacing older ones). Appends one
+     * `audit.verified` record to the system chain. Memory stays bounded by `pageSize` (and `heads`).
      * @returns `ok`, counts, and the first bad record (`firstBad`) when tampering is found.
      * @throws {InvalidInputError} bad tenant id or page size.
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async verifyAudit(options: VerifyAuditOptions = {}): Promise<AuditVerification> {
       if (options.tenantId !== undefined && options.tenantId !== null) assertTenantId(options.tenantId);
-      const pageSize = options.pageSize ?? 5000;
+      const pageSize = options.pageSize ?? 10_000;
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 100_000) {
         throw new InvalidInputError('pageSize must be an integer from 1 to 100000', 'pageSize');
       }
-      const chains =
-        options.tenantId === undefined
-          ? (
-              await core.query<{ chain_id: string }>(
-                'verifyAudit',
-                `SELECT chain_id FROM ${qs}.tenant_secret_audit_chains()`,
-              )
-            ).map((row) => row.chain_id)
-          : [options.tenantId ?? ''];
+      const sealed = await seal(options.context === undefined ? {} : { context: options.context });
+      const scope = options.tenantId === undefined ? null : (options.tenantId ?? '');
+      const keepHeads = options.heads !== false;
       const problems: AuditProblem[] = [];
+      const badChains = new Set<string>();
       const heads: AuditVerification['heads'] = [];
-      let firstBad: AuditProblem | undefined;
+      const headsHash = createHmac('sha256', 'tenant-secrets:heads-digest:v1');
+      const addProblem = (problem: AuditProblem) => {
+        badChains.add(problem.chainId);
+        if (problems.length < MAX_PROBLEMS) problems.push(problem);
+      };
       let records = 0;
       let checkpoints = 0;
-      let chainsDone = 0;
-      for (const chainId of chains) {
-        const chainProblems: AuditProblem[] = [];
-        let afterSeq: string | null = null;
-        let afterHash: Buffer | null = null;
-        let lastSeq = 0;
-        let lastHash: Buffer | null = null;
-        for (;;) {
-          const rows: PageRow[] = await core.query<PageRow>(
-            'verifyAudit',
-            `SELECT * FROM ${qs}.tenant_secret_audit_verify_page($1, $2, $3, $4)`,
-            [chainId, afterSeq, afterHash, pageSize],
-          );
-          const page = rows[0];
-          if (!page) break;
-          records += page.checked;
-          lastSeq = Number(page.last_seq);
-          lastHash = page.last_hash;
-          afterSeq = page.last_seq;
-          afterHash = page.last_hash;
-          options.onProgress?.({ chainId, records, chainsDone, chainsTotal: chains.length });
-          if (page.reason) {
-            chainProblems.push({
-              chainId,
-              seq: page.bad_seq === null ? null : Number(page.bad_seq),
-              id: page.bad_id === null ? null : Number(page.bad_id),
-              reason: page.reason,
-            });
-          }
-          if (page.done) break;
-        }
-        const marks = await core.query<CheckpointRow>(
+      let chains = 0;
+      let afterChain: string | null = null;
+      let afterSeq: string | null = null;
+      let afterHash: Buffer | null = null;
+      let signing: Promise<void> | undefined;
+      let signError: unknown;
+      for (;;) {
+        const rows: PageRow[] = await core.plain<PageRow>(
           'verifyAudit',
-          `SELECT * FROM ${qs}.tenant_secret_audit_checkpoint_list($1)`,
-          [chainId],
+          `SELECT * FROM ${qs}.tenant_secret_audit_verify_page($1, $2, $3, $4, $5)`,
+          [scope, afterChain, afterSeq, afterHash, pageSize],
         );
-        checkpoints += marks.length;
-        for (const mark of marks) {
-          const problem = checkCheckpoint(mark);
-          if (problem) chainProblems.push(problem);
-        }
-        chainProblems.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
-        if (chainProblems.length === 0) {
-          if (lastHash) heads.push({ chainId, seq: lastSeq, hash: lastHash.toString('hex') });
-          const newest = marks.at(-1);
-          if (options.checkpoint !== false && lastSeq > 0 && lastHash && Number(newest?.seq ?? 0) < lastSeq) {
-            await sign(chainId, lastSeq, lastHash);
+        const ends: { chainId: string; seq: number; hash: Buffer }[] = [];
+        let cursor: PageRow | undefined;
+        for (const row of rows) {
+          if (row.kind === 'cursor') cursor = row;
+          else if (row.kind === 'problem') {
+            addProblem({
+              chainId: row.chain_id ?? '',
+              seq: row.seq === null ? null : Number(row.seq),
+              id: row.id === null ? null : Number(row.id),
+              reason: row.reason as AuditProblemReason,
+            });
+          } else if (row.kind === 'checkpoint') {
+            checkpoints++;
+            const problem = checkCheckpoint(row);
+            if (problem) addProblem(problem);
           }
-        } else {
-          firstBad ??= chainProblems[0];
-          for (const problem of chainProblems) if (problems.length < MAX_PROBLEMS) problems.push(problem);
         }
-        chainsDone += 1;
-        options.onProgress?.({ chainId, records, chainsDone, chainsTotal: chains.length });
+        for (const row of rows) {
+          if (row.kind !== 'end' || row.chain_id === null || row.seq === null || !row.hash) continue;
+          chains++;
+          if (badChains.has(row.chain_id)) continue;
+          const end = { chainId: row.chain_id, seq: Number(row.seq), hash: row.hash };
+          ends.push(end);
+          headsHash.update(`${end.chainId}\u0000${end.seq}\u0000${end.hash.toString('hex')}\n`);
+          if (keepHeads) heads.push({ chainId: end.chainId, seq: end.seq, hash: end.hash.toString('hex') });
+        }
+        chains += rows.filter(
+          (r) => r.kind === 'problem' && r.reason !== null && isChainLevel(r.reason),
+        ).length;
+        // This page's checkpoints are stored while the next page is verified (they are for chains
+        // before that page's range); one batch at a time, so memory stays bounded.
+        await signing;
+        if (signError) throw signError;
+        if (options.checkpoint !== false && ends.length > 0) {
+          signing = signCheckpoints(ends).catch((error: unknown) => {
+            signError = error;
+          });
+        }
+        records += Number(cursor?.checked ?? 0);
+        options.onProgress?.({ chainId: cursor?.chain_id ?? '', records, chainsDone: chains });
+        if (!cursor || cursor.done || cursor.chain_id === null) break;
+        afterChain = cursor.chain_id;
+        afterSeq = cursor.seq;
+        afterHash = cursor.hash;
       }
+      await signing;
+      if (signError) throw signError;
+      // Chains registered on the system chain (when it was sealed for the first time) that are gone.
+      if (scope === null) {
+        let regAfter = 0;
+        for (;;) {
+          const gone = await core.plain<{
+            chain_id: string | null;
+            registered_seq: string | null;
+            last_seq: string | null;
+          }>('verifyAudit', `SELECT * FROM ${qs}.tenant_secret_audit_missing_chains($1, $2)`, [
+            regAfter,
+            10_000,
+          ]);
+          for (const row of gone) {
+            if (row.chain_id !== null && !badChains.has(row.chain_id)) {
+              addProblem({ chainId: row.chain_id, seq: null, id: null, reason: 'chain_missing' });
+            }
+          }
+          const last = gone.find((row) => row.chain_id === null)?.last_seq;
+          if (last === null || last === undefined) break;
+          regAfter = Number(last);
+        }
+      }
+      // Chain order, then seq; at one seq, what the chain walk found before what a checkpoint shows.
+      const rank = (p: AuditProblem) => (p.reason.startsWith('checkpoint_') ? 1 : 0);
+      problems.sort((a, b) =>
+        a.chainId < b.chainId
+          ? -1
+          : a.chainId > b.chainId
+            ? 1
+            : (a.seq ?? 0) - (b.seq ?? 0) || rank(a) - rank(b),
+      );
+      const firstBad = problems[0];
       const result: AuditVerification = {
         ok: firstBad === undefined,
-        chains: chains.length,
+        chains,
         records,
         checkpoints,
+        sealed: sealed.sealed,
         problems,
         heads,
+        headsDigest: headsHash.digest('hex'),
       };
       if (firstBad) result.firstBad = firstBad;
-      await core.query('verifyAudit', `SELECT ${qs}.tenant_secret_audit_verified($1, $2::jsonb, $3::jsonb)`, [
-        result.ok,
-        JSON.stringify({
-          scope: options.tenantId === undefined ? 'all' : (options.tenantId ?? ''),
-          chains: result.chains,
-          records,
-          checkpoints,
-          problems: problems.length,
-          first_bad: firstBad && { chain_id: firstBad.chainId, seq: firstBad.seq, reason: firstBad.reason },
-        }),
-        JSON.stringify(core.sqlContext(options.context)),
-      ]);
+      await core.plain(
+        'verifyAudit',
+        `SELECT ${qs}.tenant_secret_audit_verified($1, $2::text::jsonb, $3::text::jsonb)`,
+        [
+          result.ok,
+          JSON.stringify({
+            scope: options.tenantId === undefined ? 'all' : (options.tenantId ?? ''),
+            chains: result.chains,
+            records,
+            checkpoints,
+            problems: problems.length,
+            heads_digest: result.headsDigest,
+            first_bad: firstBad && { chain_id: firstBad.chainId, seq: firstBad.seq, reason: firstBad.reason },
+          }),
+          JSON.stringify(core.sqlContext(options.context)),
+        ],
+      );
+      core.onAudited();
       return result;
     },
 
     /**
      * Re-signs every checkpoint signed under a previous master key of the ring with the current key
-     * (call after a master-key rotation, before dropping the old key from the ring). A checkpoint
-     * whose signature does not verify, or whose key is not in the ring, is left as it is and counted
-     * in `skipped`; `verifyAudit()` reports it.
+     * (call after a master-key rotation, before dropping the old key from the ring; rotateMasterKey()
+     * does). A checkpoint whose signature does not verify, or whose key is not in the ring, is left
+     * as it is (`invalid`; `verifyAudit()` reports it). Safe to run concurrently: a checkpoint another
+     * run re-signed first counts as `alreadyCurrent`.
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
-    async resignAuditCheckpoints(): Promise<{ resigned: number; skipped: number }> {
-      const rows = await core.query<CheckpointRow>(
-        'resignAuditCheckpoints',
-        `SELECT * FROM ${qs}.tenant_secret_audit_checkpoint_list(NULL)`,
-      );
-      let resigned = 0;
-      let skipped = 0;
-      for (const row of rows) {
-        if (row.master_key_id === keyring.current.id) continue;
-        const key = keyById(row.master_key_id);
-        if (!key || !macMatches(key, row)) {
-          skipped += 1;
-          continue;
-        }
-        const mac = checkpointMac(keyring.current, row.chain_id, BigInt(row.seq), row.hash);
-        const done = await core.query<{ ok: boolean }>(
+    async resignAuditCheckpoints(): Promise<ResignResult> {
+      const out: ResignResult = { resigned: 0, alreadyCurrent: 0, invalid: 0 };
+      const currentKey = auditKeys.get(keyring.current.id);
+      let afterChain: string | null = null;
+      let afterSeq: string | null = null;
+      for (;;) {
+        const rows: CheckpointRow[] = await core.plain<CheckpointRow>(
           'resignAuditCheckpoints',
-          `SELECT ${qs}.tenant_secret_audit_checkpoint_resign($1, $2, $3, $4, $5, $6) AS ok`,
-          [row.chain_id, row.seq, row.master_key_id, row.mac, keyring.current.id, mac],
+          `SELECT chain_id, seq, hash, master_key_id, mac FROM ${qs}.tenant_secret_audit_checkpoint_list($1, $2, $3)`,
+          [afterChain, afterSeq, SIGN_BATCH],
         );
-        if (done[0]?.ok) resigned += 1;
-        else skipped += 1;
+        if (rows.length === 0) break;
+        const todo = rows.filter((row) => {
+          if (row.master_key_id === keyring.current.id) {
+            if (macMatches(row)) out.alreadyCurrent++;
+            else out.invalid++;
+            return false;
+          }
+          if (!macMatches(row)) {
+            out.invalid++;
+            return false;
+          }
+          return true;
+        });
+        if (todo.length > 0) {
+          const done = await core.plain<{ resigned: boolean }>(
+            'resignAuditCheckpoints',
+            `SELECT resigned FROM ${qs}.tenant_secret_audit_checkpoint_resign($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5, $6::bytea[])`,
+            [
+              todo.map((r) => r.chain_id),
+              todo.map((r) => r.seq),
+              todo.map((r) => r.master_key_id),
+              todo.map((r) => r.mac),
+              keyring.current.id,
+              todo.map((r) => checkpointMac(keyring.current, r.chain_id, BigInt(r.seq), r.hash, currentKey)),
+            ],
+          );
+          for (const row of done) {
+            if (row.resigned) out.resigned++;
+            // Changed since it was listed: a concurrent run re-signed it (or it was replaced).
+            else out.alreadyCurrent++;
+          }
+        }
+        const last = rows[rows.length - 1];
+        if (!last || rows.length < SIGN_BATCH) break;
+        afterChain = last.chain_id;
+        afterSeq = last.seq;
       }
-      return { resigned, skipped };
+      return out;
     },
   };
+}
+
+function isChainLevel(reason: string): boolean {
+  return reason === 'tail_missing' || reason === 'head_mismatch' || reason === 'head_missing';
 }

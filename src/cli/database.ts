@@ -1,7 +1,9 @@
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { migrate } from '../db/migrate.js';
+import type { SealResult } from '../audit/seal.js';
+import { schemaExecutor } from '../db/executor.js';
+import { LATEST_SCHEMA_VERSION, migrate, schemaVersion } from '../db/migrate.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
 import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
@@ -9,6 +11,7 @@ import { Keyring } from '../keys/keyring.js';
 import { createSecretsManager, type SecretsManager } from '../manager.js';
 import { type EmbeddedDatabase, resolveDataDir, startEmbedded } from './embedded.js';
 import { note } from './io.js';
+import { addCleanup } from './signals.js';
 
 /** A database connection for one CLI invocation. */
 export interface CliDatabase {
@@ -66,17 +69,66 @@ export async function withDatabase<T>(
       note(`${fallbackFrom} is not reachable by the postgres user (running as root); using ${dir} instead`);
     }
     note(`using embedded PostgreSQL at ${dir} (not for production; set DATABASE_URL)`);
-    embedded = await startEmbedded(dir);
+    // A fresh (or older) embedded database is migrated while no other command uses it: migrate()
+    // locks every table, which would deadlock with another command's operation.
+    const prepare =
+      options.migrate === false
+        ? undefined
+        : async (embeddedUrl: string) => {
+            const setup = createOwnedPool({ connectionString: embeddedUrl, max: 1 });
+            const executor = schemaExecutor(setup, quoteSchema(schema));
+            try {
+              const current = await schemaVersion(executor, schema).catch(() => 0);
+              if (current < LATEST_SCHEMA_VERSION) {
+                const keyring = env.TENANT_SECRETS_MASTER_KEY ? cliKeyring() : undefined;
+                await migrate(executor, { schema, ...(keyring && { keyring }) });
+              }
+            } finally {
+              await setup.end().catch(() => undefined);
+            }
+          };
+    embedded = await startEmbedded(dir, { notify: note, prepare });
     url = embedded.url;
   }
+  // Interrupted (Ctrl-C) outside a long operation: leave the embedded server (the last one out stops it).
+  const release = embedded?.stop;
+  const disposeCleanup = release ? addCleanup(release) : () => false;
   const pool = createOwnedPool({ connectionString: url, max: 4 });
   try {
     const db: CliDatabase = { pool, schema, qs: quoteSchema(schema), embedded };
-    if (embedded && options.migrate !== false) await migrate(pool, { schema });
     return await fn(db);
   } finally {
     await pool.end().catch(() => undefined);
-    await embedded?.stop();
+    await release?.();
+    disposeCleanup();
+  }
+}
+
+/**
+ * Seals every committed pending audit record through the SQL entry point a periodic job would call
+ * (`tenant_secret_audit_seal`), in batches until none is left; waits for a sealer already running.
+ * Sealing needs no master key: a job that only seals never holds one.
+ */
+export async function sealPending(db: CliDatabase): Promise<SealResult> {
+  const executor = schemaExecutor(db.pool, db.qs);
+  const limit = 10_000;
+  let sealed = 0;
+  for (;;) {
+    const [row] = await executor.plain<{
+      sealed: number;
+      pending: string | null;
+      oldest_pending: Date | null;
+      busy: boolean;
+    }>('sealAudit', `SELECT * FROM ${db.qs}.tenant_secret_audit_seal($1, $2)`, [limit, true]);
+    sealed += row?.sealed ?? 0;
+    if (!row || row.busy || row.sealed < limit) {
+      return {
+        sealed,
+        pending: Number(row?.pending ?? 0),
+        oldestPending: row?.oldest_pending ?? null,
+        busy: row?.busy ?? false,
+      };
+    }
   }
 }
 
@@ -90,6 +142,8 @@ export async function withManager<T>(
   return withDatabase(async (db) => {
     const manager = createSecretsManager({ pool: db.pool, keyring, schema: db.schema, actor: cliActor() });
     try {
+      // The embedded development database registers whatever key the developer configures.
+      if (db.embedded && options.migrate !== false) await manager.registerMasterKey();
       return await fn(manager, db);
     } finally {
       await manager.close();

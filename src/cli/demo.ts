@@ -2,10 +2,11 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { schemaExecutor } from '../db/executor.js';
 import { migrate } from '../db/migrate.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
-import { IntegrityError, UnknownMasterKeyError } from '../errors.js';
+import { IntegrityError, UnauthorizedError, UnknownMasterKeyError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
 import { MasterKey } from '../keys/master-key.js';
 import { createSecretsManager, type SecretsManager } from '../manager.js';
@@ -13,9 +14,11 @@ import type { VersionInfo } from '../secrets/operations.js';
 import { resolveDataDir, startEmbedded } from './embedded.js';
 import { table } from './io.js';
 import { createProgress } from './progress.js';
+import { addCleanup } from './signals.js';
 
 /** What every demo step can use. */
 export interface DemoContext {
+  /** Seals audit records only when asked (`sealAudit()`, or verification), so steps can show both states. */
   readonly manager: SecretsManager;
   /** Superuser pool on the throwaway database, for showing (and tampering with) what is stored. */
   readonly pool: PoolLike & pg.Pool;
@@ -46,6 +49,38 @@ export function shortHex(bytes: Buffer, keep = 12): string {
 async function rows<R>(pool: PoolLike, sql: string, params: unknown[] = []): Promise<R[]> {
   return (await pool.query(sql, params)).rows as R[];
 }
+
+/** A SQL string literal (for the demo's own constant text). */
+const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+
+/**
+ * What someone with write access to the database and the published formulas can do: rewrite the
+ * actor of `chainId`'s record `seq`, then recompute that record's digest, every later record's link
+ * and the chain's head, so the chain is consistent again (sql/functions/30_audit_append.sql).
+ */
+async function rewriteChain(pool: PoolLike, chainId: string, seq: number, actor: string): Promise<void> {
+  await pool.query(`DO $demo$
+DECLARE
+  r record;
+  v_prev bytea;
+  v_digest bytea;
+BEGIN
+  SELECT a.hash INTO v_prev FROM tenant_secret_audit a WHERE a.chain_id = ${literal(chainId)} AND a.seq = ${seq - 1};
+  FOR r IN SELECT * FROM tenant_secret_audit a WHERE a.chain_id = ${literal(chainId)} AND a.seq >= ${seq} ORDER BY a.seq LOOP
+    v_digest := _ts_audit_digest(r.chain_id, r.occurred_at, r.tenant_id, r.db_role,
+      CASE WHEN r.seq = ${seq} THEN ${literal(actor)} ELSE r.actor END, r.action, r.key_name, r.version,
+      r.outcome, r.error_code, r.request_id, r.context, r.details);
+    v_prev := _ts_audit_link(v_prev, r.chain_id, r.seq, v_digest);
+    UPDATE tenant_secret_audit a
+       SET actor = CASE WHEN r.seq = ${seq} THEN ${literal(actor)} ELSE r.actor END, digest = v_digest, hash = v_prev
+     WHERE a.chain_id = r.chain_id AND a.seq = r.seq;
+  END LOOP;
+  UPDATE tenant_secret_audit_heads h SET hash = v_prev WHERE h.chain_id = ${literal(chainId)};
+END
+$demo$`);
+}
+
+const chainLabel = (chainId: string) => chainId || '(system)';
 
 function printHistory(history: VersionInfo[], say: (line?: string) => void): void {
   for (const line of table(
@@ -124,6 +159,39 @@ export const DEMO_STEPS: DemoStep[] = [
     },
   },
   {
+    title: 'A master key the database does not know acts for no tenant',
+    async run({ pool, tenantA, say }) {
+      const stranger = createSecretsManager({
+        pool,
+        keyring: new Keyring(MasterKey.generate()),
+        actor: 'stranger',
+        auditSealIntervalMs: 0,
+      });
+      try {
+        for (const [label, attempt] of [
+          [`get ${tenantA} stripe/api-key`, () => stranger.get(tenantA, 'stripe/api-key')],
+          ['set initech db/password', () => stranger.set('initech', 'db/password', 'hunter2')],
+        ] as const) {
+          try {
+            await attempt();
+            throw new Error('demo: an unregistered master key was let through');
+          } catch (error) {
+            if (!(error instanceof UnauthorizedError)) throw error;
+            say(`${label} -> ${error.name} [${error.code}]`);
+          }
+        }
+      } finally {
+        await stranger.close();
+      }
+      say(
+        "Every function checks the caller's key bundle first: it must unwrap the tenant's data key, or carry",
+      );
+      say(
+        'a proof from a master key registered by migrate. Same answer whether the secret or tenant exists.',
+      );
+    },
+  },
+  {
     title: 'What the database actually stores',
     async run({ pool, tenantA, say }) {
       const stored = await rows<{ key_name: string; current_version: number; encrypted_value: Buffer }>(
@@ -168,35 +236,65 @@ export const DEMO_STEPS: DemoStep[] = [
     },
   },
   {
-    title: 'The audit trail of this session',
-    async run({ pool, say }) {
+    title: 'The audit trail: appended, then sealed into hash chains',
+    async run({ manager, pool, say }) {
+      const count = async (table: string) =>
+        Number((await rows<{ n: string }>(pool, `SELECT count(*) AS n FROM ${table}`))[0]?.n ?? 0);
+      say(
+        `${await count('tenant_secret_audit_pending')} records wait in tenant_secret_audit_pending: each operation appended its record in its own`,
+      );
+      say(
+        'transaction, sharing no lock with other operations, with a SHA-256 digest of its content and no seq.',
+      );
+      say('Refused attempts are recorded too: the stranger, the tampered read, the missing secret.');
+      const sealed = await manager.sealAudit();
+      say();
+      say(
+        `sealAudit() -> ${sealed.sealed} records sealed; ${await count('tenant_secret_audit_pending')} pending`,
+      );
       const trail = await rows<{
+        partition: string;
         chain_id: string;
-        seq: string;
+        seq: string | null;
         action: string;
         outcome: string;
         key_name: string | null;
         error_code: string | null;
         actor: string;
+        hash: Buffer | null;
       }>(
         pool,
-        'SELECT chain_id, seq, action, outcome, key_name, error_code, actor FROM tenant_secret_audit ORDER BY id',
+        `SELECT tableoid::regclass::text AS partition, chain_id, seq, action, outcome, key_name, error_code, actor, hash
+           FROM tenant_secret_audit ORDER BY chain_id, seq NULLS LAST, id`,
       );
+      say();
       for (const line of table(
-        ['CHAIN', 'SEQ', 'ACTION', 'OUTCOME', 'KEY', 'ACTOR'],
+        ['CHAIN', 'SEQ', 'ACTION', 'OUTCOME', 'KEY', 'ACTOR', 'HASH'],
         trail.map((r) => [
-          r.chain_id || '(system)',
-          String(r.seq),
+          chainLabel(r.chain_id),
+          r.seq ?? '-',
           r.action,
           r.outcome + (r.error_code ? ` (${r.error_code})` : ''),
           r.key_name ?? '-',
           r.actor,
+          r.hash ? `${r.hash.toString('hex').slice(0, 12)}…` : '(pending)',
         ]),
       ).split('\n'))
         say(line);
       say();
+      const waiting = trail.filter((r) => r.seq === null);
+      if (waiting.length > 0 && waiting.every((r) => r.action === 'audit.chain_started')) {
+        say(
+          `(${waiting.length} pending: the audit.chain_started records this pass appended to register new chains; the next pass seals them.)`,
+        );
+      }
+      const partitions = [...new Set(trail.filter((r) => r.seq !== null).map((r) => r.partition))];
+      say(`Sealed records live in ${partitions.join(', ')} (one partition per sealing day).`);
       say(
-        'One hash chain per tenant: each record holds the SHA-256 of the previous one. Values never appear.',
+        'One chain per tenant: hash = SHA-256(label | previous hash | chain | seq | digest). Values never appear.',
+      );
+      say(
+        'The library seals about a second after operations; this demo seals when asked, to show both steps.',
       );
     },
   },
@@ -218,38 +316,67 @@ export const DEMO_STEPS: DemoStep[] = [
       const result = await manager.verifyAudit();
       if (!result.ok) throw new Error('demo: the audit trail failed verification');
       say(
-        `verifyAudit() -> ok: ${result.chains} chains, ${result.records} records: every hash recomputed, every link checked`,
+        `verifyAudit() -> ok: ${result.chains} chains, ${result.records} records (${result.sealed} pending sealed first): every digest and link recomputed`,
       );
-      for (const head of result.heads)
-        say(`  head ${head.chainId || '(system)'} seq ${head.seq} ${head.hash.slice(0, 16)}…`);
-      say('Each verified head gets a checkpoint signed with a key derived from the master key.');
+      const heads = [...result.heads].sort((a, b) => (a.chainId < b.chainId ? -1 : 1));
+      for (const head of heads)
+        say(`  head ${chainLabel(head.chainId)} seq ${head.seq} ${head.hash.slice(0, 16)}…`);
+      say(
+        'Each verified head gets a checkpoint signed with a key derived from the master key, which the database never sees.',
+      );
     },
   },
   {
     title: 'A tampered audit record is detected',
     async run({ manager, pool, tenantA, say }) {
-      const [row] = await rows<{ id: string; actor: string }>(
+      const [row] = await rows<{ id: string; actor: string; partition: string }>(
         pool,
-        `SELECT id, actor FROM tenant_secret_audit WHERE chain_id = $1 AND seq = 2`,
+        `SELECT id, actor, tableoid::regclass::text AS partition FROM tenant_secret_audit WHERE chain_id = $1 AND seq = 2`,
         [tenantA],
       );
       if (!row) throw new Error('demo: no audit record to tamper with');
-      await pool.query('UPDATE tenant_secret_audit SET actor = $1 WHERE id = $2', [
-        'innocent-bystander',
-        row.id,
+      const verifyFails = async (what: string) => {
+        const result = await manager.verifyAudit();
+        const bad = result.firstBad;
+        if (result.ok || !bad) throw new Error(`demo: ${what} was not detected`);
+        say(
+          `verifyAudit() -> ok: false, first bad record: chain ${chainLabel(bad.chainId)}, seq ${bad.seq}, ${bad.id === null ? '' : `id ${bad.id}, `}${bad.reason}`,
+        );
+      };
+      const verifiesAgain = async () => {
+        const result = await manager.verifyAudit();
+        if (!result.ok) throw new Error('demo: the restored audit trail does not verify');
+        return result.ok;
+      };
+
+      await pool.query(
+        `UPDATE tenant_secret_audit SET actor = 'innocent-bystander' WHERE chain_id = $1 AND seq = 2`,
+        [tenantA],
+      );
+      say(
+        `UPDATE tenant_secret_audit SET actor = 'innocent-bystander' WHERE chain_id = '${tenantA}' AND seq = 2;`,
+      );
+      say(`  -- a sealed record (id ${row.id}, in ${row.partition}), rewritten by a superuser`);
+      await verifyFails('an edited audit record');
+      say('The record no longer matches its digest. (`tenant-secrets audit verify` exits 5 and names it.)');
+      await pool.query('UPDATE tenant_secret_audit SET actor = $1 WHERE chain_id = $2 AND seq = 2', [
+        row.actor,
+        tenantA,
       ]);
+      say(`put the original actor back: verifyAudit() -> ok: ${await verifiesAgain()}`);
+
+      say();
+      await rewriteChain(pool, tenantA, 2, 'innocent-bystander');
       say(
-        `UPDATE tenant_secret_audit SET actor = 'innocent-bystander' WHERE id = ${row.id};  -- ${tenantA}'s record seq 2, rewritten by a superuser`,
+        `Now the same edit, plus a new digest for the record, every later link and ${tenantA}'s chain head,`,
       );
-      const result = await manager.verifyAudit();
-      const bad = result.firstBad;
-      if (result.ok || !bad) throw new Error('demo: audit tampering was not detected');
+      say('recomputed with SQL from the published formulas: the chain is consistent again, and yet');
+      await verifyFails('a rewritten audit chain');
       say(
-        `verifyAudit() -> ok: false, first bad record: chain ${bad.chainId || '(system)'}, seq ${bad.seq}, id ${bad.id}, ${bad.reason}`,
+        'The checkpoint signed at the last verification no longer matches, and only the master key can sign a new one.',
       );
-      say('(`tenant-secrets audit verify` exits 5 and names it.)');
-      await pool.query('UPDATE tenant_secret_audit SET actor = $1 WHERE id = $2', [row.actor, row.id]);
-      say(`put the original actor back: verifyAudit() -> ok: ${(await manager.verifyAudit()).ok}`);
+      await rewriteChain(pool, tenantA, 2, row.actor);
+      say(`rewrote it back: verifyAudit() -> ok: ${await verifiesAgain()}`);
     },
   },
   {
@@ -267,51 +394,62 @@ export const DEMO_STEPS: DemoStep[] = [
         pool,
         keyring: new Keyring(newKey, [masterKey]),
         actor: 'demo',
+        auditSealIntervalMs: 0,
       });
-      const progressStream = process.stdout.isTTY
-        ? process.stdout
-        : // not a terminal: plain progress lines, indented like the rest
-          ({
-            isTTY: false,
-            write: (text: string) => {
-              say(text.trimEnd());
-              return true;
-            },
-          } as unknown as NodeJS.WritableStream);
-      let progress: ReturnType<typeof createProgress> | undefined;
-      const result = await rotating.rotateMasterKey({
-        batchSize: 10,
-        onProgress: async ({ done, total }) => {
-          progress ??= createProgress({
-            label: '  re-wrapping data keys',
-            total,
-            stream: progressStream,
-            step: 0.25,
-          });
-          progress.update(done);
-          await new Promise((resolve) => setTimeout(resolve, 15)); // slow enough to watch the bar
-        },
+      const onlyNew = createSecretsManager({
+        pool,
+        keyring: new Keyring(newKey),
+        actor: 'demo',
+        auditSealIntervalMs: 0,
       });
-      progress?.stop();
-      say(
-        `rotateMasterKey() -> ${result.rewrapped} data keys re-wrapped in ${result.batches} batches; no secret re-encrypted`,
-      );
-      const status = await rotating.keyStatus();
-      say(
-        `keyStatus() -> ${Object.entries(status.byMasterKey)
-          .map(([id, u]) => `${id}: ${u.keys} keys`)
-          .join(', ')}; readyToDropPrevious: ${status.readyToDropPrevious}`,
-      );
-      const onlyNew = createSecretsManager({ pool, keyring: new Keyring(newKey), actor: 'demo' });
-      say(
-        `with only the new key: get ${tenantA} stripe/api-key = ${await onlyNew.get(tenantA, 'stripe/api-key')}`,
-      );
       try {
-        await manager.get(tenantA, 'stripe/api-key');
-        throw new Error('demo: the old key still reads after the rotation');
-      } catch (error) {
-        if (!(error instanceof UnknownMasterKeyError)) throw error;
-        say(`with only the old key: ${error.name} [${error.code}]`);
+        const progressStream = process.stdout.isTTY
+          ? process.stdout
+          : // not a terminal: plain progress lines, indented like the rest
+            ({
+              isTTY: false,
+              write: (text: string) => {
+                say(text.trimEnd());
+                return true;
+              },
+            } as unknown as NodeJS.WritableStream);
+        let progress: ReturnType<typeof createProgress> | undefined;
+        const result = await rotating.rotateMasterKey({
+          batchSize: 10,
+          onProgress: async ({ done, total }) => {
+            progress ??= createProgress({
+              label: '  re-wrapping data keys',
+              total,
+              stream: progressStream,
+              step: 0.25,
+            });
+            progress.update(done);
+            await new Promise((resolve) => setTimeout(resolve, 15)); // slow enough to watch the bar
+          },
+        });
+        progress?.stop();
+        say(
+          `rotateMasterKey() -> ${result.rewrapped} data keys re-wrapped in ${result.batches} batches; no secret re-encrypted`,
+        );
+        const status = await rotating.keyStatus();
+        say(
+          `keyStatus() -> ${Object.entries(status.byMasterKey)
+            .map(([id, u]) => `${id}: ${u.keys} keys`)
+            .join(', ')}; readyToDropPrevious: ${status.readyToDropPrevious}`,
+        );
+        say(
+          `with only the new key: get ${tenantA} stripe/api-key = ${await onlyNew.get(tenantA, 'stripe/api-key')}`,
+        );
+        try {
+          await manager.get(tenantA, 'stripe/api-key');
+          throw new Error('demo: the old key still reads after the rotation');
+        } catch (error) {
+          if (!(error instanceof UnknownMasterKeyError)) throw error;
+          say(`with only the old key: ${error.name} [${error.code}]`);
+        }
+      } finally {
+        await rotating.close();
+        await onlyNew.close();
       }
     },
   },
@@ -333,16 +471,30 @@ export async function runDemo(
     write('tenant-secrets demo: a throwaway database and key, removed at the end.');
     write('');
     const { dir } = resolveDataDir(join(base, 'pgdata'));
-    const db = await startEmbedded(dir, false);
+    const db = await startEmbedded(dir, { persistent: false });
+    // Ctrl-C: stop the throwaway server and remove its files before exiting.
+    const disposeCleanup = addCleanup(async () => {
+      await db.stop();
+      rmSync(base, { recursive: true, force: true });
+    });
     try {
       write(`  embedded PostgreSQL at ${dir} (not for production)`);
       write(`  initdb ${Math.round(db.initMs)} ms, start ${Math.round(db.startMs)} ms`);
       write(`  master key ${key.id} (its id is a fingerprint; the key itself stays in this process)`);
       const pool = createOwnedPool({ connectionString: db.url, max: 4 });
       try {
-        const result = await migrate(pool, { schema: 'public' });
+        const result = await migrate(schemaExecutor(pool, '"public"'), {
+          schema: 'public',
+          keyring: new Keyring(key),
+        });
         write(`  schema installed: ${result.applied.join(', ')} (version ${result.version})`);
-        const manager = createSecretsManager({ pool, keyring: new Keyring(key), actor: 'demo' });
+        write(`  master key ${result.registered.join(', ')} registered: it may vouch for new tenants`);
+        const manager = createSecretsManager({
+          pool,
+          keyring: new Keyring(key),
+          actor: 'demo',
+          auditSealIntervalMs: 0,
+        });
         const ctx: DemoContext = {
           manager,
           pool,
@@ -351,16 +503,21 @@ export async function runDemo(
           masterKey: key,
           say: (line = '') => write(line === '' ? '' : `  ${line}`),
         };
-        for (const [index, step] of steps.entries()) {
-          write('');
-          write(`== ${index + 1}. ${step.title}`);
-          await step.run(ctx);
+        try {
+          for (const [index, step] of steps.entries()) {
+            write('');
+            write(`== ${index + 1}. ${step.title}`);
+            await step.run(ctx);
+          }
+        } finally {
+          await manager.close();
         }
       } finally {
         await pool.end().catch(() => undefined);
       }
     } finally {
       await db.stop();
+      disposeCleanup();
     }
     write('');
     write(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s. The database and the key are gone.`);

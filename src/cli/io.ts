@@ -1,23 +1,30 @@
 import { InvalidInputError } from '../errors.js';
+import { MAX_VALUE_BYTES } from '../index.js';
 import { assertKeyName, assertTenantId } from '../validation.js';
+import { exitInterrupted } from './report.js';
+import { jsonText, safe, safeLines } from './safe-text.js';
+import { onInterrupt } from './signals.js';
 
-/** Machine output: one JSON document on stdout. */
+/** Machine output: one JSON document on stdout (control characters escaped, C1 and U+2028/9 included). */
 export function printJson(data: unknown): void {
-  process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+  process.stdout.write(`${jsonText(data, 2)}\n`);
 }
 
-/** Data for humans (tables, values, keys): stdout. */
+/**
+ * Data for humans (tables, reports): stdout. Control characters are shown escaped (`\x1b`), so text
+ * from the database cannot act on the terminal; `\n` separates lines (escape it in cells: {@link table}).
+ */
 export function out(line = ''): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${safeLines(line)}\n`);
 }
 
-/** Messages for humans (confirmations, warnings, notices): stderr, so stdout stays data only. */
+/** Messages for humans (confirmations, warnings, notices): stderr, so stdout stays data only. One line. */
 export function note(line: string): void {
-  process.stderr.write(`tenant-secrets: ${line}\n`);
+  process.stderr.write(`tenant-secrets: ${safe(line)}\n`);
 }
 
 export function warn(line: string): void {
-  process.stderr.write(`tenant-secrets: warning: ${line}\n`);
+  process.stderr.write(`tenant-secrets: warning: ${safe(line)}\n`);
 }
 
 /** Removes exactly one trailing line ending (`\n` or `\r\n`), as `echo` or a heredoc adds. */
@@ -27,10 +34,35 @@ export function stripOneNewline(text: string): string {
   return text;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+/** A value larger than a secret can be: nothing is stored. */
+function tooLarge(): InvalidInputError {
+  return new InvalidInputError(
+    `the value is larger than ${MAX_VALUE_BYTES} bytes, the most a secret holds; nothing was stored`,
+    'value',
+  );
+}
+
+/**
+ * The most bytes a value read from standard input may have: the largest value plus a trailing line
+ * ending (`\n`, or `\r\n`), which is removed.
+ */
+export const MAX_STDIN_BYTES = MAX_VALUE_BYTES + 2;
+
+/**
+ * Reads `stream` to its end, but stops as soon as more than `limit` bytes have arrived and throws
+ * (INVALID_INPUT): a 100 MB pipe is neither buffered nor read to its end.
+ */
+export async function readBounded(stream: NodeJS.ReadableStream, limit = MAX_STDIN_BYTES): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-  return Buffer.concat(chunks);
+  let size = 0;
+  // Leaving the loop early (the throw) destroys the stream: nothing more is read.
+  for await (const chunk of stream) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += bytes.length;
+    if (size > limit) throw tooLarge();
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks, size);
 }
 
 /**
@@ -42,27 +74,29 @@ export async function readSecretValue(flagValue: string | undefined, label: stri
     warn(
       '--value puts the secret in your shell history and in the process list (ps); pipe it on standard input instead',
     );
-    return checkNotEmpty(flagValue);
+    return checkValue(flagValue);
   }
   if (!process.stdin.isTTY) {
-    const bytes = await readAll(process.stdin);
+    const bytes = await readBounded(process.stdin);
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
       throw new InvalidInputError('the value on standard input is not valid UTF-8', 'value');
     }
-    return checkNotEmpty(stripOneNewline(text));
+    return checkValue(stripOneNewline(text));
   }
   const { default: password } = await import('@inquirer/password');
   const value = await password(
     { message: `Value for ${label} (hidden):`, mask: false },
     { output: process.stderr },
   );
-  return checkNotEmpty(value);
+  return checkValue(value);
 }
 
-function checkNotEmpty(value: string): string {
+/** Refuses an empty value (with how to give one) and one larger than a secret can be. */
+function checkValue(value: string): string {
+  if (Buffer.byteLength(value, 'utf8') > MAX_VALUE_BYTES) throw tooLarge();
   if (value === '') {
     throw new InvalidInputError(
       'the value is empty: pipe it on standard input (e.g. `printf %s "$VALUE" | tenant-secrets set ...`) or type it at the prompt',
@@ -105,7 +139,9 @@ export function parseDate(text: string | undefined, flag: string): Date | undefi
 }
 
 /** A plain text table (no colours; stable for scripts that still read it). */
-export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function table(headers: readonly string[], cells: readonly (readonly string[])[]): string {
+  // Cells hold text from the database: escape control characters before measuring and joining.
+  const rows = cells.map((row) => row.map(safe));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -183,27 +219,18 @@ export function parseAge(text: string, flag: string): Date {
 }
 
 /**
- * An AbortSignal aborted by the first SIGINT (Ctrl-C) or SIGTERM, for long operations that stop
- * cleanly between batches. `dispose` removes the handlers.
+ * An AbortSignal aborted by the first SIGINT (Ctrl-C), SIGTERM or SIGHUP, for long operations that
+ * stop cleanly between batches. `dispose` stops listening.
  */
 export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
-  const onSignal = (name: NodeJS.Signals) => {
+  const dispose = onInterrupt((name) => {
     if (controller.signal.aborted) {
       // A second Ctrl-C: stop now. The batch in flight rolls back with the connection; still resumable.
-      note(`${name} again: exiting now; run again to resume`);
-      process.exit(130);
+      exitInterrupted(`${name} again: exiting now; run again to resume`);
     }
     note(`${name}: stopping after the current batch (again to exit at once)...`);
     controller.abort(name);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
+  });
+  return { signal: controller.signal, dispose };
 }

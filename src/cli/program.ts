@@ -5,11 +5,12 @@ import { demo } from './commands/demo.js';
 import { get } from './commands/get.js';
 import { importLegacy } from './commands/import-legacy.js';
 import { keygen } from './commands/keygen.js';
-import { purgeTenant, rotateMasterKey, rotateTenantKey } from './commands/keys.js';
+import { purgeTenant, rotateMasterKey, rotateTenantKey, unregisterMasterKey } from './commands/keys.js';
 import { destroy, purgeDeleted, restore, rollback } from './commands/lifecycle.js';
 import { list } from './commands/list.js';
 import { migrateCommand } from './commands/migrate.js';
 import { rotate } from './commands/rotate.js';
+import { run } from './commands/run.js';
 import { set } from './commands/set.js';
 import { sql } from './commands/sql.js';
 import { status } from './commands/status.js';
@@ -25,6 +26,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   sql,
   set,
   get,
+  run,
   list,
   versions,
   rotate,
@@ -35,6 +37,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   purgeDeleted,
   audit,
   rotateMasterKey,
+  unregisterMasterKey,
   rotateTenantKey,
   purgeTenant,
   importLegacy,
@@ -51,7 +54,7 @@ export const ENVIRONMENT_HELP = `Environment:
   TENANT_SECRETS_PREVIOUS_MASTER_KEYS  older master keys still accepted, comma-separated
   TENANT_SECRETS_SCHEMA                schema of the tenant-secrets objects (default public)
   TENANT_SECRETS_ACTOR                 actor recorded in the audit trail (default cli:<user>)
-  TENANT_SECRETS_LEGACY_KEY            the seed's old master key, read by import-legacy only`;
+  TENANT_SECRETS_LEGACY_KEY            the legacy table's old master key, read by import-legacy only`;
 
 export function buildProgram(): Command {
   const program = new Command('tenant-secrets');
@@ -65,10 +68,24 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       `
-Values are read from standard input (one trailing newline removed) or a hidden prompt; data goes
-to stdout, messages to stderr. Commands that print data accept --json.
+Values are read from standard input (one trailing newline removed) or a hidden prompt; a value
+holds at most 65536 bytes, and a longer input is refused (exit 2) without being read to its end.
+Data goes to stdout, messages to stderr. Commands that print data accept --json. Text from the
+database (names, labels, actors, audit fields) is printed with control characters escaped (\\x1b,
+\\u202e), so it cannot act on your terminal; JSON output escapes them as \\u001b.
+
+With --json, a command that fails prints one JSON document on stdout instead of its result:
+  {"error": {"code": "NOT_FOUND", "message": "...", "exitCode": 3}}
+code is the one shown in brackets on stderr (INVALID_INPUT for usage errors, ABORTED when
+interrupted), or UNEXPECTED for an internal error; the exit code is the same as without --json.
 
 ${ENVIRONMENT_HELP}
+
+Embedded PostgreSQL (no DATABASE_URL): commands running at the same time share one server, which
+the last of them stops. A server left running by a killed command is taken over by the next one,
+and an interrupted first start (initdb) is done again. Next to the data directory DIR live
+DIR.lock and DIR.owners.json (and DIR.init.json during a first start). PostgreSQL's own log is
+DIR/tenant-secrets-server.log.
 
 ${EXIT_CODES_HELP}
 

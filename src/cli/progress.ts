@@ -87,3 +87,51 @@ export function lazyProgress(label: string): { update(done: number, total: numbe
     },
   };
 }
+
+export interface CounterOptions {
+  /** What is being counted, e.g. `verifying audit chains`. */
+  label: string;
+  /** Default process.stderr (stdout carries data). */
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Non-terminal output: at most one line per this many milliseconds, plus the last (default 1000). */
+  intervalMs?: number;
+}
+
+/**
+ * Progress of an operation whose total is not known in advance (audit verification walks chains
+ * page by page): `label: <what is done so far>`. On a terminal one line rewritten in place; otherwise
+ * a plain line at most every `intervalMs`, and the final state at `stop()` (when anything was reported).
+ */
+export function createCounter(options: CounterOptions): { update(text: string): void; stop(): void } {
+  const stream = options.stream ?? process.stderr;
+  const interval = options.intervalMs ?? 1000;
+  let current: string | undefined;
+  let printed: string | undefined;
+  let lastAt = 0;
+  const line = (text: string) => `${options.label}: ${text}`;
+  if (stream.isTTY) {
+    return {
+      update(text) {
+        current = text;
+        stream.write(`\r\x1b[K${line(text)}`);
+      },
+      stop() {
+        if (current !== undefined) stream.write('\n');
+        current = undefined;
+      },
+    };
+  }
+  const print = () => {
+    if (current === undefined || current === printed) return;
+    printed = current;
+    lastAt = Date.now();
+    stream.write(`${line(current)}\n`);
+  };
+  return {
+    update(text) {
+      current = text;
+      if (printed === undefined || Date.now() - lastAt >= interval) print();
+    },
+    stop: print,
+  };
+}

@@ -2,7 +2,7 @@ import { ConfigurationError } from '../errors.js';
 
 const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 
-/** The default keeps the seed's `SELECT encrypted_value FROM tenant_secrets` working unqualified. */
+/** The default keeps the original code's `SELECT encrypted_value FROM tenant_secrets` working unqualified. */
 export const DEFAULT_SCHEMA = 'public';
 
 /** Quotes an SQL identifier after checking it is a plain lower-case name. */

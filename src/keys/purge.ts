@@ -34,7 +34,7 @@ export function purgeOperations(core: Core) {
       assertTenantId(tenantId);
       const rows = await core.query<{ status: string; keys: number; secrets: number; versions: number }>(
         'purgeTenant',
-        `SELECT status, keys, secrets, versions FROM ${core.qs}.tenant_secret_purge_tenant($1, $2::jsonb)`,
+        `SELECT status, keys, secrets, versions FROM ${core.qs}.tenant_secret_purge_tenant($1, $2::text::jsonb)`,
         [tenantId, JSON.stringify(core.sqlContext(options.context))],
       );
       const row = rows[0];

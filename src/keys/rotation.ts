@@ -1,13 +1,16 @@
 import type { AuditContext } from '../audit/context.js';
 import type { Core } from '../core.js';
 import {
+  DatabaseTimeoutError,
   IntegrityError,
   InvalidInputError,
   OperationAbortedError,
   TenantNotFoundError,
+  UnauthorizedError,
   UnknownMasterKeyError,
 } from '../errors.js';
-import { assertTenantId } from '../validation.js';
+import { assertOptions, assertTenantId } from '../validation.js';
+import { MASTER_KEY_ID_PATTERN } from './master-key.js';
 
 /** Progress of a batched key operation: units done so far out of the units found at the start. */
 export interface KeyProgress {
@@ -18,7 +21,10 @@ export interface KeyProgress {
 }
 
 export interface BatchOptions {
-  /** Tenants (master-key rotation) or ciphertexts (tenant-key rotation) per transaction; default 100. */
+  /**
+   * Tenants (master-key rotation) or ciphertexts (tenant-key rotation) per transaction; default 100.
+   * When a batch exceeds the server's `statement_timeout`, it is retried at half the size, down to 1.
+   */
   batchSize?: number;
   /**
    * Called after every committed batch. If it throws (or returns a rejected promise), the operation
@@ -43,14 +49,29 @@ export interface RotateMasterKeyResult {
   batches: number;
   /** Wrapped data keys still depending on other master keys after the run, per key id. */
   remainingByMasterKey: Record<string, number>;
-  /** Signed audit checkpoints re-signed under the current key (and those that could not be). */
-  auditCheckpoints: { resigned: number; skipped: number };
+  /** Signed audit checkpoints re-signed under the current key (see {@link ResignResult}). */
+  auditCheckpoints: ResignResult;
+  /** The batch size the run ended with (smaller than asked when batches hit statement_timeout). */
+  batchSize: number;
+}
+
+/**
+ * What re-signing audit checkpoints did: `resigned` by this call, `alreadyCurrent` (signed under the
+ * current key, e.g. by a concurrent run), `invalid` (signature does not verify, or signed by a key not
+ * in the ring: `verifyAudit()` reports those).
+ */
+export interface ResignResult {
+  resigned: number;
+  alreadyCurrent: number;
+  invalid: number;
 }
 
 /** Work other modules attach to key operations (composed in manager.ts). */
 export interface KeyOperationHooks {
   /** Re-signs audit checkpoints under the current master key; run at the end of a master-key rotation. */
-  resignAuditCheckpoints?: () => Promise<{ resigned: number; skipped: number }>;
+  resignAuditCheckpoints?: () => Promise<ResignResult>;
+  /** Registers the current master key (run before a master-key rotation re-wraps anything). */
+  registerMasterKey?: () => Promise<unknown>;
 }
 
 export interface MasterKeyUsage {
@@ -80,6 +101,8 @@ export interface KeyStatus {
   destroyedKeys: number;
   /** Master key ids data depends on that are not in the keyring: that data is unreadable. */
   unknownMasterKeyIds: string[];
+  /** Master key ids registered in the database (allowed to vouch for new tenants). */
+  registeredMasterKeyIds: string[];
   /**
    * True when no data key is wrapped, and no audit checkpoint signed, under anything but the current
    * master key: the previous keys can be removed from `TENANT_SECRETS_PREVIOUS_MASTER_KEYS`.
@@ -99,11 +122,17 @@ export interface RotateTenantKeyResult {
   batches: number;
   /** Retired data-key versions destroyed by this call. */
   destroyedKeyVersions: number[];
+  /** The batch size the run ended with (smaller than asked when batches hit statement_timeout). */
+  batchSize: number;
 }
 
 const DEFAULT_BATCH = 100;
 
-function batchSizeOf(options: BatchOptions): number {
+function batchSizeOf(options: BatchOptions, method: string): number {
+  assertOptions(options, ['batchSize', 'onProgress', 'signal', 'context'], method);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new InvalidInputError('onProgress must be a function', 'onProgress');
+  }
   const size = options.batchSize ?? DEFAULT_BATCH;
   if (!Number.isInteger(size) || size < 1 || size > 10_000) {
     throw new InvalidInputError('batchSize must be an integer from 1 to 10000', 'batchSize');
@@ -126,9 +155,37 @@ function checkSignal(operation: string, options: BatchOptions, done: number): vo
     throw new OperationAbortedError(operation, done, { cause: options.signal.reason });
 }
 
+/**
+ * Runs one batch; when the server cancels it for statement_timeout, halves the batch and tries again,
+ * down to 1. Returns the batch's result and the size that worked.
+ */
+async function withShrinkingBatch<T>(
+  operation: string,
+  size: number,
+  run: (size: number) => Promise<T>,
+): Promise<{ result: T; size: number }> {
+  let current = size;
+  for (;;) {
+    try {
+      return { result: await run(current), size: current };
+    } catch (error) {
+      if (!(error instanceof DatabaseTimeoutError) || error.sqlState !== '57014') throw error;
+      if (current === 1) {
+        throw new DatabaseTimeoutError(
+          `${operation}: even a batch of 1 exceeds the server's statement_timeout; raise statement_timeout for this role (e.g. SET statement_timeout = '30s' for the operator role) and run it again to resume`,
+          error.sqlState,
+          { cause: error },
+        );
+      }
+      current = Math.max(1, Math.floor(current / 2));
+    }
+  }
+}
+
 interface StatusJson {
   by_master_key: Record<string, { keys: number; tenants: number; active_keys: number }>;
   checkpoints_by_master_key: Record<string, number>;
+  registered_master_keys?: string[];
   tenants: number;
   secrets: number;
   versions: number;
@@ -141,7 +198,7 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
   const { qs } = core;
 
   async function keyStatus(): Promise<KeyStatus> {
-    const rows = await core.query<{ status: StatusJson }>(
+    const rows = await core.plain<{ status: StatusJson }>(
       'keyStatus',
       `SELECT ${qs}.tenant_secret_key_status() AS status`,
     );
@@ -149,17 +206,23 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
     if (!raw) throw new IntegrityError('key status returned nothing');
     const current = core.keyring.current.id;
     const byMasterKey: Record<string, MasterKeyUsage> = {};
-    for (const [id, usage] of Object.entries(raw.by_master_key)) {
+    for (const [rawId, usage] of Object.entries(raw.by_master_key)) {
+      // Ids come from table rows: a malformed one (written by hand) is never printed as is.
+      const id = MASTER_KEY_ID_PATTERN.test(rawId) ? rawId : 'invalid';
+      const seen = byMasterKey[id];
       byMasterKey[id] = {
-        keys: Number(usage.keys),
-        activeKeys: Number(usage.active_keys),
-        tenants: Number(usage.tenants),
+        keys: Number(usage.keys) + (seen?.keys ?? 0),
+        activeKeys: Number(usage.active_keys) + (seen?.activeKeys ?? 0),
+        tenants: Number(usage.tenants) + (seen?.tenants ?? 0),
         inKeyring: core.keyring.has(id),
       };
     }
     const ids = Object.keys(byMasterKey);
     const checkpointsByMasterKey = Object.fromEntries(
-      Object.entries(raw.checkpoints_by_master_key ?? {}).map(([id, n]) => [id, Number(n)]),
+      Object.entries(raw.checkpoints_by_master_key ?? {}).map(([id, n]) => [
+        MASTER_KEY_ID_PATTERN.test(id) ? id : 'invalid',
+        Number(n),
+      ]),
     );
     return {
       currentMasterKeyId: current,
@@ -171,6 +234,7 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
       destroyedKeys: Number(raw.destroyed_keys),
       checkpointsByMasterKey,
       unknownMasterKeyIds: ids.filter((id) => !core.keyring.has(id)),
+      registeredMasterKeyIds: raw.registered_master_keys ?? [],
       readyToDropPrevious: [...ids, ...Object.keys(checkpointsByMasterKey)].every((id) => id === current),
     };
   }
@@ -194,10 +258,10 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
      */
     async rotateMasterKey(options: BatchOptions = {}): Promise<RotateMasterKeyResult> {
       const operation = 'rotateMasterKey';
-      const size = batchSizeOf(options);
+      let size = batchSizeOf(options, 'rotateMasterKey');
       const ctx = JSON.stringify(core.sqlContext(options.context));
       const current = core.keyring.current.id;
-      const ids = core.keyring.ids;
+      await hooks.registerMasterKey?.();
       const before = await keyStatus();
       const total = Object.entries(before.byMasterKey)
         .filter(([id]) => id !== current)
@@ -210,19 +274,25 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
       const missing = new Set<string>();
       for (;;) {
         checkSignal(operation, options, done);
-        const pending = await core.query<{ tenant_id: string }>(
-          operation,
-          `SELECT t AS tenant_id FROM ${qs}.tenant_secret_rewrap_pending($1, $2, $3) t`,
-          [current, after, size],
-        );
-        if (pending.length === 0) break;
-        const tenants = pending.map((row) => row.tenant_id);
-        const keks = tenants.flatMap((tenant) => core.keyring.bundleFor(tenant).keks);
-        const rows = await core.query<{ status: string; from_master_key_id: string }>(
-          operation,
-          `SELECT status, from_master_key_id FROM ${qs}.tenant_secret_rewrap_keys($1::text[], $2::text[], $3::bytea[], $4::jsonb)`,
-          [tenants, ids, keks, ctx],
-        );
+        const step = await withShrinkingBatch(operation, size, async (n) => {
+          const pending = await core.plain<{ tenant_id: string }>(
+            operation,
+            `SELECT t AS tenant_id FROM ${qs}.tenant_secret_rewrap_pending($1, $2, $3) t`,
+            [current, after, n],
+          );
+          if (pending.length === 0) return { tenants: [] as string[], rows: [] };
+          const tenants = pending.map((row) => row.tenant_id);
+          const bundles = Buffer.concat(tenants.map((tenant) => core.keyring.bundleBytes(tenant)));
+          const rows = await core.query<{ status: string; from_master_key_id: string }>(
+            operation,
+            `SELECT status, from_master_key_id FROM ${qs}.tenant_secret_rewrap_keys($1::text[], $2, $3::text::jsonb)`,
+            [tenants, bundles, ctx],
+          );
+          return { tenants, rows };
+        });
+        size = step.size;
+        const { tenants, rows } = step.result;
+        if (tenants.length === 0) break;
         for (const row of rows) {
           if (row.status === 'ok') rewrapped++;
           else {
@@ -236,10 +306,14 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
         await report(operation, options, { done, total: Math.max(total, done), batches });
       }
       // Checkpoints signed under an old key would become unverifiable once it leaves the ring.
-      const auditCheckpoints = (await hooks.resignAuditCheckpoints?.()) ?? { resigned: 0, skipped: 0 };
-      const finish = await core.query<{ details: { remaining_by_master_key: Record<string, number> } }>(
+      const auditCheckpoints = (await hooks.resignAuditCheckpoints?.()) ?? {
+        resigned: 0,
+        alreadyCurrent: 0,
+        invalid: 0,
+      };
+      const finish = await core.plain<{ details: { remaining_by_master_key: Record<string, number> } }>(
         operation,
-        `SELECT ${qs}.tenant_secret_finish_master_rotation($1, $2, $3, $4, $5::jsonb) AS details`,
+        `SELECT ${qs}.tenant_secret_finish_master_rotation($1, $2, $3, $4, $5::text::jsonb) AS details`,
         [current, rewrapped, failed, batches, ctx],
       );
       const remaining = finish[0]?.details.remaining_by_master_key ?? {};
@@ -257,6 +331,7 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
           Object.entries(remaining).map(([id, keys]) => [id, Number(keys)]),
         ),
         auditCheckpoints,
+        batchSize: size,
       };
     },
 
@@ -283,62 +358,70 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
     async rotateTenantKey(tenantId: string, options: BatchOptions = {}): Promise<RotateTenantKeyResult> {
       const operation = 'rotateTenantKey';
       assertTenantId(tenantId);
-      const size = batchSizeOf(options);
+      let size = batchSizeOf(options, 'rotateTenantKey');
       const ctx = JSON.stringify(core.sqlContext(options.context));
-      const bundle = core.keyring.bundleFor(tenantId);
+      const bundle = core.keyring.bundleBytes(tenantId);
       const started = await core.query<{
         status: string;
         key_version: number | null;
         previous_key_version: number | null;
       }>(
         operation,
-        `SELECT status, key_version, previous_key_version FROM ${qs}.tenant_secret_rotate_key($1, $2::text[], $3::bytea[], $4::jsonb)`,
-        [tenantId, bundle.ids, bundle.keks, ctx],
+        `SELECT status, key_version, previous_key_version FROM ${qs}.tenant_secret_rotate_key($1, $2, $3::text::jsonb)`,
+        [tenantId, bundle, ctx],
       );
       const head = started[0];
       if (head?.status === 'not_found') throw new TenantNotFoundError(tenantId);
+      if (head?.status === 'unauthorized') throw new UnauthorizedError(tenantId);
+      if (head?.status === 'unknown_master_key') throw new UnknownMasterKeyError(undefined);
       if (head?.status === 'invalid_input') throw new InvalidInputError('invalid tenant id', 'tenantId');
       if (!head || head.key_version === null || head.previous_key_version === null) {
-        throw new IntegrityError('tenant-key rotation returned no key version');
+        throw new IntegrityError(
+          `tenant-key rotation stopped: the active data key of tenant "${tenantId}" fails authentication`,
+        );
       }
       let done = 0;
       let batches = 0;
       let total = -1;
       for (;;) {
         checkSignal(operation, options, done);
-        const rows = await core.query<{
-          status: string;
-          secrets: number;
-          versions: number;
-          remaining: string;
-          detail: string | null;
-        }>(
-          operation,
-          `SELECT status, secrets, versions, remaining, detail FROM ${qs}.tenant_secret_reencrypt_batch($1, $2::text[], $3::bytea[], $4, $5::jsonb)`,
-          [tenantId, bundle.ids, bundle.keks, size, ctx],
+        const step = await withShrinkingBatch(operation, size, (n) =>
+          core.query<{
+            status: string;
+            secrets: number;
+            versions: number;
+            remaining: string;
+            detail: string | null;
+          }>(
+            operation,
+            `SELECT status, secrets, versions, remaining, detail FROM ${qs}.tenant_secret_reencrypt_batch($1, $2, $3, $4::text::jsonb)`,
+            [tenantId, bundle, n, ctx],
+          ),
         );
-        const row = rows[0];
+        size = step.size;
+        const row = step.result[0];
         if (!row || row.status === 'not_found') throw new TenantNotFoundError(tenantId);
+        if (row.status === 'unauthorized') throw new UnauthorizedError(tenantId);
         if (row.status === 'unknown_master_key') throw new UnknownMasterKeyError(row.detail ?? undefined);
         if (row.status !== 'ok') {
           throw new IntegrityError(
             `tenant-key rotation stopped: the ciphertext of tenant "${tenantId}", key "${row.detail ?? '?'}" fails authentication`,
           );
         }
-        const step = row.secrets + row.versions;
+        const stepCount = row.secrets + row.versions;
         const remaining = Number(row.remaining);
-        if (total < 0) total = step + remaining;
-        done += step;
-        if (step > 0) {
+        if (total < 0) total = stepCount + remaining;
+        done += stepCount;
+        if (stepCount > 0) {
           batches++;
           await report(operation, options, { done, total: Math.max(total, done), batches });
         }
-        if (remaining === 0 || step === 0) break;
+        if (remaining === 0 || stepCount === 0) break;
       }
-      const destroyed = await core.query<{ destroyed: number[]; still_used: number[] }>(
+      const destroyed = await core.query<{ status: string; destroyed: number[]; still_used: number[] }>(
         operation,
-        `SELECT destroyed, still_used FROM ${qs}.tenant_secret_destroy_retired_keys($1, $2::jsonb)`,
-        [tenantId, ctx],
+        `SELECT status, destroyed, still_used FROM ${qs}.tenant_secret_destroy_retired_keys($1, $2, $3::text::jsonb)`,
+        [tenantId, bundle, ctx],
       );
       return {
         keyVersion: head.key_version,
@@ -347,6 +430,7 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
         reencrypted: done,
         batches,
         destroyedKeyVersions: destroyed[0]?.destroyed ?? [],
+        batchSize: size,
       };
     },
   };

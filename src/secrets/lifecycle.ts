@@ -1,7 +1,7 @@
 import type { AuditContext } from '../audit/context.js';
 import type { Core } from '../core.js';
 import { InvalidInputError, SecretNotFoundError } from '../errors.js';
-import { assertKeyName, assertTenantId, assertVersion } from '../validation.js';
+import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../validation.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
 import { type SqlStatus, statusError } from './status.js';
@@ -50,10 +50,11 @@ interface StatusRow {
   detail: string | null;
 }
 
-/** The secret lifecycle operations of issue 3, bound to one manager core. */
+/** The secret lifecycle operations, bound to one manager core. */
 export function lifecycleOperations(core: Core) {
   const { qs } = core;
   const ctxJson = (context: AuditContext | undefined) => JSON.stringify(core.sqlContext(context));
+  const bundle = (tenantId: string) => core.keyring.bundleBytes(tenantId);
 
   return {
     /**
@@ -75,11 +76,11 @@ export function lifecycleOperations(core: Core) {
       version: number,
       options: RollbackOptions = {},
     ): Promise<WriteResult> {
+      assertOptions(options, ['ifVersion', 'context'], 'rollback');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       assertVersion(version);
       if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion');
-      const bundle = core.keyring.bundleFor(tenantId);
       const opts = {
         if_version: options.ifVersion,
         max_versions: core.settings.maxVersions,
@@ -87,8 +88,8 @@ export function lifecycleOperations(core: Core) {
       };
       const rows = await core.query<StatusRow>(
         'rollback',
-        `SELECT status, version, detail FROM ${qs}.tenant_secret_rollback($1, $2, $3, $4::text[], $5::bytea[], $6::jsonb, $7::jsonb)`,
-        [tenantId, keyName, version, bundle.ids, bundle.keks, JSON.stringify(opts), ctxJson(options.context)],
+        `SELECT status, version, detail FROM ${qs}.tenant_secret_rollback($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb)`,
+        [tenantId, keyName, version, bundle(tenantId), JSON.stringify(opts), ctxJson(options.context)],
       );
       const row = rows[0];
       if (row?.status === 'ok' && row.version !== null) return { version: row.version };
@@ -109,12 +110,13 @@ export function lifecycleOperations(core: Core) {
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async restore(tenantId: string, keyName: string, options: CallOptions = {}): Promise<RestoreResult> {
+      assertOptions(options, ['context'], 'restore');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       const rows = await core.query<{ status: SqlStatus; version: number | null }>(
         'restore',
-        `SELECT status, version FROM ${qs}.tenant_secret_restore($1, $2, $3::jsonb)`,
-        [tenantId, keyName, ctxJson(options.context)],
+        `SELECT status, version FROM ${qs}.tenant_secret_restore($1, $2, $3, $4::text::jsonb)`,
+        [tenantId, keyName, bundle(tenantId), ctxJson(options.context)],
       );
       const row = rows[0];
       if (row?.status === 'ok' && row.version !== null) return { version: row.version };
@@ -133,12 +135,13 @@ export function lifecycleOperations(core: Core) {
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async destroy(tenantId: string, keyName: string, options: CallOptions = {}): Promise<DestroyResult> {
+      assertOptions(options, ['context'], 'destroy');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       const rows = await core.query<{ status: SqlStatus; versions_destroyed: number | null }>(
         'destroy',
-        `SELECT status, versions_destroyed FROM ${qs}.tenant_secret_destroy($1, $2, $3::jsonb)`,
-        [tenantId, keyName, ctxJson(options.context)],
+        `SELECT status, versions_destroyed FROM ${qs}.tenant_secret_destroy($1, $2, $3, $4::text::jsonb)`,
+        [tenantId, keyName, bundle(tenantId), ctxJson(options.context)],
       );
       const row = rows[0];
       if (row?.status === 'ok' && row.versions_destroyed !== null) {
@@ -162,20 +165,21 @@ export function lifecycleOperations(core: Core) {
       versions: readonly number[],
       options: CallOptions = {},
     ): Promise<DestroyVersionsResult> {
+      assertOptions(options, ['context'], 'destroyVersions');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       if (!Array.isArray(versions) || versions.length === 0 || versions.length > MAX_BATCH) {
         throw new InvalidInputError(`versions must be an array of 1 to ${MAX_BATCH} versions`, 'versions');
       }
       for (const v of versions) assertVersion(v, 'versions');
-      const rows = await core.query<{ status: SqlStatus; destroyed: number[] | null }>(
+      const rows = await core.query<{ status: SqlStatus; destroyed: number[] | null; detail: string | null }>(
         'destroyVersions',
-        `SELECT status, destroyed FROM ${qs}.tenant_secret_destroy_versions($1, $2, $3::integer[], $4::jsonb)`,
-        [tenantId, keyName, [...new Set(versions)], ctxJson(options.context)],
+        `SELECT status, destroyed, detail FROM ${qs}.tenant_secret_destroy_versions($1, $2, $3::integer[], $4, $5::text::jsonb)`,
+        [tenantId, keyName, [...new Set(versions)], bundle(tenantId), ctxJson(options.context)],
       );
       const row = rows[0];
       if (row?.status === 'ok' && row.destroyed !== null) return { destroyed: row.destroyed };
-      if (row?.status === 'invalid_input') {
+      if (row?.status === 'invalid_input' && row.detail === 'current_version') {
         throw new InvalidInputError(
           'versions must not include the current version (destroy the secret, or write a new version first)',
           'versions',
@@ -193,10 +197,11 @@ export function lifecycleOperations(core: Core) {
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async purgeDeleted(options: PurgeOptions = {}): Promise<number> {
+      assertOptions(options, ['tenantId', 'context'], 'purgeDeleted');
       if (options.tenantId !== undefined) assertTenantId(options.tenantId);
       const rows = await core.query<{ status: SqlStatus; purged: number }>(
         'purgeDeleted',
-        `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::jsonb)`,
+        `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::text::jsonb)`,
         [options.tenantId ?? null, ctxJson(options.context)],
       );
       const row = rows[0];
@@ -221,6 +226,7 @@ export function lifecycleOperations(core: Core) {
       keyNames: readonly string[],
       options: GetManyOptions = {},
     ): Promise<Record<string, string | null>> {
+      assertOptions(options, ['allowExpired', 'context'], 'getMany');
       assertTenantId(tenantId);
       if (!Array.isArray(keyNames) || keyNames.length > MAX_BATCH) {
         throw new InvalidInputError(`keyNames must be an array of at most ${MAX_BATCH} names`, 'keyNames');
@@ -228,19 +234,22 @@ export function lifecycleOperations(core: Core) {
       for (const name of keyNames) assertKeyName(name);
       const names = [...new Set(keyNames)];
       if (names.length === 0) return {};
-      const bundle = core.keyring.bundleFor(tenantId);
+      if (options.allowExpired !== undefined && typeof options.allowExpired !== 'boolean') {
+        throw new InvalidInputError('allowExpired must be a boolean', 'allowExpired');
+      }
       const rows = await core.query<StatusRow & { key_name: string | null; value: Buffer | null }>(
         'getMany',
-        `SELECT key_name, status, value, version, detail FROM ${qs}.tenant_secret_read_many($1, $2::text[], $3::text[], $4::bytea[], $5::jsonb, $6::jsonb)`,
+        `SELECT key_name, status, value, version, detail FROM ${qs}.tenant_secret_read_many($1, $2::text[], $3, $4::text::jsonb, $5::text::jsonb)`,
         [
           tenantId,
           names,
-          bundle.ids,
-          bundle.keks,
+          bundle(tenantId),
           JSON.stringify({ allow_expired: options.allowExpired }),
           ctxJson(options.context),
         ],
       );
+      const refused = rows.find((row) => row.key_name === null);
+      if (refused) throw statusError(refused.status, { tenantId, keyName: '', detail: refused.detail });
       const entries: [string, string | null][] = [];
       for (const row of rows) {
         const keyName = row.key_name ?? '';
@@ -271,11 +280,17 @@ export function lifecycleOperations(core: Core) {
       metadata: SecretMetadataInput,
       options: UpdateMetadataOptions = {},
     ): Promise<WriteResult> {
+      assertOptions(options, ['ifVersion', 'context'], 'updateMetadata');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
         throw new InvalidInputError('metadata must be an object', 'metadata');
       }
+      assertOptions(
+        metadata,
+        ['description', 'labels', 'expiresAt', 'rotateAfter'],
+        'updateMetadata (metadata)',
+      );
       const md = metadataOptions(metadata);
       if (Object.keys(md).length === 0) {
         throw new InvalidInputError(
@@ -286,11 +301,12 @@ export function lifecycleOperations(core: Core) {
       if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion');
       const rows = await core.query<StatusRow>(
         'updateMetadata',
-        `SELECT status, version, detail FROM ${qs}.tenant_secret_update_metadata($1, $2, $3::jsonb, $4::jsonb, $5::jsonb)`,
+        `SELECT status, version, detail FROM ${qs}.tenant_secret_update_metadata($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb)`,
         [
           tenantId,
           keyName,
           JSON.stringify(md),
+          bundle(tenantId),
           JSON.stringify({ if_version: options.ifVersion }),
           ctxJson(options.context),
         ],

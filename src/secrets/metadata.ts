@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.js';
-import { assertOptionalDate } from '../validation.js';
+import { assertOptionalDate, characters, isPrintable } from '../validation.js';
 
 /** Descriptive, non-secret attributes of a secret. Stored in clear: never put secret material here. */
 export interface SecretMetadataInput {
@@ -22,10 +22,12 @@ export function metadataOptions(input: SecretMetadataInput): Record<string, unkn
   if (input.description !== undefined) {
     if (
       input.description !== null &&
-      (typeof input.description !== 'string' || input.description.length > 1000)
+      (typeof input.description !== 'string' ||
+        characters(input.description) > 1000 ||
+        !isPrintable(input.description, true))
     ) {
       throw new InvalidInputError(
-        'description must be a string of at most 1000 characters, or null',
+        'description must be a string of at most 1000 printable characters (tabs and newlines allowed), or null',
         'description',
       );
     }
@@ -39,9 +41,14 @@ export function metadataOptions(input: SecretMetadataInput): Record<string, unkn
     const entries = Object.entries(labels);
     if (entries.length > MAX_LABELS) throw new InvalidInputError(`at most ${MAX_LABELS} labels`, 'labels');
     for (const [key, value] of entries) {
-      if (!LABEL_KEY.test(key) || typeof value !== 'string' || value.length > 256) {
+      if (
+        !LABEL_KEY.test(key) ||
+        typeof value !== 'string' ||
+        characters(value) > 256 ||
+        !isPrintable(value)
+      ) {
         throw new InvalidInputError(
-          'label keys must be 1-63 characters of letters, digits and _ . - /, values strings of at most 256 characters',
+          'label keys must be 1-63 characters of letters, digits and _ . - /, values strings of at most 256 printable characters',
           'labels',
         );
       }

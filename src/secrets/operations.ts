@@ -1,7 +1,7 @@
 import type { AuditContext } from '../audit/context.js';
 import type { Core } from '../core.js';
 import { InvalidInputError, SecretNotFoundError } from '../errors.js';
-import { assertKeyName, assertTenantId, assertVersion, encodeValue } from '../validation.js';
+import { assertKeyName, assertOptions, assertTenantId, assertVersion, encodeValue } from '../validation.js';
 import {
   metadataOptions,
   type SecretMetadata,
@@ -36,6 +36,8 @@ export interface GetOptions extends CallOptions {
   version?: number | 'previous';
   /** Return an expired secret instead of throwing `SecretExpiredError`. */
   allowExpired?: boolean;
+  /** Read from the database even when the in-process cache (option `cache`) holds the value. */
+  fresh?: boolean;
 }
 
 export interface DeleteOptions extends CallOptions {
@@ -90,9 +92,26 @@ interface WriteRow {
 }
 interface ReadRow extends WriteRow {
   value: Buffer | null;
+  expires_at: Date | null;
 }
 
-/** The secret operations of issue "Core", bound to one manager core. */
+/** A value read, with the version it came from and when it expires. */
+export interface ReadResult {
+  value: string;
+  version: number;
+  /** When the secret stops being readable without `allowExpired` (null: never). */
+  expiresAt: Date | null;
+}
+
+const METADATA_KEYS = ['description', 'labels', 'expiresAt', 'rotateAfter'];
+const GET_OPTIONS = ['version', 'allowExpired', 'fresh', 'context'];
+const SET_OPTIONS = ['ifVersion', 'context', ...METADATA_KEYS];
+const ROTATE_OPTIONS = ['expectedVersion', 'gracePeriodSeconds', 'context', ...METADATA_KEYS];
+const DELETE_OPTIONS = ['recoveryWindowDays', 'context'];
+const LIST_OPTIONS = ['prefix', 'labels', 'due', 'expired', 'includeDeleted', 'after', 'limit', 'context'];
+const CALL_OPTIONS = ['context'];
+
+/** The secret operations (write, read, rotate, delete, list, versions), bound to one manager core. */
 export function secretOperations(core: Core) {
   const { qs } = core;
 
@@ -109,11 +128,18 @@ export function secretOperations(core: Core) {
     assertKeyName(keyName);
     const bytes = encodeValue(value);
     const ctx = core.sqlContext(context);
-    const bundle = core.keyring.bundleFor(tenantId);
     const rows = await core.query<WriteRow>(
       mode === 'set' ? 'set' : 'rotate',
-      `SELECT status, version, detail FROM ${qs}.tenant_secret_write($1, $2, $3, $4::text[], $5::bytea[], $6, $7::jsonb, $8::jsonb)`,
-      [tenantId, keyName, bytes, bundle.ids, bundle.keks, mode, JSON.stringify(options), JSON.stringify(ctx)],
+      `SELECT status, version, detail FROM ${qs}.tenant_secret_write($1, $2, $3, $4, $5, $6, $7::text::jsonb)`,
+      [
+        tenantId,
+        keyName,
+        bytes,
+        core.keyring.bundleBytes(tenantId),
+        mode,
+        JSON.stringify(options),
+        JSON.stringify(ctx),
+      ],
     );
     const row = rows[0];
     if (row?.status === 'ok' && row.version !== null) return { version: row.version };
@@ -144,24 +170,27 @@ export function secretOperations(core: Core) {
     tenantId: string,
     keyName: string,
     options: GetOptions = {},
-  ): Promise<{ value: string; version: number } | null> {
+  ): Promise<ReadResult | null> {
     assertTenantId(tenantId);
     assertKeyName(keyName);
+    assertOptions(options, GET_OPTIONS, 'get');
     if (options.version !== undefined && options.version !== 'previous') assertVersion(options.version);
     const ctx = core.sqlContext(options.context);
-    const bundle = core.keyring.bundleFor(tenantId);
+    if (options.allowExpired !== undefined && typeof options.allowExpired !== 'boolean') {
+      throw new InvalidInputError('allowExpired must be a boolean', 'allowExpired');
+    }
     const opts = {
       version: options.version === undefined ? undefined : String(options.version),
       allow_expired: options.allowExpired,
     };
     const rows = await core.query<ReadRow>(
       'get',
-      `SELECT status, value, version, detail FROM ${qs}.tenant_secret_read($1, $2, $3::text[], $4::bytea[], $5::jsonb, $6::jsonb)`,
-      [tenantId, keyName, bundle.ids, bundle.keks, JSON.stringify(opts), JSON.stringify(ctx)],
+      `SELECT status, value, version, detail, expires_at FROM ${qs}.tenant_secret_read($1, $2, $3, $4::text::jsonb, $5::text::jsonb)`,
+      [tenantId, keyName, core.keyring.bundleBytes(tenantId), JSON.stringify(opts), JSON.stringify(ctx)],
     );
     const row = rows[0];
     if (row?.status === 'ok' && row.value !== null && row.version !== null) {
-      return { value: row.value.toString('utf8'), version: row.version };
+      return { value: row.value.toString('utf8'), version: row.version, expiresAt: row.expires_at };
     }
     if (row?.status === 'not_found') return null;
     throw statusError(row?.status ?? 'integrity', {
@@ -175,8 +204,9 @@ export function secretOperations(core: Core) {
   return {
     /**
      * Creates the secret, or stores `value` as its new current version.
-     * @throws {InvalidInputError} bad tenant id, key name, value (> 64 KiB, lone surrogates) or metadata.
+     * @throws {InvalidInputError} bad tenant id, key name, value (empty, > 64 KiB, lone surrogates) or metadata.
      * @throws {ConflictError} `ifVersion` did not match.
+     * @throws {UnauthorizedError} the configured master key does not authorise this tenant.
      * @throws {UnknownMasterKeyError} the tenant's data key is wrapped under a key not in the ring.
      * @throws {IntegrityError} the tenant's wrapped data key fails authentication.
      * @throws {DatabaseUnavailableError} the database cannot be reached.
@@ -187,6 +217,7 @@ export function secretOperations(core: Core) {
       value: string,
       options: SetOptions = {},
     ): Promise<WriteResult> {
+      assertOptions(options, SET_OPTIONS, 'set');
       if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion', true);
       return write(
         'set',
@@ -206,6 +237,7 @@ export function secretOperations(core: Core) {
      * @throws {SecretExpiredError} `expiresAt` has passed (pass `allowExpired` to read anyway).
      * @throws {IntegrityError} the ciphertext or the data key was tampered with or moved.
      * @throws {UnknownMasterKeyError} the data key is wrapped under a master key not in the ring.
+     * @throws {UnauthorizedError} the configured master key does not authorise this tenant.
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
     async get(tenantId: string, keyName: string, options: GetOptions = {}): Promise<string | null> {
@@ -227,6 +259,7 @@ export function secretOperations(core: Core) {
       newValue: string,
       options: RotateOptions = {},
     ): Promise<WriteResult> {
+      assertOptions(options, ROTATE_OPTIONS, 'rotate');
       if (options.expectedVersion !== undefined) assertVersion(options.expectedVersion, 'expectedVersion');
       return write(
         'rotate',
@@ -248,6 +281,7 @@ export function secretOperations(core: Core) {
      * @throws {SecretNotFoundError} no such (undeleted) secret.
      */
     async delete(tenantId: string, keyName: string, options: DeleteOptions = {}): Promise<DeleteResult> {
+      assertOptions(options, DELETE_OPTIONS, 'delete');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       const days = options.recoveryWindowDays ?? core.settings.recoveryWindowDays;
@@ -259,10 +293,11 @@ export function secretOperations(core: Core) {
       }
       const rows = await core.query<{ status: SqlStatus; version: number | null; purge_after: Date | null }>(
         'delete',
-        `SELECT status, version, purge_after FROM ${qs}.tenant_secret_delete($1, $2, $3::jsonb, $4::jsonb)`,
+        `SELECT status, version, purge_after FROM ${qs}.tenant_secret_delete($1, $2, $3, $4::text::jsonb, $5::text::jsonb)`,
         [
           tenantId,
           keyName,
+          core.keyring.bundleBytes(tenantId),
           JSON.stringify({ recovery_days: days }),
           JSON.stringify(core.sqlContext(options.context)),
         ],
@@ -277,6 +312,7 @@ export function secretOperations(core: Core) {
 
     /** Names and metadata of a tenant's secrets, ordered by name; never values. */
     async list(tenantId: string, options: ListOptions = {}): Promise<SecretMetadata[]> {
+      assertOptions(options, LIST_OPTIONS, 'list');
       assertTenantId(tenantId);
       if (
         options.limit !== undefined &&
@@ -286,7 +322,11 @@ export function secretOperations(core: Core) {
       }
       if (
         options.prefix !== undefined &&
-        (typeof options.prefix !== 'string' || options.prefix.length > 256)
+        (typeof options.prefix !== 'string' ||
+          options.prefix.length > 256 ||
+          // What jsonb cannot hold would fail the call's parameter (an opaque error): refuse it here.
+          !options.prefix.isWellFormed() ||
+          options.prefix.includes('\u0000'))
       ) {
         throw new InvalidInputError('prefix must be a string of at most 256 characters', 'prefix');
       }
@@ -301,11 +341,18 @@ export function secretOperations(core: Core) {
         after: options.after,
         limit: options.limit,
       };
-      const rows = await core.query<SecretMetadataRow>(
+      const rows = await core.query<SecretMetadataRow & { status: SqlStatus }>(
         'list',
-        `SELECT * FROM ${qs}.tenant_secret_list($1, $2::jsonb, $3::jsonb)`,
-        [tenantId, JSON.stringify(opts), JSON.stringify(core.sqlContext(options.context))],
+        `SELECT * FROM ${qs}.tenant_secret_list($1, $2, $3::text::jsonb, $4::text::jsonb)`,
+        [
+          tenantId,
+          core.keyring.bundleBytes(tenantId),
+          JSON.stringify(opts),
+          JSON.stringify(core.sqlContext(options.context)),
+        ],
       );
+      const refused = rows.find((row) => row.status !== 'ok');
+      if (refused) throw statusError(refused.status, { tenantId, keyName: '', detail: refused.key_name });
       return rows.map(toSecretMetadata);
     },
 
@@ -314,9 +361,11 @@ export function secretOperations(core: Core) {
      * @throws {SecretNotFoundError} no such (undeleted) secret.
      */
     async versions(tenantId: string, keyName: string, options: CallOptions = {}): Promise<VersionInfo[]> {
+      assertOptions(options, CALL_OPTIONS, 'versions');
       assertTenantId(tenantId);
       assertKeyName(keyName);
       const rows = await core.query<{
+        status: SqlStatus;
         version: number;
         state: VersionInfo['state'];
         origin: VersionInfo['origin'];
@@ -325,12 +374,16 @@ export function secretOperations(core: Core) {
         destroyed_at: Date | null;
         is_current: boolean;
         is_previous: boolean;
-      }>('versions', `SELECT * FROM ${qs}.tenant_secret_list_versions($1, $2, $3::jsonb)`, [
+      }>('versions', `SELECT * FROM ${qs}.tenant_secret_list_versions($1, $2, $3, $4::text::jsonb)`, [
         tenantId,
         keyName,
+        core.keyring.bundleBytes(tenantId),
         JSON.stringify(core.sqlContext(options.context)),
       ]);
-      if (rows.length === 0) throw new SecretNotFoundError(tenantId, keyName);
+      const refused = rows.find((row) => row.status !== 'ok');
+      if (refused?.status === 'not_found' || rows.length === 0)
+        throw new SecretNotFoundError(tenantId, keyName);
+      if (refused) throw statusError(refused.status, { tenantId, keyName, detail: refused.state });
       return rows.map((r) => ({
         version: r.version,
         state: r.state,

@@ -5,6 +5,7 @@ import {
   SecretExpiredError,
   SecretNotFoundError,
   type TenantSecretsError,
+  UnauthorizedError,
   UnknownMasterKeyError,
 } from '../errors.js';
 
@@ -16,6 +17,7 @@ export type SqlStatus =
   | 'expired'
   | 'invalid_input'
   | 'integrity'
+  | 'unauthorized'
   | 'unknown_master_key';
 
 export interface StatusContext {
@@ -45,6 +47,8 @@ export function statusError(status: SqlStatus | string, ctx: StatusContext): Ten
       );
     case 'unknown_master_key':
       return new UnknownMasterKeyError(ctx.detail ?? undefined);
+    case 'unauthorized':
+      return new UnauthorizedError(ctx.tenantId);
     default:
       return new IntegrityError(
         `integrity check failed for tenant "${ctx.tenantId}", key "${ctx.keyName}": the stored ciphertext or its data key was modified, moved, or written by another installation`,

@@ -50,14 +50,14 @@ export function runCli(
 export const hasScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 
 /**
- * Runs the CLI on a pseudo-terminal; when its output first shows `prompt`, types `answer` and Enter.
- * Returns the exit code and everything the terminal showed.
+ * Runs the CLI on a pseudo-terminal; when its output first shows `prompt`, types `answer` and Enter
+ * (no prompt: types nothing). Returns the exit code and everything the terminal showed.
  */
 export function runOnTerminal(
   args: string[],
   env: Record<string, string | undefined>,
-  prompt: string,
-  answer: string,
+  prompt?: string,
+  answer = '',
 ): Promise<{ code: number | null; output: string }> {
   const command = [process.execPath, CLI, ...args].join(' ');
   return new Promise((resolve, reject) => {
@@ -69,7 +69,7 @@ export function runOnTerminal(
     let sent = false;
     const collect = (d: Buffer) => {
       output += d.toString('utf8');
-      if (!sent && output.includes(prompt)) {
+      if (!sent && prompt !== undefined && output.includes(prompt)) {
         sent = true;
         child.stdin.write(`${answer}\r`);
       }

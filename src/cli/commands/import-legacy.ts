@@ -19,10 +19,13 @@ export function importLegacy(program: Command): void {
   program
     .command('import-legacy')
     .description(
-      "Convert the seed's legacy tenant_secrets table (pgcrypto aes-cbc under one key) to tenant-secrets, row by row with read-back verification; migrates the schema; resumable. The legacy key comes from TENANT_SECRETS_LEGACY_KEY, standard input or a hidden prompt.",
+      "Convert a legacy tenant_secrets table (the original code's: pgcrypto aes-cbc under one key) to tenant-secrets, row by row with read-back verification; migrates the schema; resumable. The legacy key comes from TENANT_SECRETS_LEGACY_KEY, standard input or a hidden prompt.",
     )
     .option('--batch-size <n>', 'legacy rows per transaction, 1-10000 (default 100)')
-    .option('--json', 'print { imported, batches, legacyTableDropped } as JSON')
+    .option(
+      '--json',
+      'print { imported, importedTotal, batches, legacyTableDropped, storage } as JSON (importedTotal counts every run; storage is how the legacy table held ciphertexts: text or bytea)',
+    )
     .addHelpText(
       'after',
       `
@@ -56,7 +59,9 @@ ${examples(
       });
       if (opts.json) return printJson(result);
       if (result.imported === 0 && !result.legacyTableDropped)
-        note('no legacy table found: nothing to import');
+        note(
+          `no legacy table found: nothing to import${result.importedTotal > 0 ? ` (${result.importedTotal} legacy secret(s) imported by earlier runs)` : ''}`,
+        );
       else
         note(
           `imported ${result.imported} legacy secret(s) in ${result.batches} batch(es); legacy table dropped: ${result.legacyTableDropped ? 'yes' : 'no'}. Retire the legacy key and rotate the imported secrets (docs/runbooks/rotate-secrets.md).`,

@@ -115,3 +115,38 @@ ${examples('tenant-secrets purge-tenant tenant-123            # asks: type the t
       );
     });
 }
+
+export function unregisterMasterKey(program: Command): void {
+  program
+    .command('unregister-master-key')
+    .description(
+      "Take a master key's power to vouch for tenants away (a retired or leaked key, once its successor is registered): it can no longer create a tenant's first data key or prove a tenant. Data keys it still wraps keep working for holders of that key until rotate-master-key moves them. Owner or operator role.",
+    )
+    .argument(
+      '<master-key-id>',
+      "the key's id, mk_ followed by 16 hex digits (tenant-secrets status lists them)",
+    )
+    .option(
+      '--force',
+      'also unregister the only registered key (no new tenant can be created until one is registered)',
+    )
+    .option('--json', 'print { masterKeyId, unregistered } as JSON')
+    .addHelpText(
+      'after',
+      `
+A leaked key: deploy a new current key, rotate-master-key, then unregister the old id (see
+docs/runbooks/master-key-registration.md).
+${examples('tenant-secrets unregister-master-key mk_0123456789abcdef', 'tenant-secrets unregister-master-key mk_0123456789abcdef --json')}`,
+    )
+    .action(async (id: string, opts: { force?: boolean; json?: boolean }) => {
+      const result = await withManager((manager) =>
+        manager.unregisterMasterKey(id, { force: opts.force === true }),
+      );
+      if (opts.json) return printJson(result);
+      note(
+        result.unregistered
+          ? `unregistered master key ${result.masterKeyId}: it can no longer vouch for tenants`
+          : `master key ${result.masterKeyId} was not registered: nothing changed`,
+      );
+    });
+}

@@ -1,0 +1,172 @@
+import type { Core } from '../core.js';
+import { InvalidInputError } from '../errors.js';
+import type { Telemetry } from '../telemetry.js';
+import type { AuditContext } from './context.js';
+
+/** What one `sealAudit()` call did. */
+export interface SealResult {
+  /** Records chained by this call. */
+  sealed: number;
+  /** Committed records still waiting (the call stops after `limit`, or another sealer held the lock). */
+  pending: number;
+  /** When the oldest waiting record occurred (its age is the unsealed window), or null. */
+  oldestPending: Date | null;
+  /** True when another sealer was running and `wait` was false: nothing was done. */
+  busy: boolean;
+}
+
+export interface SealOptions {
+  /** Records per transaction (1-100000, default 10000). */
+  limit?: number;
+  /** Wait for a sealer that is running instead of returning `busy` (default true). */
+  wait?: boolean;
+  /** Seal until nothing committed is left (default true). */
+  all?: boolean;
+  /** Audit context for this call only (sealing itself writes no record). */
+  context?: AuditContext;
+}
+
+interface SealRow {
+  sealed: number;
+  pending: string | null;
+  oldest_pending: Date | null;
+  busy: boolean;
+}
+
+/**
+ * Sealing chains pending audit records into their tenants' hash chains (sql/functions/30_audit_append.sql).
+ * Operations append records without waiting for each other; until a record is sealed, someone who can
+ * write the database could delete it or rewrite it together with its digest unnoticed. The window is
+ * kept short: the manager seals in the background about once per `auditSealIntervalMs` after
+ * operations, verification and queries seal first, and `sealAudit()` is there for jobs.
+ */
+export function sealOperations(core: Core) {
+  const { qs } = core;
+  async function sealOnce(limit: number, wait: boolean): Promise<SealResult> {
+    const rows = await core.plain<SealRow>(
+      'sealAudit',
+      `SELECT * FROM ${qs}.tenant_secret_audit_seal($1, $2)`,
+      [limit, wait],
+    );
+    const row = rows[0];
+    return {
+      sealed: row?.sealed ?? 0,
+      pending: Number(row?.pending ?? 0),
+      oldestPending: row?.oldest_pending ?? null,
+      busy: row?.busy ?? false,
+    };
+  }
+  return {
+    /**
+     * Seals committed pending audit records (see {@link SealResult}). Callable by application roles.
+     * Run it from a periodic job when only SQL callers write (the library seals by itself).
+     * @throws {InvalidInputError} bad `limit`.
+     * @throws {DatabaseUnavailableError} the database cannot be reached.
+     */
+    async sealAudit(options: SealOptions = {}): Promise<SealResult> {
+      const limit = options.limit ?? 10_000;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
+        throw new InvalidInputError('limit must be an integer from 1 to 100000', 'limit');
+      }
+      const wait = options.wait ?? true;
+      let total = 0;
+      for (;;) {
+        const step = await sealOnce(limit, wait);
+        total += step.sealed;
+        if (step.busy || options.all === false || step.sealed < limit) return { ...step, sealed: total };
+      }
+    },
+  };
+}
+
+export type SealOperations = ReturnType<typeof sealOperations>;
+
+/**
+ * The manager's background sealer: after operations, it seals once the interval has passed since its
+ * last run, and arms an unreferenced timer so the last records before a quiet period are sealed too
+ * (the timer never keeps the process alive). Failures are reported to telemetry and retried later.
+ */
+export function createBackgroundSealer(
+  seal: (limit: number, wait: boolean) => Promise<SealResult>,
+  intervalMs: number,
+  telemetry: Telemetry,
+) {
+  let dirty = false;
+  let running: Promise<void> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let lastRun = 0;
+  let stopped = false;
+  // Records appended in a caller's transaction become visible when the caller commits, which the
+  // library does not see: keep sealing now and then for a while after such a call.
+  let lateUntil = 0;
+  const lateHorizonMs = Math.max(60_000, 10 * intervalMs);
+
+  const run = (): Promise<void> => {
+    if (running) return running;
+    dirty = false;
+    lastRun = Date.now();
+    const started = performance.now();
+    running = seal(10_000, false)
+      .then(
+        (result) => {
+          if (result.pending > 0 && !result.busy) dirty = true;
+          telemetry.report({
+            operation: 'sealAudit',
+            outcome: 'success',
+            durationMs: performance.now() - started,
+          });
+        },
+        (error: unknown) => {
+          dirty = true;
+          telemetry.report({
+            operation: 'sealAudit',
+            outcome: 'failure',
+            errorCode: (error as { code?: string }).code ?? 'UNEXPECTED',
+            durationMs: performance.now() - started,
+          });
+        },
+      )
+      .finally(() => {
+        running = undefined;
+        if ((dirty || Date.now() < lateUntil) && !stopped) arm();
+      });
+    return running;
+  };
+
+  const arm = () => {
+    if (timer || stopped) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (dirty || Date.now() < lateUntil) void run();
+    }, intervalMs);
+    timer.unref?.();
+  };
+
+  return {
+    /** After an operation that appended audit records. */
+    touch(): void {
+      if (stopped || intervalMs <= 0) return;
+      dirty = true;
+      if (!running && Date.now() - lastRun >= intervalMs) void run();
+      else arm();
+    },
+    /** After a call in a caller's transaction (its records appear when the caller commits). */
+    touchInCallerTransaction(): void {
+      if (stopped || intervalMs <= 0) return;
+      lateUntil = Date.now() + lateHorizonMs;
+      arm();
+    },
+    /** Stops the timer and seals what this process left pending (at close()). */
+    async stop(): Promise<void> {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      await running;
+      if ((dirty || lateUntil > 0) && intervalMs > 0)
+        await seal(10_000, true).then(
+          () => undefined,
+          () => undefined,
+        );
+    },
+  };
+}
