@@ -1,50 +1,59 @@
-import { defineConfig, mergeConfig } from 'vitest/config';
+import { defineConfig } from 'vitest/config';
 import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
 import base from './vitest.config.js';
 
 /**
- * The suite through PgBouncer in transaction pooling mode (`.ci/run` runs it on PostgreSQL 15 and 18):
+ * Through PgBouncer in transaction pooling mode (`.ci/run` runs it on PostgreSQL 15 and 18):
  * `npm run build && npx vitest run -c vitest.pgbouncer.config.ts`, with TEST_DATABASE_URL as usual.
  *
- * Every file that talks to the database through the library or the CLI runs through the pooler: every
- * operation, migrations and concurrent migrators, master-key and tenant-key rotation, purge, legacy
- * import, the audit trail and its sealer, faults, the CLI's commands, plus test/pgbouncer.test.ts,
- * which is skipped in direct runs. The library, the CLI and every URL a test hands them go through
- * PgBouncer; the tests' own administration (`adminQuery`: CREATE/DROP DATABASE, tampering, inspection)
- * stays direct. Files left out, each with why it runs direct only (the direct runs cover them):
+ * A subset: every operation, migrations (fresh, concurrent, from 0.1.0, drift repair), both key
+ * rotations and master-key registration, the audit trail and its sealer, caller transactions,
+ * prepared-statement fallback, faults and resource errors, and test/pgbouncer.test.ts (skipped in
+ * direct runs), which proves the pooler is in the path and multiplexing, that session state does not
+ * follow a client, and runs the CLI's commands through it. The library, the CLI and every URL a test
+ * hands them go through PgBouncer; the tests' own administration (`adminQuery`: CREATE/DROP DATABASE,
+ * tampering, inspection) stays direct.
+ *
+ * Not here: files that never connect through the library's pool (see vitest.library.config.ts), and
+ * test/leaks.test.ts, which reads the server's WAL files and log: its positive control (a plain client's
+ * bind parameters do reach the log) assumes the client gets a session of its own, which a transaction
+ * pooler does not give; test/pgbouncer.test.ts checks the log through the pooler instead. The direct
+ * runs cover the rest.
  */
-const DIRECT_ONLY = [
-  // Reads the server's WAL files and log. Its positive control (a plain client's bind parameters do
-  // reach the log) assumes the client gets a session of its own; through a transaction pooler that
-  // client inherits whatever session settings the previous user of the server connection left, here
-  // the library's own quieting, so the control cannot hold. What the file checks through a pooler is
-  // checked by test/pgbouncer.test.ts ('bind parameters stay out of the server log…').
-  'test/leaks.test.ts',
-  // The CLI's own embedded PostgreSQL (no DATABASE_URL): never reaches the server under test.
-  'test/cli-embedded.test.ts',
-  // No database at all: option and key validation, progress rendering.
-  'test/config.test.ts',
-  'test/cli-progress.test.ts',
-  'test/master-key-quality.test.ts',
-  // The CLI's input and output layer (bounded stdin, --json error documents on every path, the `run`
-  // command's environment handling): what they check happens in the CLI process before or after the
-  // database call, identical whichever way it is connected; the commands themselves run through the
-  // pooler in test/cli.test.ts and test/cli-ops.test.ts.
-  'test/cli-stdin.test.ts',
-  'test/cli-output.test.ts',
-  'test/cli-run.test.ts',
-  // The npm tarball's contents and module formats; its one database call is a smoke test.
-  'test/packaging.test.ts',
+export const THROUGH_POOLER = [
+  'test/pgbouncer.test.ts',
+  'test/smoke.test.ts',
+  'test/lifecycle.test.ts',
+  'test/seed-interface.test.ts',
+  'test/errors.test.ts',
+  'test/isolation.test.ts',
+  'test/cache.test.ts',
+  'test/migrate.test.ts',
+  'test/upgrade.test.ts',
+  'test/drift.test.ts',
+  'test/status.test.ts',
+  'test/master-key-rotation.test.ts',
+  'test/master-key-unregistration.test.ts',
+  'test/tenant-key-rotation.test.ts',
+  'test/rotation-checkpoints.test.ts',
+  'test/legacy-import.test.ts',
+  'test/audit-core.test.ts',
+  'test/audit-records.test.ts',
+  'test/audit-concurrency.test.ts',
+  'test/transactions.test.ts',
+  'test/prepared-statements.test.ts',
+  'test/faults.test.ts',
+  'test/resource-faults.test.ts',
 ];
 
 process.env.TEST_VIA_PGBOUNCER = '1';
 
-export default mergeConfig(
-  base,
-  defineConfig({
-    test: {
-      exclude: [...DIRECT_ONLY, '**/node_modules/**'],
-      reporters: ['default', new PgBouncerReporter()],
-    },
-  }),
-);
+// Spread, not mergeConfig: that would append this list to the base config's include.
+export default defineConfig({
+  ...base,
+  test: {
+    ...base.test,
+    include: THROUGH_POOLER,
+    reporters: ['default', new PgBouncerReporter()],
+  },
+});

@@ -3,9 +3,11 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { describe, expect, inject, it } from 'vitest';
 import { createSecretsManager } from '../src/index.js';
+import { runCli } from './support/cli.js';
 import {
   adminQuery,
   freshDatabase,
+  OTHER_KEY,
   pgbouncerConsole,
   setupManager,
   TEST_KEY,
@@ -326,5 +328,35 @@ describe.skipIf(!viaPgBouncer())('through PgBouncer in transaction pooling mode'
       for (const client of others) await client.query('COMMIT').catch(() => undefined);
       await Promise.all(others.map((c) => c.end()));
     }
+  });
+  it('the CLI goes through the pooler too: migrate, set, rotate, get, both key rotations, audit verify', async () => {
+    const db = await freshDatabase('pgb_cli');
+    const env = {
+      DATABASE_URL: db.url,
+      TENANT_SECRETS_MASTER_KEY: TEST_KEY,
+      TENANT_SECRETS_ACTOR: 'pgb-cli',
+    };
+    const ok = async (args: string[], input?: string, withEnv: Record<string, string> = env) => {
+      const result = await runCli(args, { input, env: withEnv });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      return result;
+    };
+    expect(db.url).toContain(`:${new URL(inject('poolerUrl')).port}/`);
+    await ok(['migrate']);
+    await ok(['set', 'tenant-cli', 'api/key'], 'first');
+    await ok(['rotate', 'tenant-cli', 'api/key'], 'second');
+    expect((await ok(['get', 'tenant-cli', 'api/key'])).stdout).toBe('second\n');
+    await ok(['rotate-tenant-key', 'tenant-cli']);
+    await ok(['rotate-master-key'], undefined, {
+      ...env,
+      TENANT_SECRETS_MASTER_KEY: OTHER_KEY,
+      TENANT_SECRETS_PREVIOUS_MASTER_KEYS: TEST_KEY,
+    });
+    const onlyNew = { ...env, TENANT_SECRETS_MASTER_KEY: OTHER_KEY };
+    expect((await ok(['get', 'tenant-cli', 'api/key', '--version', '1'], undefined, onlyNew)).stdout).toBe(
+      'first\n',
+    );
+    await ok(['audit', 'verify'], undefined, onlyNew);
+    expect((await poolOf(db.name))?.pool_mode).toBe('transaction');
   });
 });
