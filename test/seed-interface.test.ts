@@ -112,7 +112,7 @@ describe('the original interface', () => {
     await setTenantSecret('tenant-123', 'tampered', 'v');
     await adminQuery(
       db.name,
-      "UPDATE tenant_secrets SET encrypted_value = set_byte(encrypted_value, 20, 0) WHERE key_name = 'tampered'",
+      "UPDATE tenant_secrets SET encrypted_value = set_byte(encrypted_value, 20, get_byte(encrypted_value, 20) # 1) WHERE key_name = 'tampered'",
     );
     await expect(getTenantSecret('tenant-123', 'tampered')).rejects.toBeInstanceOf(IntegrityError);
   });
