@@ -1,17 +1,67 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
+
+/**
+ * One config; one project per test folder, and the folders mirror the layers of src/ (base, crypto,
+ * db, schema, secrets, audit, keys, legacy, api, cli) plus package/ (the npm tarball) and suite/ (the
+ * suite's own exit code). `npx vitest run --project audit` runs one layer.
+ *
+ * Stages (`.ci/run` runs all three). A test file is in every stage unless it says why not, on a line
+ * of its own near the top:
+ *   // suite-scope: once — <why>     runs only in the first stage (what does not depend on the server)
+ *   // suite-scope: direct — <why>   not through PgBouncer
+ *
+ *   npm test                                   every file; embedded PostgreSQL 18, or TEST_DATABASE_URL
+ *   TEST_STAGE=server TEST_DATABASE_URL=… …    a second server: every file but the `once` ones
+ *   TEST_STAGE=pooler …                        through PgBouncer in transaction mode (also sets
+ *                                              TEST_VIA_PGBOUNCER): every file but `once` and `direct`
+ */
+const STAGE = process.env.TEST_STAGE ?? 'all';
+if (!['all', 'server', 'pooler'].includes(STAGE)) {
+  throw new Error(`TEST_STAGE must be all, server or pooler (got ${STAGE})`);
+}
+if (STAGE === 'pooler') process.env.TEST_VIA_PGBOUNCER = '1';
+
+const SCOPE = /^\/\/ suite-scope: (once|direct) — \S/m;
+const FOLDERS = readdirSync('test', { withFileTypes: true })
+  .filter((entry) => entry.isDirectory() && !['support', 'fixtures'].includes(entry.name))
+  .map((entry) => entry.name);
+
+/** Files of `folder` this stage leaves out, by their own scope line. */
+function leftOut(folder: string): string[] {
+  if (STAGE === 'all') return [];
+  const out: string[] = [];
+  for (const name of readdirSync(join('test', folder), { recursive: true, encoding: 'utf8' })) {
+    if (!name.endsWith('.test.ts')) continue;
+    const path = join('test', folder, name);
+    const scope = SCOPE.exec(readFileSync(path, 'utf8').slice(0, 2000))?.[1];
+    if (scope === 'once' || (scope === 'direct' && STAGE === 'pooler')) out.push(path);
+  }
+  return out;
+}
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    // Once for every project: the server (and PgBouncer) the whole run uses.
     globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
     pool: 'forks',
     // Each test file has a database of its own, and much of a file's time is spent waiting (child
     // processes, the server): two files at once even on two cores. Measured on a 2-core machine,
     // whole suite: 417 s with one worker (vitest's default there), 299 s with two, 273 s with three.
     maxWorkers: Math.max(2, availableParallelism() - 1),
     minWorkers: 1,
+    reporters: STAGE === 'pooler' ? ['default', new PgBouncerReporter()] : ['default'],
+    projects: FOLDERS.map((folder) => ({
+      test: {
+        name: folder,
+        include: [`test/${folder}/**/*.test.ts`],
+        exclude: ['**/node_modules/**', ...leftOut(folder)],
+        testTimeout: 60_000,
+        hookTimeout: 120_000,
+      },
+    })),
   },
 });

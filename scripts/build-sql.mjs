@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the SQL sources into src/sql/migrations.generated.ts, so the library never reads files at run
+// Builds the SQL sources into src/schema/sql.generated.ts, so the library never reads files at run
 // time (bundlers such as Next.js's do not ship package-relative files). `--check` fails when the
 // generated module is out of date; CI runs it.
 //   sql/NNNNNN_name.sql   table migrations: forward-only, each applied once (released ones never change)
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const sqlDir = join(root, 'sql');
 const functionsDir = join(sqlDir, 'functions');
-const outFile = join(root, 'src', 'sql', 'migrations.generated.ts');
+const outFile = join(root, 'src', 'schema', 'sql.generated.ts');
 
 const files = readdirSync(sqlDir)
   .filter((name) => /^\d{6}_[a-z0-9_]+\.sql$/.test(name))
@@ -121,7 +121,7 @@ if (process.argv.includes('--check')) {
     current = readFileSync(outFile, 'utf8');
   } catch {}
   if (current !== body) {
-    console.error('src/sql/migrations.generated.ts is out of date: run `npm run build:sql`');
+    console.error('src/schema/sql.generated.ts is out of date: run `npm run build:sql`');
     process.exit(1);
   }
   console.log(
@@ -130,6 +130,6 @@ if (process.argv.includes('--check')) {
 } else {
   writeFileSync(outFile, body);
   console.log(
-    `wrote ${migrations.length} migrations and ${functions.length} function statements to src/sql/migrations.generated.ts`,
+    `wrote ${migrations.length} migrations and ${functions.length} function statements to src/schema/sql.generated.ts`,
   );
 }

@@ -11,8 +11,21 @@ export {
   fromPostgresJs,
   type KyselyLike,
   type PostgresJsLike,
-} from './adapters.js';
-export type { AuditContext } from './audit/context.js';
+} from './api/adapters.js';
+export type { SecretsManagerOptions } from './api/config.js';
+export {
+  closeDefaultSecretsManager,
+  defaultSecretsManager,
+  getTenantSecret,
+  rotateTenantSecret,
+  setTenantSecret,
+} from './api/env.js';
+export {
+  createSecretsManager,
+  type ManagerStatus,
+  type SecretsManager,
+  type TransactionSecrets,
+} from './api/manager.js';
 export { auditRecordToJsonLine, type ExportAuditOptions } from './audit/export.js';
 export type { AuditOperations } from './audit/operations.js';
 export type { PruneAuditOptions, PruneAuditResult } from './audit/prune.js';
@@ -25,25 +38,14 @@ export type {
   VerifyAuditOptions,
   VerifyAuditProgress,
 } from './audit/verify.js';
-export type { SecretsManagerOptions } from './config.js';
-export type { Settings } from './core.js';
-export {
-  exportSchemaSql,
-  LATEST_SCHEMA_VERSION,
-  type MigrateOptions,
-  type MigrateResult,
-} from './db/migrate.js';
+export type { AuditContext } from './base/audit-context.js';
+export * from './base/errors.js';
+export type { OperationEvent, OperationLogger } from './base/telemetry.js';
+export { KEY_NAME_PATTERN, MAX_VALUE_BYTES, TENANT_ID_PATTERN } from './base/validation.js';
+export type { Settings } from './core/core.js';
+export { Keyring, type TenantKeyBundle } from './crypto/keyring.js';
+export { generateMasterKey, MASTER_KEY_ID_PATTERN, MasterKey } from './crypto/master-key.js';
 export type { PoolClientLike, PoolLike, Queryable, QueryResultLike } from './db/queryable.js';
-export {
-  closeDefaultSecretsManager,
-  defaultSecretsManager,
-  getTenantSecret,
-  rotateTenantSecret,
-  setTenantSecret,
-} from './env.js';
-export * from './errors.js';
-export { Keyring, type TenantKeyBundle } from './keys/keyring.js';
-export { generateMasterKey, MASTER_KEY_ID_PATTERN, MasterKey } from './keys/master-key.js';
 export type { PurgeTenantResult } from './keys/purge.js';
 export type { RegistrationResult, UnregistrationResult } from './keys/registration.js';
 export type {
@@ -56,7 +58,18 @@ export type {
   RotateTenantKeyResult,
 } from './keys/rotation.js';
 export type { ImportLegacyOptions, ImportLegacyResult } from './legacy/import.js';
-export { createSecretsManager, type SecretsManager, type TransactionSecrets } from './manager.js';
+export {
+  exportSchemaSql,
+  LATEST_SCHEMA_VERSION,
+  type MigrateOptions,
+  type MigrateResult,
+} from './schema/migrate.js';
+export {
+  type DatabaseStatus,
+  databaseStatus,
+  type ReadyStatus,
+  type StatusProblem,
+} from './schema/status.js';
 export type { CacheOptions } from './secrets/cache.js';
 export type {
   DestroyResult,
@@ -80,12 +93,3 @@ export type {
   VersionInfo,
   WriteResult,
 } from './secrets/operations.js';
-export {
-  type DatabaseStatus,
-  databaseStatus,
-  type ManagerStatus,
-  type ReadyStatus,
-  type StatusProblem,
-} from './status.js';
-export type { OperationEvent, OperationLogger } from './telemetry.js';
-export { KEY_NAME_PATTERN, MAX_VALUE_BYTES, TENANT_ID_PATTERN } from './validation.js';

@@ -1,7 +1,7 @@
-import type { Core } from '../core.js';
-import { InvalidInputError } from '../errors.js';
-import { assertOptionalDate, assertTenantId } from '../validation.js';
-import type { AuditContext } from './context.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError } from '../base/errors.js';
+import { assertOptionalDate, assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
 import { type AuditRecord, queryPage } from './query.js';
 
 export interface ExportAuditOptions {

@@ -1,4 +1,4 @@
-import type { Core } from '../core.js';
+import type { Core } from '../core/core.js';
 import { exportOperations } from './export.js';
 import { pruneOperations } from './prune.js';
 import { queryOperations } from './query.js';

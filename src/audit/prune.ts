@@ -1,7 +1,7 @@
-import type { Core } from '../core.js';
-import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError } from '../errors.js';
-import { assertTenantId } from '../validation.js';
-import type { AuditContext } from './context.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError } from '../base/errors.js';
+import { assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
 import { checkpointMac, type verifyOperations } from './verify.js';
 
 export interface PruneAuditOptions {

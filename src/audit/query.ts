@@ -1,7 +1,7 @@
-import type { Core } from '../core.js';
-import { InvalidInputError } from '../errors.js';
-import { assertAuditText, assertKeyName, assertOptionalDate, assertTenantId } from '../validation.js';
-import type { AuditContext } from './context.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError } from '../base/errors.js';
+import { assertAuditText, assertKeyName, assertOptionalDate, assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
 
 export type AuditOutcome = 'success' | 'failure';
 

@@ -1,7 +1,7 @@
-import type { Core } from '../core.js';
-import { InvalidInputError } from '../errors.js';
-import type { Telemetry } from '../telemetry.js';
-import type { AuditContext } from './context.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError } from '../base/errors.js';
+import type { Telemetry } from '../base/telemetry.js';
+import type { Core } from '../core/core.js';
 
 /** What one `sealAudit()` call did. */
 export interface SealResult {

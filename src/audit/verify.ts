@@ -1,10 +1,10 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { Core } from '../core.js';
-import { InvalidInputError } from '../errors.js';
-import type { MasterKey } from '../keys/master-key.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError } from '../base/errors.js';
+import { assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
+import type { MasterKey } from '../crypto/master-key.js';
 import type { ResignResult } from '../keys/rotation.js';
-import { assertTenantId } from '../validation.js';
-import type { AuditContext } from './context.js';
 import type { SealResult } from './seal.js';
 
 /**

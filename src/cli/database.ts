@@ -1,14 +1,14 @@
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { createSecretsManager, type SecretsManager } from '../api/manager.js';
 import type { SealResult } from '../audit/seal.js';
+import { Keyring } from '../crypto/keyring.js';
 import { schemaExecutor } from '../db/executor.js';
-import { LATEST_SCHEMA_VERSION, migrate, schemaVersion } from '../db/migrate.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
 import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
-import { Keyring } from '../keys/keyring.js';
-import { createSecretsManager, type SecretsManager } from '../manager.js';
+import { LATEST_SCHEMA_VERSION, migrate, schemaVersion } from '../schema/migrate.js';
 import { type EmbeddedDatabase, resolveDataDir, startEmbedded } from './embedded.js';
 import { note } from './io.js';
 import { addCleanup } from './signals.js';

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { ConfigurationError, DatabaseUnavailableError } from '../errors.js';
+import { ConfigurationError, DatabaseUnavailableError } from '../base/errors.js';
 import { freePort } from './free-port.js';
 
 /**

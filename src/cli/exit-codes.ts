@@ -1,5 +1,5 @@
-import type { ErrorCode } from '../errors.js';
-import { TenantSecretsError } from '../errors.js';
+import type { ErrorCode } from '../base/errors.js';
+import { TenantSecretsError } from '../base/errors.js';
 
 /** The CLI's documented exit codes. Stable: scripts branch on them. */
 export const EXIT = {

@@ -1,6 +1,5 @@
-import { InvalidInputError } from '../errors.js';
-import { MAX_VALUE_BYTES } from '../index.js';
-import { assertKeyName, assertTenantId } from '../validation.js';
+import { InvalidInputError } from '../base/errors.js';
+import { assertKeyName, assertTenantId, MAX_VALUE_BYTES } from '../base/validation.js';
 import { exitInterrupted } from './report.js';
 import { jsonText, safe, safeLines } from './safe-text.js';
 import { onInterrupt } from './signals.js';

@@ -108,8 +108,3 @@ Quick start:
   addDebug(program);
   return program;
 }
-
-/** Examples block of a command's --help. */
-export function examples(...lines: string[]): string {
-  return `\nExamples:\n${lines.map((line) => `  ${line}`).join('\n')}`;
-}

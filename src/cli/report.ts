@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { OperationAbortedError, TenantSecretsError } from '../errors.js';
+import { OperationAbortedError, TenantSecretsError } from '../base/errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { jsonText, safe, safeLines } from './safe-text.js';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { DatabaseUnavailableError, type TenantSecretsError } from '../errors.js';
-import { toTenantSecretsError } from './errors.js';
+import { DatabaseUnavailableError, type TenantSecretsError } from '../base/errors.js';
+import { toTenantSecretsError } from './driver-errors.js';
 import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
 
 /**

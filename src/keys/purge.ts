@@ -1,7 +1,7 @@
-import type { AuditContext } from '../audit/context.js';
-import type { Core } from '../core.js';
-import { IntegrityError, InvalidInputError } from '../errors.js';
-import { assertTenantId } from '../validation.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { IntegrityError, InvalidInputError } from '../base/errors.js';
+import { assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
 
 export interface PurgeTenantResult {
   /** Data keys deleted (every version, active, retired or destroyed). */

@@ -1,6 +1,6 @@
-import type { Core } from '../core.js';
-import { ConfigurationError, DatabaseError, InvalidInputError } from '../errors.js';
-import { MASTER_KEY_ID_PATTERN } from './master-key.js';
+import { ConfigurationError, DatabaseError, InvalidInputError } from '../base/errors.js';
+import type { Core } from '../core/core.js';
+import { MASTER_KEY_ID_PATTERN } from '../crypto/master-key.js';
 
 /** What `registerMasterKey()` did, per master key id of the ring. */
 export interface RegistrationResult {

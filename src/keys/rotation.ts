@@ -1,5 +1,4 @@
-import type { AuditContext } from '../audit/context.js';
-import type { Core } from '../core.js';
+import type { AuditContext } from '../base/audit-context.js';
 import {
   DatabaseTimeoutError,
   IntegrityError,
@@ -8,9 +7,10 @@ import {
   TenantNotFoundError,
   UnauthorizedError,
   UnknownMasterKeyError,
-} from '../errors.js';
-import { assertOptions, assertTenantId } from '../validation.js';
-import { MASTER_KEY_ID_PATTERN } from './master-key.js';
+} from '../base/errors.js';
+import { assertOptions, assertTenantId } from '../base/validation.js';
+import type { Core } from '../core/core.js';
+import { MASTER_KEY_ID_PATTERN } from '../crypto/master-key.js';
 
 /** Progress of a batched key operation: units done so far out of the units found at the start. */
 export interface KeyProgress {

@@ -1,5 +1,3 @@
-import type { Core } from '../core.js';
-import { migrate } from '../db/migrate.js';
 import {
   DatabaseError,
   IntegrityError,
@@ -8,8 +6,10 @@ import {
   type LegacyImportFailure,
   OperationAbortedError,
   UnknownMasterKeyError,
-} from '../errors.js';
+} from '../base/errors.js';
+import type { Core } from '../core/core.js';
 import type { BatchOptions, KeyProgress } from '../keys/rotation.js';
+import { migrate } from '../schema/migrate.js';
 
 export interface ImportLegacyOptions extends BatchOptions {
   /**

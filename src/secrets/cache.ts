@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { ConfigurationError } from '../errors.js';
+import { ConfigurationError } from '../base/errors.js';
 
 /**
  * Options of the opt-in in-process cache of values read by `get` / `getWithVersion`.

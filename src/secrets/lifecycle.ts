@@ -1,7 +1,7 @@
-import type { AuditContext } from '../audit/context.js';
-import type { Core } from '../core.js';
-import { InvalidInputError, SecretNotFoundError } from '../errors.js';
-import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../validation.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError, SecretNotFoundError } from '../base/errors.js';
+import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../base/validation.js';
+import type { Core } from '../core/core.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
 import { type SqlStatus, statusError } from './status.js';

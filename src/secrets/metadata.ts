@@ -1,5 +1,5 @@
-import { InvalidInputError } from '../errors.js';
-import { assertOptionalDate, characters, isPrintable } from '../validation.js';
+import { InvalidInputError } from '../base/errors.js';
+import { assertOptionalDate, characters, isPrintable } from '../base/validation.js';
 
 /** Descriptive, non-secret attributes of a secret. Stored in clear: never put secret material here. */
 export interface SecretMetadataInput {

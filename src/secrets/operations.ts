@@ -1,7 +1,13 @@
-import type { AuditContext } from '../audit/context.js';
-import type { Core } from '../core.js';
-import { InvalidInputError, SecretNotFoundError } from '../errors.js';
-import { assertKeyName, assertOptions, assertTenantId, assertVersion, encodeValue } from '../validation.js';
+import type { AuditContext } from '../base/audit-context.js';
+import { InvalidInputError, SecretNotFoundError } from '../base/errors.js';
+import {
+  assertKeyName,
+  assertOptions,
+  assertTenantId,
+  assertVersion,
+  encodeValue,
+} from '../base/validation.js';
+import type { Core } from '../core/core.js';
 import {
   metadataOptions,
   type SecretMetadata,

@@ -7,7 +7,7 @@ import {
   type TenantSecretsError,
   UnauthorizedError,
   UnknownMasterKeyError,
-} from '../errors.js';
+} from '../base/errors.js';
 
 /** The outcome the SQL functions return instead of raising (so failure audit records commit). */
 export type SqlStatus =

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import type { AuditOutcome, AuditRecord } from '../../audit/query.js';
-import { IntegrityError, InvalidInputError } from '../../errors.js';
+import { IntegrityError, InvalidInputError } from '../../base/errors.js';
 import { sealPending, withDatabase, withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, iso, note, out, parseAge, parseCount, parseDate, printJson, table } from '../io.js';
-import { examples } from '../program.js';
 import { createCounter } from '../progress.js';
 import { withJsonDetails } from '../report.js';
 import { safe, safeJsonText } from '../safe-text.js';

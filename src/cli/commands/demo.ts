@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { runDemo } from '../demo.js';
+import { examples } from '../help.js';
 import { out } from '../io.js';
-import { examples } from '../program.js';
 
 export function demo(program: Command): void {
   program

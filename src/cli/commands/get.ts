@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { SecretNotFoundError } from '../../errors.js';
+import { SecretNotFoundError } from '../../base/errors.js';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, note, parseVersion, printJson } from '../io.js';
-import { examples } from '../program.js';
 import { hasUnsafe, safeLines } from '../safe-text.js';
 
 interface GetOpts {

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { ConfigurationError } from '../../errors.js';
+import { ConfigurationError } from '../../base/errors.js';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { interruptSignal, note, parseCount, printJson, readSecretValue } from '../io.js';
-import { examples } from '../program.js';
 import { lazyProgress } from '../progress.js';
 
 /** The legacy key: TENANT_SECRETS_LEGACY_KEY, else standard input, else a hidden prompt. Never argv. */

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { MasterKey } from '../../keys/master-key.js';
+import { MasterKey } from '../../crypto/master-key.js';
+import { examples } from '../help.js';
 import { note, out, printJson } from '../io.js';
-import { examples } from '../program.js';
 
 export function keygen(program: Command): void {
   program

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, confirmIrreversible, interruptSignal, note, parseCount, printJson } from '../io.js';
-import { examples } from '../program.js';
 import { lazyProgress } from '../progress.js';
 
 const RESUME_HELP = `

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError } from '../../base/errors.js';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, confirmIrreversible, note, parseVersion, printJson } from '../io.js';
-import { examples } from '../program.js';
 
 export function rollback(program: Command): void {
   program

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { SecretMetadata } from '../../secrets/metadata.js';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, iso, note, out, parseLabels, printJson, table } from '../io.js';
-import { examples } from '../program.js';
 
 interface ListOpts {
   prefix?: string;

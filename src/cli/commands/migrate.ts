@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { schemaExecutor } from '../../db/executor.js';
-import { migrate } from '../../db/migrate.js';
+import { migrate } from '../../schema/migrate.js';
 import { cliKeyring, sealPending, withDatabase } from '../database.js';
+import { examples } from '../help.js';
 import { note, printJson } from '../io.js';
-import { examples } from '../program.js';
 
 export function migrateCommand(program: Command): void {
   program

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
-import { InvalidInputError, SecretNotFoundError } from '../../errors.js';
-import type { SecretsManager } from '../../manager.js';
+import type { SecretsManager } from '../../api/manager.js';
+import { InvalidInputError, SecretNotFoundError } from '../../base/errors.js';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, note, warn } from '../io.js';
-import { examples } from '../program.js';
 import { setCommandExitCode } from '../report.js';
 import { onInterrupt } from '../signals.js';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, note, parseDate, parseLabels, parseVersion, printJson, readSecretValue } from '../io.js';
-import { examples } from '../program.js';
 
 interface SetOpts {
   value?: string;

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { exportSchemaSql, LATEST_SCHEMA_VERSION } from '../../db/migrate.js';
+import { exportSchemaSql, LATEST_SCHEMA_VERSION } from '../../schema/migrate.js';
 import { cliSchema } from '../database.js';
+import { examples } from '../help.js';
 import { parseCount, printJson } from '../io.js';
-import { examples } from '../program.js';
 
 export function sql(program: Command): void {
   program

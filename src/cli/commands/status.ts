@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { SchemaDriftError, SchemaNotReadyError } from '../../errors.js';
+import { SchemaDriftError, SchemaNotReadyError } from '../../base/errors.js';
 import type { KeyStatus } from '../../keys/rotation.js';
-import { type DatabaseStatus, databaseStatus, type StatusProblem } from '../../status.js';
+import { type DatabaseStatus, databaseStatus, type StatusProblem } from '../../schema/status.js';
 import { type CliDatabase, cliKeyring, withDatabase, withManager } from '../database.js';
+import { examples } from '../help.js';
 import { note, out, printJson } from '../io.js';
-import { examples } from '../program.js';
 import { withJsonDetails } from '../report.js';
 import { safe } from '../safe-text.js';
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { withManager } from '../database.js';
+import { examples } from '../help.js';
 import { checkNames, iso, out, printJson, table } from '../io.js';
-import { examples } from '../program.js';
 
 export function versions(program: Command): void {
   program

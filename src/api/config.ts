@@ -1,0 +1,258 @@
+import type { AuditContext } from '../base/audit-context.js';
+import { ConfigurationError } from '../base/errors.js';
+import type { OperationLogger } from '../base/telemetry.js';
+import { assertAuditText } from '../base/validation.js';
+import type { Settings } from '../core/core.js';
+import { Keyring } from '../crypto/keyring.js';
+import { MasterKey } from '../crypto/master-key.js';
+import { createOwnedPool } from '../db/pool.js';
+import type { PoolLike } from '../db/queryable.js';
+import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
+import type { CacheOptions } from '../secrets/cache.js';
+
+/** Options of {@link createSecretsManager}. Each falls back to an environment variable, then a default. */
+export interface SecretsManagerOptions {
+  /** PostgreSQL connection string. Env: `DATABASE_URL`. */
+  connectionString?: string;
+  /** An existing `pg` Pool (or compatible) to use instead; `close()` leaves it open. */
+  pool?: PoolLike;
+  /** Current master key (base64 / hex of 32 bytes, or a MasterKey). Env: `TENANT_SECRETS_MASTER_KEY`. */
+  masterKey?: string | MasterKey;
+  /** Older master keys still accepted for unwrapping. Env: `TENANT_SECRETS_PREVIOUS_MASTER_KEYS` (comma-separated). */
+  previousMasterKeys?: readonly (string | MasterKey)[];
+  /** A ready keyring (takes precedence over masterKey / previousMasterKeys). */
+  keyring?: Keyring;
+  /** Name recorded as the actor of audit records. Env: `TENANT_SECRETS_ACTOR`. Default `app`. */
+  actor?: string;
+  /** Schema holding tenant-secrets' objects. Env: `TENANT_SECRETS_SCHEMA`. Default `public`. */
+  schema?: string;
+  /** Versions kept per secret, 2-1000 (default 10). */
+  maxVersions?: number;
+  /** Seconds the replaced version stays readable as `previous`, 0-31536000 (default 86400). */
+  previousVersionGraceSeconds?: number;
+  /** Days a deleted secret can be restored, 0-3650 (default 30). */
+  recoveryWindowDays?: number;
+  /** Maximum connections of the pool tenant-secrets creates, 1-1000 (default 10). */
+  maxConnections?: number;
+  /** How long a call waits for a connection of that pool, 100-600000 ms (default 10000). */
+  connectionTimeoutMillis?: number;
+  /**
+   * How soon after operations the manager seals their audit records into the hash chains, 100-3600000
+   * ms, or 0 to leave sealing to `sealAudit()` / a periodic job (default 1000).
+   */
+  auditSealIntervalMs?: number;
+  /**
+   * Send the calls as named prepared statements, parsed once per connection (default true). Behind a
+   * pooler that does not carry them across its server connections (PgBouncer before 1.21, or without
+   * `max_prepared_statements`), the first refusal switches them off for this manager and the call is
+   * retried unprepared; `false` never tries.
+   */
+  preparedStatements?: boolean;
+  /** Opt-in in-process cache of values read (default off). See docs/configuration.md. */
+  cache?: CacheOptions | false;
+  /** OpenTelemetry through `@opentelemetry/api` when installed: `'auto'` (default) or `false`. */
+  openTelemetry?: 'auto' | false;
+  /** Called after every operation with its name, outcome, error code and duration (never values). */
+  logger?: OperationLogger;
+  /** Environment to read fallbacks from (default `process.env`). */
+  env?: Record<string, string | undefined>;
+}
+
+const KNOWN_OPTIONS = new Set<string>([
+  'connectionString',
+  'pool',
+  'masterKey',
+  'previousMasterKeys',
+  'keyring',
+  'actor',
+  'schema',
+  'maxVersions',
+  'previousVersionGraceSeconds',
+  'recoveryWindowDays',
+  'maxConnections',
+  'connectionTimeoutMillis',
+  'auditSealIntervalMs',
+  'preparedStatements',
+  'cache',
+  'openTelemetry',
+  'logger',
+  'env',
+]);
+
+export interface ResolvedConfig {
+  pool: PoolLike;
+  ownsPool: boolean;
+  schema: string;
+  keyring: Keyring;
+  context: AuditContext;
+  settings: Settings;
+  auditSealIntervalMs: number;
+  preparedStatements: boolean;
+  cache: CacheOptions | false;
+  openTelemetry: 'auto' | false;
+  logger: OperationLogger | undefined;
+}
+
+function resolveKeyring(options: SecretsManagerOptions, env: Record<string, string | undefined>): Keyring {
+  if (options.keyring !== undefined) {
+    if (!(options.keyring instanceof Keyring)) throw new ConfigurationError('keyring must be a Keyring');
+    return options.keyring;
+  }
+  const current = options.masterKey ?? env.TENANT_SECRETS_MASTER_KEY;
+  if (current === undefined || current === '') {
+    throw new ConfigurationError(
+      'no master key: pass `masterKey` or set TENANT_SECRETS_MASTER_KEY (32 random bytes as base64 or hex; `npx tenant-secrets keygen` makes one)',
+    );
+  }
+  if (typeof current !== 'string' && !(current instanceof MasterKey)) {
+    throw new ConfigurationError(
+      'masterKey must be a string (base64 or hex of 32 random bytes) or a MasterKey',
+    );
+  }
+  const previous = options.previousMasterKeys ?? env.TENANT_SECRETS_PREVIOUS_MASTER_KEYS?.split(',') ?? [];
+  if (!Array.isArray(previous)) {
+    throw new ConfigurationError(
+      'previousMasterKeys must be an array of keys (strings or MasterKey objects)',
+    );
+  }
+  const parsedCurrent =
+    typeof current === 'string' ? MasterKey.parse(current, 'masterKey / TENANT_SECRETS_MASTER_KEY') : current;
+  const parsedPrevious = previous
+    .filter((key) => typeof key !== 'string' || key.trim() !== '')
+    .map((key, index) => {
+      if (key instanceof MasterKey) return key;
+      if (typeof key !== 'string') {
+        throw new ConfigurationError(
+          `previousMasterKeys (entry ${index + 1}) must be a string or a MasterKey`,
+        );
+      }
+      return MasterKey.parse(key, `TENANT_SECRETS_PREVIOUS_MASTER_KEYS (entry ${index + 1})`);
+    });
+  return new Keyring(parsedCurrent, parsedPrevious);
+}
+
+function integerSetting(value: unknown, fallback: number, min: number, max: number, name: string): number {
+  const result = value ?? fallback;
+  if (typeof result !== 'number' || !Number.isInteger(result) || result < min || result > max) {
+    throw new ConfigurationError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return result;
+}
+
+function checkPool(pool: unknown): asserts pool is PoolLike {
+  const p = pool as Partial<PoolLike> | null;
+  if (
+    typeof p !== 'object' ||
+    p === null ||
+    typeof p.query !== 'function' ||
+    typeof p.connect !== 'function' ||
+    typeof p.end !== 'function'
+  ) {
+    throw new ConfigurationError('pool must be a pg Pool (or an object with query(), connect() and end())');
+  }
+}
+
+/**
+ * Resolves options in one fixed order: explicit option, then environment, then default.
+ * Everything is checked here, at start-up, so a bad key or setting fails before the first request.
+ * @throws {ConfigurationError}
+ */
+export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConfig {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new ConfigurationError('options must be an object');
+  }
+  const unknown = Object.keys(options).filter((key) => !KNOWN_OPTIONS.has(key));
+  if (unknown.length > 0) {
+    throw new ConfigurationError(
+      `unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')} (known: ${[...KNOWN_OPTIONS].join(', ')})`,
+    );
+  }
+  const env = options.env ?? process.env;
+  if (typeof env !== 'object' || env === null) throw new ConfigurationError('env must be an object');
+  const keyring = resolveKeyring(options, env);
+  const schema = options.schema ?? env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
+  if (typeof schema !== 'string') throw new ConfigurationError('schema must be a string');
+  quoteSchema(schema);
+  const actor = options.actor ?? env.TENANT_SECRETS_ACTOR ?? 'app';
+  try {
+    assertAuditText(actor, 'actor');
+  } catch {
+    throw new ConfigurationError('actor must be 1-200 printable characters');
+  }
+  const settings: Settings = {
+    maxVersions: integerSetting(options.maxVersions, 10, 2, 1000, 'maxVersions'),
+    previousVersionGraceSeconds: integerSetting(
+      options.previousVersionGraceSeconds,
+      86_400,
+      0,
+      31_536_000,
+      'previousVersionGraceSeconds',
+    ),
+    recoveryWindowDays: integerSetting(options.recoveryWindowDays, 30, 0, 3650, 'recoveryWindowDays'),
+  };
+  const maxConnections = integerSetting(options.maxConnections, 10, 1, 1000, 'maxConnections');
+  const connectionTimeoutMillis = integerSetting(
+    options.connectionTimeoutMillis,
+    10_000,
+    100,
+    600_000,
+    'connectionTimeoutMillis',
+  );
+  const auditSealIntervalMs = integerSetting(
+    options.auditSealIntervalMs,
+    1000,
+    0,
+    3_600_000,
+    'auditSealIntervalMs',
+  );
+  if (auditSealIntervalMs > 0 && auditSealIntervalMs < 100) {
+    throw new ConfigurationError('auditSealIntervalMs must be 0 (off) or from 100 to 3600000');
+  }
+  if (
+    options.openTelemetry !== undefined &&
+    options.openTelemetry !== 'auto' &&
+    options.openTelemetry !== false
+  ) {
+    throw new ConfigurationError("openTelemetry must be 'auto' or false");
+  }
+  if (options.preparedStatements !== undefined && typeof options.preparedStatements !== 'boolean') {
+    throw new ConfigurationError('preparedStatements must be true or false');
+  }
+  if (options.logger !== undefined && typeof options.logger !== 'function') {
+    throw new ConfigurationError('logger must be a function receiving operation events');
+  }
+  const cache = options.cache ?? false;
+  if (cache !== false && (typeof cache !== 'object' || cache === null || Array.isArray(cache))) {
+    throw new ConfigurationError('cache must be false or an object { ttlMs, maxEntries }');
+  }
+  let pool = options.pool;
+  let ownsPool = false;
+  if (pool !== undefined) {
+    checkPool(pool);
+    if (options.connectionString !== undefined) {
+      throw new ConfigurationError('pass either `pool` or `connectionString`, not both');
+    }
+  } else {
+    const connectionString = options.connectionString ?? env.DATABASE_URL;
+    if (!connectionString) {
+      throw new ConfigurationError('no database: pass `connectionString` or `pool`, or set DATABASE_URL');
+    }
+    if (typeof connectionString !== 'string')
+      throw new ConfigurationError('connectionString must be a string');
+    pool = createOwnedPool({ connectionString, max: maxConnections, connectionTimeoutMillis });
+    ownsPool = true;
+  }
+  return {
+    pool,
+    ownsPool,
+    schema,
+    keyring,
+    context: { actor },
+    settings,
+    auditSealIntervalMs,
+    preparedStatements: options.preparedStatements ?? true,
+    cache,
+    openTelemetry: options.openTelemetry ?? 'auto',
+    logger: options.logger,
+  };
+}

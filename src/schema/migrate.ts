@@ -1,0 +1,250 @@
+import { ConfigurationError, DatabaseError, InvalidInputError } from '../base/errors.js';
+import type { Keyring } from '../crypto/keyring.js';
+import type { SqlExecutor } from '../db/executor.js';
+import { quoteSchema } from '../db/schema-name.js';
+import { type InstallerOptions, installerStatements, isGrantableRole } from './installer.js';
+import { MIGRATIONS } from './sql.generated.js';
+
+export interface MigrateOptions {
+  /** Schema holding tenant-secrets' objects (default `public`). */
+  schema: string;
+  /**
+   * Application roles: EXECUTE on the data-plane functions only (read, write, list, delete, restore,
+   * rollback, destroy, metadata, bulk read, sealing, readiness, the two functions of the original
+   * interface); no table privileges. Recorded in the database: a later `migrate()` without this
+   * option keeps the recorded roles, and every privilege no recorded role should have is revoked.
+   */
+  grantTo?: readonly string[];
+  /**
+   * Operator roles: EXECUTE on every public function, i.e. also audit query/verification, key
+   * rotation, tenant purge, purge of expired deletions and legacy import. (Pruning the audit trail
+   * stays with the owner.) Recorded like `grantTo`.
+   */
+  grantOperatorTo?: readonly string[];
+}
+
+export interface MigrateResult {
+  /** Names of the table migrations applied by this call (empty when already up to date). */
+  applied: string[];
+  /** The schema version after the call. */
+  version: number;
+  /** True when this call (re-)created the functions: an upgrade, or a repair of hand-made changes. */
+  functionsInstalled: boolean;
+  /**
+   * Triggers, rules and policies on tenant-secrets' tables, and foreign keys to them from other tables
+   * (`table`: the table carrying it), that it did not create, removed by this call.
+   */
+  removed: { kind: 'trigger' | 'rule' | 'policy' | 'foreign_key'; table: string; name: string }[];
+  /** Master key ids registered by this call (allowed to vouch for new tenants from now on). */
+  registered: string[];
+}
+
+export const LATEST_SCHEMA_VERSION = Math.max(...MIGRATIONS.map((m) => m.id));
+
+function checkRoles(roles: readonly string[] | undefined, field: string): void {
+  if (roles === undefined) return;
+  if (!Array.isArray(roles)) throw new InvalidInputError(`${field} must be an array of role names`, field);
+  for (const role of roles) {
+    if (!isGrantableRole(role)) {
+      throw new InvalidInputError(
+        `${field}: invalid role name ${JSON.stringify(String(role)).slice(0, 80)} (letters, digits, _ $ -; at most 63; no quotes; not public, none, current_user, session_user, current_role or a pg_ role)`,
+        field,
+      );
+    }
+  }
+}
+
+/**
+ * The installer as one SQL script (for Supabase migrations and other migration tools): idempotent, so
+ * it can be applied again and again; `fromVersion` leaves out table migrations the database already
+ * has (an incremental script for an upgrade). pgcrypto's schema is found when the script runs
+ * (`public`, or Supabase's `extensions`).
+ * @throws {InvalidInputError} a role name `migrate()` would refuse.
+ */
+export function exportSchemaSql(options: {
+  schema: string;
+  grantTo?: readonly string[];
+  grantOperatorTo?: readonly string[];
+  /** Only table migrations newer than this schema version (default 0: all). */
+  fromVersion?: number;
+  /** Wrap the script in BEGIN/COMMIT (default true; migration tools that run each file in a transaction may not want it). */
+  transaction?: boolean;
+  /**
+   * A role to own the schema and every object (created NOLOGIN when missing, granted to the role
+   * applying the script): a non-superuser owner, so that a trigger someone manages to attach to a
+   * table could at most act with that role's rights (recommended on Supabase, with a dedicated schema).
+   */
+  owner?: string;
+}): string {
+  checkRoles(options.grantTo, 'grantTo');
+  checkRoles(options.grantOperatorTo, 'grantOperatorTo');
+  if (options.owner !== undefined) checkRoles([options.owner], 'owner');
+  const from = options.fromVersion ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from > LATEST_SCHEMA_VERSION) {
+    throw new InvalidInputError(
+      `fromVersion must be an integer from 0 to ${LATEST_SCHEMA_VERSION}`,
+      'fromVersion',
+    );
+  }
+  const installer: InstallerOptions = {
+    schema: options.schema,
+    grantTo: options.grantTo,
+    grantOperatorTo: options.grantOperatorTo,
+    fromVersion: from,
+  };
+  const ts = quoteSchema(options.schema);
+  const tx = options.transaction !== false;
+  const owner = options.owner === undefined ? undefined : `"${options.owner}"`;
+  const ownerPrologue = owner
+    ? [
+        `-- The objects are owned by ${owner}, a role that cannot log in and holds no other rights.`,
+        `DO $ts_owner$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = ${`'${options.owner}'`}) THEN
+    CREATE ROLE ${owner} NOLOGIN;
+  END IF;
+END
+$ts_owner$;`,
+        `GRANT ${owner} TO CURRENT_USER;`,
+        `CREATE SCHEMA IF NOT EXISTS ${ts} AUTHORIZATION ${owner};`,
+        `DO $ts_owner$
+BEGIN
+  -- pgcrypto lives here on Supabase; the owner calls its functions.
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'extensions') THEN
+    EXECUTE 'GRANT USAGE ON SCHEMA extensions TO ${owner.replace(/'/g, "''")}';
+  END IF;
+END
+$ts_owner$;`,
+        tx ? `SET LOCAL ROLE ${owner};` : `SET ROLE ${owner};`,
+      ]
+    : [];
+  return [
+    `-- tenant-secrets schema v${LATEST_SCHEMA_VERSION} in ${ts}${from > 0 ? `, upgrading from v${from}` : ''}. Generated by \`tenant-secrets sql\`.`,
+    '-- Idempotent: applying it again (or a newer one) is safe. pgcrypto is found where it is installed',
+    '-- (e.g. Supabase\'s "extensions" schema). Master keys are registered by `tenant-secrets migrate`',
+    '-- (or registerMasterKey()) run with TENANT_SECRETS_MASTER_KEY set: never in this file.',
+    tx ? 'BEGIN;' : '',
+    ...ownerPrologue,
+    ...installerStatements(installer),
+    owner ? 'RESET ROLE;' : '',
+    tx ? 'COMMIT;' : '',
+  ]
+    .filter((part) => part !== '')
+    .join('\n\n')
+    .concat('\n');
+}
+
+/**
+ * Brings the database to this library's schema (the installer, in one transaction, under an advisory
+ * lock so concurrent migrators are safe), then registers the keyring's master keys. Re-running it
+ * repairs functions dropped or replaced by hand, removes triggers/rules/policies it did not create,
+ * and revokes privileges it did not grant. Must run as the role that owns (or will own) the objects.
+ * @throws {LegacySchemaError} the schema holds a `tenant_secrets` table tenant-secrets did not create.
+ * @throws {SchemaNotReadyError} the database's schema is newer than this library.
+ * @throws {DatabaseError} SQLSTATE 42501 when the role may not create or alter the objects.
+ */
+export async function migrate(
+  executor: SqlExecutor,
+  options: MigrateOptions & { keyring?: Keyring; context?: Record<string, string> },
+): Promise<MigrateResult> {
+  const ts = quoteSchema(options.schema);
+  checkRoles(options.grantTo, 'grantTo');
+  checkRoles(options.grantOperatorTo, 'grantOperatorTo');
+  const statements = installerStatements({
+    schema: options.schema,
+    grantTo: options.grantTo,
+    grantOperatorTo: options.grantOperatorTo,
+  });
+  const run = async () =>
+    executor.transaction(
+      'migrate',
+      async (query) => {
+        for (const sql of statements) await query(sql);
+        const applied = await query<{ name: string }>(
+          `SELECT name FROM ${ts}.tenant_secret_migrations WHERE applied_at = pg_catalog.now() ORDER BY id`,
+        );
+        const state = await query<{
+          key: string;
+          value: { removed?: MigrateResult['removed'] };
+          fresh: boolean;
+        }>(
+          `SELECT key, value, updated_at = pg_catalog.now() AS fresh FROM ${ts}.tenant_secret_schema_state
+          WHERE key IN ('functions', 'last_lockdown')`,
+        );
+        const registered: string[] = [];
+        // Proof keys travel as parameters: keep them out of the server log from here on.
+        if (options.keyring) await query(`SELECT FROM ${ts}.tenant_secret_quiet()`);
+        for (const { id, proofKey } of options.keyring?.proofKeys() ?? []) {
+          const rows = await query<{ status: string }>(
+            `SELECT ${ts}.tenant_secret_register_master_key($1, $2, NULL, $3::text::jsonb) AS status`,
+            [id, proofKey, JSON.stringify(options.context ?? {})],
+          );
+          if (rows[0]?.status === 'ok') registered.push(id);
+          if (rows[0]?.status === 'conflict') {
+            throw new ConfigurationError(
+              `master key ${id} is registered in this database with another proof key`,
+            );
+          }
+        }
+        return {
+          applied: applied.map((row) => row.name),
+          version: LATEST_SCHEMA_VERSION,
+          functionsInstalled: state.some((row) => row.key === 'functions' && row.fresh),
+          removed: state.find((row) => row.key === 'last_lockdown' && row.fresh)?.value.removed ?? [],
+          registered,
+        };
+      },
+      { quiet: false, keepServerMessage: true },
+    );
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof DatabaseError && error.sqlState === '42501') {
+      throw new DatabaseError(
+        'migrate (it must run as the role that owns the tenant-secrets schema; an application role checks readiness with ready() instead)',
+        '42501',
+        undefined,
+        error.cause,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Schema version recorded in the database (0 when tenant-secrets was never installed there). */
+export async function schemaVersion(executor: SqlExecutor, schema: string): Promise<number> {
+  const table = await executor.plain<{ exists: boolean }>(
+    'status',
+    `SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists`,
+    [`${quoteSchema(schema)}.tenant_secret_migrations`],
+  );
+  if (!table[0]?.exists) return 0;
+  try {
+    const rows = await executor.plain<{ id: number | null }>(
+      'status',
+      `SELECT max(id) AS id FROM ${quoteSchema(schema)}.tenant_secret_migrations`,
+    );
+    return rows[0]?.id ?? 0;
+  } catch (error) {
+    if (error instanceof DatabaseError && error.sqlState === '42501') {
+      // An operator role (migrate({ grantOperatorTo })) reads the version through the health function.
+      const viaHealth = await executor
+        .plain<{ v: string | null }>(
+          'status',
+          `SELECT (${quoteSchema(schema)}.tenant_secret_health()->>'schema_version') AS v`,
+        )
+        .then(
+          (rows) => (rows[0]?.v ? Number(rows[0].v) : undefined),
+          () => undefined,
+        );
+      if (viaHealth !== undefined) return viaHealth;
+      throw new DatabaseError(
+        'status (it needs the owner or operator grants, migrate({ grantOperatorTo }); an application role checks readiness with ready())',
+        '42501',
+        undefined,
+        error.cause,
+      );
+    }
+    throw error;
+  }
+}
