@@ -193,7 +193,7 @@ CREATE FUNCTION :TS._ts_bundle_more_ids_valid(p_bundle bytea) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
   FOR i IN 3..:TS._ts_bundle_count(p_bundle) LOOP
-    IF :TS._ts_bundle_id(p_bundle, i) !~ '^mk_[0-9a-f]{16}$' THEN
+    IF :TS._ts_bundle_id(p_bundle, i) !~ '^mk_[0-9a-f]*$' THEN
       RETURN false;
     END IF;
   END LOOP;
@@ -207,9 +207,9 @@ CREATE FUNCTION :TS._ts_bundle_ids_valid(p_bundle bytea) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE
     WHEN NOT COALESCE(:TS._ts_bundle_valid(p_bundle), false) THEN false
-    WHEN :TS._ts_bundle_id(p_bundle, 1) !~ '^mk_[0-9a-f]{16}$' THEN false
+    WHEN :TS._ts_bundle_id(p_bundle, 1) !~ '^mk_[0-9a-f]*$' THEN false
     WHEN pg_catalog.get_byte(p_bundle, 1) = 1 THEN true
-    WHEN :TS._ts_bundle_id(p_bundle, 2) !~ '^mk_[0-9a-f]{16}$' THEN false
+    WHEN :TS._ts_bundle_id(p_bundle, 2) !~ '^mk_[0-9a-f]*$' THEN false
     WHEN pg_catalog.get_byte(p_bundle, 1) = 2 THEN true
     ELSE :TS._ts_bundle_more_ids_valid(p_bundle)
   END

@@ -2,12 +2,16 @@
 --
 -- An operation appends its record to the pending partition in its own transaction: one heap insert,
 -- no lock shared with any other operation, so operations on one tenant never wait on each other.
--- The record carries a digest of its content (SHA-256 over a length-prefixed encoding), so an edit of
--- a record that was not sealed yet is still detected. The sealer (tenant_secret_audit_seal, run by the
--- library every second, by verification and queries, or by a periodic job) takes committed pending
--- records in batches and chains them per tenant:
+-- The sealer (tenant_secret_audit_seal, run by the library every second, by verification and
+-- queries, or by a periodic job) takes committed pending records in batches, computes each record's
+-- digest (SHA-256 over a length-prefixed encoding of its content), chains them per tenant:
 --   hash(seq) = SHA-256("tenant-secrets:chain:v2" || hash(seq - 1) || chain || seq || digest)
 -- then moves them to the partition of the day they were sealed and advances the chain's head.
+-- Release 0.2 computed the digest at append time. It protected nothing more: only the owner can
+-- write a pending record (the write guard refuses every other role, BYPASSRLS included), and the
+-- owner could recompute a digest as well as the record; until a record is sealed (and checkpointed),
+-- its owner can change it either way. So operations no longer pay for it; records appended by 0.2
+-- carry theirs, and the sealer keeps it.
 
 -- Release 0.1 record hash (chained at append time, prev_hash stored). Still verified for those records.
 CREATE FUNCTION :TS._ts_audit_hash(
@@ -67,26 +71,19 @@ $$;
 
 -- Appends one record (pending). p_ctx carries the caller's audit context (validated by the entry
 -- function: actor, request_id, ip, user_agent); a NULL tenant puts the record on the system chain.
--- Returns true, so that hot paths call it as an expression (`v := _ts_audit(...)`), which costs
--- less than a PERFORM query.
+-- Returns true, so that callers use it as an expression (`v := _ts_audit(...)`), which costs less
+-- than a PERFORM query. One SQL statement, inlined into a plpgsql caller's expression.
 CREATE FUNCTION :TS._ts_audit(
   p_tenant text, p_action text, p_key text, p_version integer, p_outcome text, p_error text,
   p_ctx jsonb, p_details jsonb DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-  v_chain text := COALESCE(p_tenant, '');
-  v_at timestamptz := pg_catalog.clock_timestamp();
-  v_actor text := COALESCE(NULLIF(p_ctx->>'actor', ''), 'db:' || session_user);
-  v_request text := NULLIF(p_ctx->>'request_id', '');
-  v_context jsonb := NULLIF(COALESCE(p_ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb);
 BEGIN
   INSERT INTO :TS.tenant_secret_audit_pending
     (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
-     request_id, context, details, digest, sealed_at)
-  VALUES (v_chain, v_at, p_tenant, session_user, v_actor, p_action, p_key, p_version, p_outcome, p_error,
-          v_request, v_context, p_details,
-          :TS._ts_audit_digest(v_chain, v_at, p_tenant, session_user, v_actor, p_action, p_key, p_version,
-                               p_outcome, p_error, v_request, v_context, p_details),
+     request_id, context, details, sealed_at)
+  VALUES (COALESCE(p_tenant, ''), pg_catalog.clock_timestamp(), p_tenant, session_user,
+          COALESCE(NULLIF(p_ctx->>'actor', ''), 'db:' || session_user), p_action, p_key, p_version, p_outcome, p_error,
+          NULLIF(p_ctx->>'request_id', ''), NULLIF(COALESCE(p_ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb), p_details,
           'infinity');
   RETURN true;
 END
@@ -167,9 +164,10 @@ DECLARE
   s_ids bigint[];
   s_chains text[];
   s_digests bytea[];
-  v_lids bigint[] := '{}';
+  v_lids tid[] := '{}';  -- pending rows by position: ids order them, but need not be unique
   v_seqs bigint[] := '{}';
   v_hashes bytea[] := '{}';
+  v_ldigests bytea[] := '{}';
   v_head_chains text[] := '{}';
   v_head_seqs bigint[] := '{}';
   v_head_hashes bytea[] := '{}';
@@ -181,9 +179,13 @@ BEGIN
   IF NOT :TS._ts_audit_partition((v_now AT TIME ZONE 'UTC')::date) THEN
     RETURN 0;
   END IF;
-  SELECT pg_catalog.array_agg(b.ctid), pg_catalog.array_agg(b.id), pg_catalog.array_agg(b.chain_id), pg_catalog.array_agg(b.digest)
+  -- Records appended since release 0.3 carry no digest yet: it is computed here, set-based.
+  SELECT pg_catalog.array_agg(b.ctid), pg_catalog.array_agg(b.id), pg_catalog.array_agg(b.chain_id),
+         pg_catalog.array_agg(COALESCE(b.digest,
+           :TS._ts_audit_digest(b.chain_id, b.occurred_at, b.tenant_id, b.db_role, b.actor, b.action, b.key_name, b.version,
+                                b.outcome, b.error_code, b.request_id, b.context, b.details)))
     INTO v_ctids, v_ids, v_chains, v_digests
-    FROM (SELECT p.ctid, p.id, p.chain_id, p.digest FROM :TS.tenant_secret_audit_pending p LIMIT p_limit) b;
+    FROM (SELECT p.* , p.ctid FROM :TS.tenant_secret_audit_pending p LIMIT p_limit) b;
   IF v_ctids IS NULL THEN
     RETURN 0;
   END IF;
@@ -212,9 +214,10 @@ BEGIN
   END IF;
   v_n := pg_catalog.cardinality(v_ids);
   FOR r IN
-    SELECT u.id, u.chain_id, u.digest
-      FROM ROWS FROM (pg_catalog.unnest(v_ids), pg_catalog.unnest(v_chains), pg_catalog.unnest(v_digests)) AS u(id, chain_id, digest)
-     ORDER BY u.chain_id, u.id
+    SELECT u.ctid, u.id, u.chain_id, u.digest
+      FROM ROWS FROM (pg_catalog.unnest(v_ctids), pg_catalog.unnest(v_ids), pg_catalog.unnest(v_chains), pg_catalog.unnest(v_digests))
+           AS u(ctid, id, chain_id, digest)
+     ORDER BY u.chain_id, u.id, u.ctid
   LOOP
     IF v_chain IS DISTINCT FROM r.chain_id THEN
       IF v_chain IS NOT NULL THEN
@@ -231,22 +234,24 @@ BEGIN
     END IF;
     v_seq := v_seq + 1;
     v_hash := :TS._ts_audit_link(v_hash, v_chain, v_seq, r.digest);
-    v_lids := v_lids || r.id;
+    v_lids := v_lids || r.ctid;
     v_seqs := v_seqs || v_seq;
     v_hashes := v_hashes || v_hash;
+    v_ldigests := v_ldigests || r.digest;
   END LOOP;
   v_head_chains := v_head_chains || v_chain;
   v_head_seqs := v_head_seqs || v_seq;
   v_head_hashes := v_head_hashes || v_hash;
 
   WITH moved AS (
-    DELETE FROM :TS.tenant_secret_audit_pending p WHERE p.ctid = ANY (v_ctids) RETURNING p.*)
+    DELETE FROM :TS.tenant_secret_audit_pending p WHERE p.ctid = ANY (v_ctids) RETURNING p.ctid AS at_ctid, p.*)
   INSERT INTO :TS.tenant_secret_audit
     (id, chain_id, seq, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
      request_id, context, details, prev_hash, hash, digest, sealed_at)
   SELECT m.id, m.chain_id, u.seq, m.occurred_at, m.tenant_id, m.db_role, m.actor, m.action, m.key_name, m.version,
-         m.outcome, m.error_code, m.request_id, m.context, m.details, NULL, u.hash, m.digest, v_now
-    FROM moved m JOIN ROWS FROM (pg_catalog.unnest(v_lids), pg_catalog.unnest(v_seqs), pg_catalog.unnest(v_hashes)) AS u(id, seq, hash) ON u.id = m.id;
+         m.outcome, m.error_code, m.request_id, m.context, m.details, NULL, u.hash, u.digest, v_now
+    FROM moved m JOIN ROWS FROM (pg_catalog.unnest(v_lids), pg_catalog.unnest(v_seqs), pg_catalog.unnest(v_hashes), pg_catalog.unnest(v_ldigests))
+                      AS u(at_ctid, seq, hash, digest) ON u.at_ctid = m.at_ctid;
 
   INSERT INTO :TS.tenant_secret_audit_heads AS h (chain_id, seq, hash)
   SELECT * FROM ROWS FROM (pg_catalog.unnest(v_head_chains), pg_catalog.unnest(v_head_seqs), pg_catalog.unnest(v_head_hashes))

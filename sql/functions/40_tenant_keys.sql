@@ -9,18 +9,40 @@
 --     derives a KEK.
 -- Anything else is 'unauthorized', with the same answer whether the tenant or the secret exists.
 --
--- Concurrency: writers take a shared advisory lock on the tenant for their transaction; tenant-key
--- rotation, retired-key destruction and tenant purge take it exclusively, so none of them can switch
--- keys under a writer that is about to encrypt. Shared advisory locks live in the lock manager: many
--- writers of one tenant do not write to any shared row.
+-- Concurrency: writers take no lock on the tenant (no advisory lock either: any login can take one
+-- of those, and hold it). A writer encrypts under the data key it finds active when its statement
+-- starts; a tenant-key rotation switches the active key first and, before it destroys the old key,
+-- waits until every transaction that was open at the switch has ended (the library does, from
+-- pg_locks), then re-encrypts what those wrote. A purge marks the tenant first (no new data key for
+-- it) and waits the same way before it deletes.
+--
+-- Besides the bundle, a key row carries what lets the library work without sending a KEK:
+--   access_digest = SHA-256(HMAC-SHA256(KEK MAC half, "tenant-secrets:access:v1")), the digest of the
+--                   tenant's access token under that row's master key;
+--   dek_check     = HMAC-SHA256(data key, "tenant-secrets:dek-check:v1").
+-- Both are set here when a key is created or unwrapped with a bundle (keys of earlier releases).
 
--- Takes the tenant lock. An expression (inlined, no query of its own) returning true.
-CREATE FUNCTION :TS._ts_tenant_lock(p_tenant text, p_exclusive boolean) RETURNS boolean
-LANGUAGE sql VOLATILE AS $$
-  SELECT CASE WHEN p_exclusive
-              THEN pg_catalog.pg_advisory_xact_lock(1951622705, pg_catalog.hashtext(':TS' || p_tenant))::text
-              ELSE pg_catalog.pg_advisory_xact_lock_shared(1951622705, pg_catalog.hashtext(':TS' || p_tenant))::text
-         END IS NOT NULL
+CREATE FUNCTION :TS._ts_access_token(p_kek bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT :PGC.hmac('\x74656e616e742d736563726574733a6163636573733a7631'::bytea, pg_catalog.substring(p_kek, 33, 32), 'sha256')
+$$;
+
+CREATE FUNCTION :TS._ts_access_digest(p_kek bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT :PGC.digest(:TS._ts_access_token(p_kek), 'sha256')
+$$;
+
+CREATE FUNCTION :TS._ts_dek_check(p_dek bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT :PGC.hmac('\x74656e616e742d736563726574733a64656b2d636865636b3a7631'::bytea, p_dek, 'sha256')
+$$;
+
+-- Whether a pin (tenant_secret_pins) keeps p_master_key_id from creating p_tenant's first data key.
+CREATE FUNCTION :TS._ts_pinned_away(p_tenant text, p_master_key_id text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (SELECT 1 FROM :TS.tenant_secret_pins p
+                  WHERE ((p.kind = 'tenant' AND p.pattern = p_tenant) OR (p.kind = 'prefix' AND pg_catalog.starts_with(p_tenant, p.pattern)))
+                    AND NOT (p_master_key_id = ANY (p.master_key_ids)))
 $$;
 
 -- status:  'ok'                 authorised; dek is the active data key (key_version, master_key_id)
@@ -32,22 +54,30 @@ $$;
 CREATE FUNCTION :TS._ts_authorize(
   p_tenant text, p_bundle bytea,
   OUT status text, OUT key_version integer, OUT dek bytea, OUT master_key_id text)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   v_wrapped bytea;
   v_kek bytea;
+  v_enrolled boolean;
 BEGIN
   IF NOT COALESCE(:TS._ts_bundle_valid(p_bundle), false) THEN
     status := 'invalid_bundle';
     RETURN;
   END IF;
-  SELECT k.version, k.wrapped_key, k.master_key_id INTO key_version, v_wrapped, master_key_id
+  SELECT k.version, k.wrapped_key, k.master_key_id, k.access_digest IS NOT NULL AND k.dek_check IS NOT NULL
+    INTO key_version, v_wrapped, master_key_id, v_enrolled
     FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant AND k.state = 'active';
   IF key_version IS NOT NULL THEN
     v_kek := :TS._ts_bundle_kek_for(p_bundle, master_key_id);
     IF v_kek IS NOT NULL THEN
       dek := :TS._ts_unwrap_dek(p_tenant, key_version, master_key_id, v_wrapped, v_kek);
       IF dek IS NOT NULL THEN
+        IF NOT v_enrolled THEN
+          -- A key of an earlier release, unwrapped with the bundle: from now on the library may read
+          -- with the tenant's access token and write with the data key.
+          UPDATE :TS.tenant_secret_keys k SET access_digest = :TS._ts_access_digest(v_kek), dek_check = :TS._ts_dek_check(dek)
+           WHERE k.tenant_id = p_tenant AND k.version = _ts_authorize.key_version AND k.master_key_id = _ts_authorize.master_key_id;
+        END IF;
         status := 'ok';
         RETURN;
       END IF;
@@ -86,12 +116,23 @@ BEGIN
       status := 'invalid_bundle';
       RETURN;
     END IF;
+    IF :TS._ts_pinned_away(p_tenant, :TS._ts_bundle_id(p_bundle, 1)) THEN
+      status := 'unauthorized';
+      key_version := NULL;
+      RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM :TS.tenant_secret_purges g WHERE g.tenant_id = p_tenant) THEN
+      status := 'purging';
+      key_version := NULL;
+      RETURN;
+    END IF;
     -- First write for this tenant. A concurrent first writer may win the race: look again.
     SELECT COALESCE(pg_catalog.max(k.version), 0) + 1 INTO key_version FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant;
     v_new := :PGC.gen_random_bytes(64);
-    INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key)
+    INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key, access_digest, dek_check)
     VALUES (p_tenant, key_version, 'active', :TS._ts_bundle_id(p_bundle, 1),
-            :TS._ts_wrap_dek(p_tenant, key_version, v_new, :TS._ts_bundle_id(p_bundle, 1), :TS._ts_bundle_kek(p_bundle, 1)))
+            :TS._ts_wrap_dek(p_tenant, key_version, v_new, :TS._ts_bundle_id(p_bundle, 1), :TS._ts_bundle_kek(p_bundle, 1)),
+            :TS._ts_access_digest(:TS._ts_bundle_kek(p_bundle, 1)), :TS._ts_dek_check(v_new))
     ON CONFLICT DO NOTHING;
     IF FOUND THEN
       status := 'ok';
@@ -111,7 +152,7 @@ $$;
 -- tenant's keys.
 CREATE FUNCTION :TS._ts_auth_failure(p_status text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE p_status WHEN 'invalid_bundle' THEN 'unauthorized' ELSE p_status END
+  SELECT CASE p_status WHEN 'invalid_bundle' THEN 'unauthorized' WHEN 'purging' THEN 'conflict' ELSE p_status END
 $$;
 
 -- Whether an authorisation lets the caller act on the tenant's secrets: the bundle unwrapped the

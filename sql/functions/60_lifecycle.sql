@@ -1,8 +1,7 @@
 -- tenant-secrets functions: secret lifecycle (rollback, restore, destroy, destroy versions, purge of
 -- expired deletions, metadata). Same conventions as 50_secrets.sql: SECURITY DEFINER entry points,
 -- statuses instead of raised errors, one audit record per operation, the key bundle authorised first.
--- Writers take the tenant lock (shared) and then the secret row lock, in the same order as
--- tenant_secret_write, so the two cannot deadlock.
+-- Writers take the secret row lock (no tenant lock: see 40_tenant_keys.sql).
 
 -- Rollback (HashiCorp Vault KV v2 semantics): the old version's value is decrypted and sealed again
 -- under the tenant's active data key as a new version (its tag binds the version number).
@@ -45,7 +44,6 @@ BEGIN
     RETURN;
   END IF;
 
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, false);
   SELECT * INTO v_key FROM :TS._ts_authorize(p_tenant_id, p_bundle);
   IF v_key.status <> 'ok' THEN
     PERFORM :TS._ts_audit(p_tenant_id, 'secret.rolled_back', p_key_name, NULL, 'failure',

@@ -70,7 +70,8 @@ BEGIN
     IF :TS._ts_unwrap_dek(r.tenant_id, r.version, v_current, v_new, :TS._ts_bundle_kek(v_bundle, 1)) IS DISTINCT FROM v_old THEN
       RAISE EXCEPTION 'tenant-secrets: re-wrapped data key failed verification' USING ERRCODE = 'TSINT';
     END IF;
-    UPDATE :TS.tenant_secret_keys k SET wrapped_key = v_new, master_key_id = v_current
+    UPDATE :TS.tenant_secret_keys k SET wrapped_key = v_new, master_key_id = v_current,
+           access_digest = :TS._ts_access_digest(:TS._ts_bundle_kek(v_bundle, 1)), dek_check = COALESCE(k.dek_check, :TS._ts_dek_check(v_old))
      WHERE k.tenant_id = r.tenant_id AND k.version = r.version;
     PERFORM :TS._ts_audit(r.tenant_id, 'tenant_key.rewrapped', NULL, r.version, 'success', NULL, v_ctx,
       pg_catalog.jsonb_build_object('from_master_key_id', r.master_key_id, 'to_master_key_id', v_current));
@@ -127,10 +128,11 @@ $$;
 -- Tenant-key rotation
 -- ---------------------------------------------------------------------------------------------
 
--- Makes a new data-key version the tenant's active key and retires the old one. Takes the tenant lock
--- exclusively, so it waits for writers in flight and no writer encrypts under the old key after this
--- commits. When an earlier rotation is unfinished (a retired key still holds key material), returns
--- 'resumed' and creates nothing: the caller then finishes that rotation.
+-- Makes a new data-key version the tenant's active key and retires the old one. Writers whose
+-- statement started before this commits may still write under the old key: the library waits for
+-- every transaction open at that moment to end (tenant_secret_open_transactions) before it
+-- re-encrypts and destroys the old key. When an earlier rotation is unfinished (a retired key still
+-- holds key material), returns 'resumed' and creates nothing: the caller then finishes that rotation.
 CREATE FUNCTION :TS.tenant_secret_rotate_key(p_tenant_id text, p_bundle bytea, p_ctx jsonb DEFAULT '{}'::jsonb)
 RETURNS TABLE (status text, key_version integer, previous_key_version integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
@@ -140,13 +142,13 @@ DECLARE
   v_auth record;
   v_new integer;
   v_retired integer;
+  v_dek bytea;
 BEGIN
   IF v_bad IS NOT NULL THEN
     PERFORM :TS._ts_audit_invalid(p_tenant_id, 'tenant_key.rotated', NULL, v_bad, p_ctx);
     RETURN QUERY SELECT 'invalid_input'::text, NULL::integer, NULL::integer;
     RETURN;
   END IF;
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, true);
   SELECT * INTO v_auth FROM :TS._ts_authorize(p_tenant_id, p_bundle);
   IF v_auth.status <> 'ok' THEN
     PERFORM :TS._ts_audit(p_tenant_id, 'tenant_key.rotated', NULL, NULL, 'failure',
@@ -165,10 +167,11 @@ BEGIN
   SELECT pg_catalog.max(k.version) + 1 INTO v_new FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   UPDATE :TS.tenant_secret_keys k SET state = 'retired', retired_at = pg_catalog.now()
    WHERE k.tenant_id = p_tenant_id AND k.version = v_auth.key_version;
-  INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key)
+  v_dek := :PGC.gen_random_bytes(64);
+  INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key, access_digest, dek_check)
   VALUES (p_tenant_id, v_new, 'active', :TS._ts_bundle_id(p_bundle, 1),
-          :TS._ts_wrap_dek(p_tenant_id, v_new, :PGC.gen_random_bytes(64), :TS._ts_bundle_id(p_bundle, 1),
-                           :TS._ts_bundle_kek(p_bundle, 1)));
+          :TS._ts_wrap_dek(p_tenant_id, v_new, v_dek, :TS._ts_bundle_id(p_bundle, 1), :TS._ts_bundle_kek(p_bundle, 1)),
+          :TS._ts_access_digest(:TS._ts_bundle_kek(p_bundle, 1)), :TS._ts_dek_check(v_dek));
   PERFORM :TS._ts_audit(p_tenant_id, 'tenant_key.rotated', NULL, v_new, 'success', NULL, p_ctx,
     pg_catalog.jsonb_build_object('previous_key_version', v_auth.key_version, 'master_key_id', :TS._ts_bundle_id(p_bundle, 1)));
   RETURN QUERY SELECT 'ok'::text, v_new, v_auth.key_version;
@@ -233,7 +236,6 @@ BEGIN
     RETURN QUERY SELECT 'invalid_input'::text, 0, 0, 0::bigint, v_bad;
     RETURN;
   END IF;
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, false);
   SELECT * INTO v_auth FROM :TS._ts_authorize(p_tenant_id, p_bundle);
   IF v_auth.status <> 'ok' THEN
     v_status := CASE WHEN v_auth.status = 'no_key' THEN 'not_found' ELSE :TS._ts_auth_failure(v_auth.status) END;
@@ -302,8 +304,9 @@ BEGIN
 END
 $$;
 
--- Destroys the tenant's retired data keys that no ciphertext references any more (checked under the
--- exclusive tenant lock, so no writer is in flight), erasing their wrapped key (state 'destroyed').
+-- Destroys the tenant's retired data keys that no ciphertext references any more, erasing their
+-- wrapped key (state 'destroyed'). The library calls it once every transaction that was open when the
+-- key was retired has ended, so no writer still encrypts under it.
 CREATE FUNCTION :TS.tenant_secret_destroy_retired_keys(p_tenant_id text, p_bundle bytea, p_ctx jsonb DEFAULT '{}'::jsonb)
 RETURNS TABLE (status text, destroyed integer[], still_used integer[])
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
@@ -320,7 +323,6 @@ BEGIN
     RETURN QUERY SELECT 'invalid_input'::text, NULL::integer[], NULL::integer[];
     RETURN;
   END IF;
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, true);
   SELECT * INTO v_auth FROM :TS._ts_authorize(p_tenant_id, p_bundle);
   IF NOT :TS._ts_may_act(v_auth.status) THEN
     PERFORM :TS._ts_audit(p_tenant_id, 'tenant_key.destroyed', NULL, NULL, 'failure', pg_catalog.upper(:TS._ts_auth_failure(v_auth.status)), p_ctx, NULL);
@@ -350,11 +352,15 @@ $$;
 -- Crypto-shredding
 -- ---------------------------------------------------------------------------------------------
 
--- Deletes a tenant's data keys, secrets and versions in one transaction (under the exclusive tenant
--- lock, so in-flight writers finish first). The audit chain stays, with one 'tenant.purged' record
--- holding counts only. Idempotent. An operator function: no key bundle needed (a tenant whose keys
--- are lost can still be shredded).
-CREATE FUNCTION :TS.tenant_secret_purge_tenant(p_tenant_id text, p_ctx jsonb DEFAULT '{}'::jsonb)
+-- Crypto-shreds a tenant: deletes its data keys, secrets and versions. The audit chain stays, with one
+-- 'tenant.purged' record holding counts only. An operator function: no key bundle needed (a tenant
+-- whose keys are lost can still be shredded). In two phases, so that no writer in flight leaves a row
+-- behind: p_phase 'begin' records the purge (no data key can be created for the tenant meanwhile)
+-- and retires its active key (writers stop finding it); the library then waits for every transaction
+-- open at that moment to end, and calls 'finish', which deletes. 'all' does both at once (inside a
+-- caller's transaction, where there is nobody to wait for: a concurrent writer may then leave a row
+-- under a deleted key, unreadable; a later purge removes it). Idempotent.
+CREATE FUNCTION :TS.tenant_secret_purge_tenant(p_tenant_id text, p_phase text, p_ctx jsonb)
 RETURNS TABLE (status text, keys integer, secrets integer, versions integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
@@ -365,23 +371,72 @@ DECLARE
 BEGIN
   PERFORM :TS._ts_guard(true);
   PERFORM :TS._ts_require_operator();
-  IF :TS._ts_invalid_input(p_tenant_id, NULL) IS NOT NULL OR :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN
+  IF :TS._ts_invalid_input(p_tenant_id, NULL) IS NOT NULL OR :TS._ts_ctx_invalid(p_ctx) IS NOT NULL
+     OR p_phase IS NULL OR p_phase NOT IN ('begin', 'finish', 'all') THEN
     PERFORM :TS._ts_audit_invalid(p_tenant_id, 'tenant.purged', NULL,
-      CASE WHEN :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN 'context' ELSE 'tenant_id' END, p_ctx);
+      CASE WHEN :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN 'context' WHEN :TS._ts_invalid_input(p_tenant_id, NULL) IS NOT NULL THEN 'tenant_id'
+           ELSE 'phase' END, p_ctx);
     RETURN QUERY SELECT 'invalid_input'::text, 0, 0, 0;
     RETURN;
   END IF;
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, true);
+  IF p_phase IN ('begin', 'all') THEN
+    INSERT INTO :TS.tenant_secret_purges AS g (tenant_id, requested_by) VALUES (p_tenant_id, :TS._ts_ctx_actor(:TS._ts_ctx_safe(p_ctx)))
+    ON CONFLICT (tenant_id) DO NOTHING;
+    UPDATE :TS.tenant_secret_keys k SET state = 'retired', retired_at = pg_catalog.now()
+     WHERE k.tenant_id = p_tenant_id AND k.state = 'active';
+    IF p_phase = 'begin' THEN
+      RETURN QUERY SELECT 'begun'::text, 0, 0, 0;
+      RETURN;
+    END IF;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_purges g WHERE g.tenant_id = p_tenant_id) THEN
+    RETURN QUERY SELECT 'not_begun'::text, 0, 0, 0;
+    RETURN;
+  END IF;
   DELETE FROM :TS.tenant_secret_versions v WHERE v.tenant_id = p_tenant_id;
   GET DIAGNOSTICS v_versions = ROW_COUNT;
   DELETE FROM :TS.tenant_secrets s WHERE s.tenant_id = p_tenant_id;
   GET DIAGNOSTICS v_secrets = ROW_COUNT;
   DELETE FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   GET DIAGNOSTICS v_keys = ROW_COUNT;
+  DELETE FROM :TS.tenant_secret_purges g WHERE g.tenant_id = p_tenant_id;
   PERFORM :TS._ts_audit(p_tenant_id, 'tenant.purged', NULL, NULL, 'success', NULL, p_ctx,
     pg_catalog.jsonb_build_object('keys', v_keys, 'secrets', v_secrets, 'versions', v_versions));
   RETURN QUERY SELECT 'ok'::text, v_keys, v_secrets, v_versions;
 END
+$$;
+
+-- Release 0.2's signature: both phases at once.
+CREATE FUNCTION :TS.tenant_secret_purge_tenant(p_tenant_id text, p_ctx jsonb DEFAULT '{}'::jsonb)
+RETURNS TABLE (status text, keys integer, secrets integer, versions integer)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT * FROM :TS.tenant_secret_purge_tenant(p_tenant_id, 'all', p_ctx)
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Waiting for transactions in flight
+-- ---------------------------------------------------------------------------------------------
+
+-- The transactions open in this database now (their virtual transaction ids, from pg_locks, which
+-- every role may read), except the caller's own. A key switch or purge commits first, then the
+-- library takes this list and waits until tenant_secret_transactions_open says none of them is left:
+-- after that, every write that could have used the old key has committed (and is seen) or rolled back.
+CREATE FUNCTION :TS.tenant_secret_open_transactions()
+RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT COALESCE(pg_catalog.array_agg(l.virtualxid), '{}')
+    FROM pg_catalog.pg_locks l
+    JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+     AND a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+$$;
+
+-- How many of the given transactions are still open.
+CREATE FUNCTION :TS.tenant_secret_transactions_open(p_transactions text[])
+RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT pg_catalog.count(*)::integer FROM pg_catalog.pg_locks l
+   WHERE l.locktype = 'virtualxid' AND l.granted AND l.virtualxid = ANY (p_transactions)
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -429,7 +484,13 @@ COMMENT ON FUNCTION :TS.tenant_secret_reencrypt_batch(text, bytea, integer, json
   'tenant-secrets: re-encrypt a batch of a tenant''s ciphertexts under its active data key.';
 COMMENT ON FUNCTION :TS.tenant_secret_destroy_retired_keys(text, bytea, jsonb) IS
   'tenant-secrets: erase retired data keys that no ciphertext references any more.';
+COMMENT ON FUNCTION :TS.tenant_secret_purge_tenant(text, text, jsonb) IS
+  'tenant-secrets: crypto-shred a tenant in two phases (begin, then finish once transactions in flight ended): delete its data keys, secrets and versions; the audit trail stays.';
 COMMENT ON FUNCTION :TS.tenant_secret_purge_tenant(text, jsonb) IS
-  'tenant-secrets: crypto-shred a tenant: delete its data keys, secrets and versions; the audit trail stays.';
+  'tenant-secrets: crypto-shred a tenant in one call (release 0.2 signature); the audit trail stays.';
+COMMENT ON FUNCTION :TS.tenant_secret_open_transactions() IS
+  'tenant-secrets: virtual transaction ids of the transactions open in this database (to wait for them after a key switch).';
+COMMENT ON FUNCTION :TS.tenant_secret_transactions_open(text[]) IS
+  'tenant-secrets: how many of the given transactions are still open.';
 COMMENT ON FUNCTION :TS.tenant_secret_key_status() IS
   'tenant-secrets: wrapped data keys and audit checkpoints per master key id, registered master keys, and totals (metadata only).';

@@ -54,7 +54,6 @@ BEGIN
     RETURN;
   END IF;
   v_actor := :TS._ts_ctx_actor(p_ctx);
-  PERFORM :TS._ts_tenant_lock(p_tenant_id, false);
   SELECT * INTO v_key FROM :TS._ts_writer_key(p_tenant_id, p_bundle);
 
   FOR v_i IN 1..COALESCE(pg_catalog.cardinality(p_rows), 0) LOOP

@@ -9,7 +9,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                     'tenant_secret_destroy_versions', 'tenant_secret_update_metadata', 'tenant_secret_list',
                     'tenant_secret_list_versions', 'upsert_tenant_secret', 'get_tenant_secret',
                     'tenant_secret_audit_seal', 'tenant_secret_register_master_key', 'tenant_secret_ready',
-                    'tenant_secret_quiet', 'tenant_secret_audit_cached_reads')
+                    'tenant_secret_quiet', 'tenant_secret_audit_cached_reads', 'tenant_secret_fetch',
+                    'tenant_secret_fetch_many', 'tenant_secret_put', 'tenant_secret_report',
+                    'tenant_secret_open_transactions', 'tenant_secret_transactions_open')
 $$;
 
 -- Called by the library at the start of every call's transaction, before the call's parameters are
@@ -20,12 +22,25 @@ $$;
 -- loaded, logs plans with bind parameters ("Query Parameters") and, for nested statements, the
 -- values of function variables: it is switched off for the transaction as well, when the owner may.
 -- Transaction-local and nothing remembered in the session, so nothing leaks to other clients of a
--- pooler.
-CREATE FUNCTION :TS.tenant_secret_quiet() RETURNS void
+-- pooler. p_lock_timeout_ms (the library's lockTimeoutMs) bounds every lock wait of the call, unless
+-- the session already has a shorter one: no lock anyone holds can stall a call without end.
+CREATE FUNCTION :TS.tenant_secret_quiet(p_lock_timeout_ms integer) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v text;  -- set_config() as expressions: cheaper than PERFORM queries, and this runs before every call
+  v_lock integer;
 BEGIN
+  IF p_lock_timeout_ms > 0 THEN
+    v := pg_catalog.current_setting('lock_timeout');
+    v_lock := CASE WHEN v = '0' THEN 0
+                   WHEN v ~ '^[0-9]+$' THEN v::integer
+                   WHEN v ~ '^[0-9]+ms$' THEN pg_catalog.rtrim(v, 'ms')::integer
+                   WHEN v ~ '^[0-9]+s$' THEN pg_catalog.rtrim(v, 's')::integer * 1000
+                   WHEN v ~ '^[0-9]+min$' THEN pg_catalog.rtrim(v, 'min')::integer * 60000 END;
+    IF v_lock IS NULL OR v_lock = 0 OR v_lock > p_lock_timeout_ms THEN
+      v := pg_catalog.set_config('lock_timeout', p_lock_timeout_ms::text, true);
+    END IF;
+  END IF;
   v := pg_catalog.set_config('log_parameter_max_length_on_error', '0', true);
   IF :TS._ts_may_set('log_parameter_max_length') THEN
     v := pg_catalog.set_config('log_parameter_max_length', '0', true);
@@ -35,6 +50,12 @@ BEGIN
     v := pg_catalog.set_config('auto_explain.log_min_duration', '-1', true);
   END IF;
 END
+$$;
+
+-- Release 0.2's signature (its clients call this): no lock timeout of its own.
+CREATE FUNCTION :TS.tenant_secret_quiet() RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT :TS.tenant_secret_quiet(0)
 $$;
 
 -- Whether the current user may set parameter p_name. Inside tenant_secret_quiet() (SECURITY DEFINER)
@@ -207,6 +228,8 @@ LANGUAGE sql STABLE AS $$
      AND NOT pg_catalog.has_function_privilege(r.role_name, p.oid, 'EXECUTE')
 $$;
 
+COMMENT ON FUNCTION :TS.tenant_secret_quiet(integer) IS
+  'tenant-secrets: keep this transaction''s bind parameters out of the server log and bound its lock waits (called before every call that carries key material or values).';
 COMMENT ON FUNCTION :TS.tenant_secret_quiet() IS
   'tenant-secrets: keep bind parameters out of the server log for the current transaction (called before each call).';
 COMMENT ON FUNCTION :TS.tenant_secret_ready(text[]) IS

@@ -48,6 +48,16 @@ export interface SecretsManagerOptions {
    * retried unprepared; `false` never tries.
    */
   preparedStatements?: boolean;
+  /**
+   * Longest wait for a lock in any call, 100-600000 ms (default 10000); a wait that exceeds it fails
+   * with a typed, retryable error. Shorter settings of the session are kept.
+   */
+  lockTimeoutMs?: number;
+  /**
+   * Tenants whose derived credentials and unwrapped data keys are kept in memory, 100-10000000
+   * (default 100000; about 0.5 KB each). Beyond it, the least recently used are derived again.
+   */
+  keyCacheEntries?: number;
   /** Opt-in in-process cache of values read (default off). See docs/configuration.md. */
   cache?: CacheOptions | false;
   /** OpenTelemetry through `@opentelemetry/api` when installed: `'auto'` (default) or `false`. */
@@ -73,6 +83,8 @@ const KNOWN_OPTIONS = new Set<string>([
   'connectionTimeoutMillis',
   'auditSealIntervalMs',
   'preparedStatements',
+  'lockTimeoutMs',
+  'keyCacheEntries',
   'cache',
   'openTelemetry',
   'logger',
@@ -88,12 +100,18 @@ export interface ResolvedConfig {
   settings: Settings;
   auditSealIntervalMs: number;
   preparedStatements: boolean;
+  lockTimeoutMs: number;
+  keyCacheEntries: number;
   cache: CacheOptions | false;
   openTelemetry: 'auto' | false;
   logger: OperationLogger | undefined;
 }
 
-function resolveKeyring(options: SecretsManagerOptions, env: Record<string, string | undefined>): Keyring {
+function resolveKeyring(
+  options: SecretsManagerOptions,
+  env: Record<string, string | undefined>,
+  cacheEntries: number,
+): Keyring {
   if (options.keyring !== undefined) {
     if (!(options.keyring instanceof Keyring)) throw new ConfigurationError('keyring must be a Keyring');
     return options.keyring;
@@ -128,7 +146,7 @@ function resolveKeyring(options: SecretsManagerOptions, env: Record<string, stri
       }
       return MasterKey.parse(key, `TENANT_SECRETS_PREVIOUS_MASTER_KEYS (entry ${index + 1})`);
     });
-  return new Keyring(parsedCurrent, parsedPrevious);
+  return new Keyring(parsedCurrent, parsedPrevious, cacheEntries);
 }
 
 function integerSetting(value: unknown, fallback: number, min: number, max: number, name: string): number {
@@ -169,7 +187,9 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
   }
   const env = options.env ?? process.env;
   if (typeof env !== 'object' || env === null) throw new ConfigurationError('env must be an object');
-  const keyring = resolveKeyring(options, env);
+  const keyCacheEntries = integerSetting(options.keyCacheEntries, 100_000, 100, 10_000_000, 'keyCacheEntries');
+  const lockTimeoutMs = integerSetting(options.lockTimeoutMs, 10_000, 100, 600_000, 'lockTimeoutMs');
+  const keyring = resolveKeyring(options, env, keyCacheEntries);
   const schema = options.schema ?? env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
   if (typeof schema !== 'string') throw new ConfigurationError('schema must be a string');
   quoteSchema(schema);
@@ -251,6 +271,8 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
     settings,
     auditSealIntervalMs,
     preparedStatements: options.preparedStatements ?? true,
+    lockTimeoutMs,
+    keyCacheEntries,
     cache,
     openTelemetry: options.openTelemetry ?? 'auto',
     logger: options.logger,

@@ -1,10 +1,11 @@
 import { type AuditOperations, auditOperations } from '../audit/operations.js';
-import { createBackgroundSealer, sealOperations } from '../audit/seal.js';
+import { createBackgroundSealer, SealBatch, sealOperations } from '../audit/seal.js';
 import type { AuditContext } from '../base/audit-context.js';
 import { ConfigurationError, InvalidInputError } from '../base/errors.js';
 import { createTelemetry, type Telemetry } from '../base/telemetry.js';
 import { assertTenantId } from '../base/validation.js';
 import { type Core, createCore } from '../core/core.js';
+import { DataKeys } from '../crypto/data-keys.js';
 import type { TenantKeyBundle } from '../crypto/keyring.js';
 import { poolExecutor, type SqlExecutor, transactionExecutor } from '../db/executor.js';
 import type { Queryable } from '../db/queryable.js';
@@ -161,8 +162,17 @@ function cached<T extends SecretOperations & Record<string, unknown>>(
         );
       }
     }
-    const found = await ops.getWithVersion(tenantId, keyName, options);
-    if (found && usable(options)) cache.set(tenantId, keyName, found.value, found.version, found.expiresAt);
+    if (!usable(options)) return ops.getWithVersion(tenantId, keyName, options);
+    const ticket = cache.beginRead();
+    let found: Awaited<ReturnType<typeof ops.getWithVersion>>;
+    try {
+      found = await ops.getWithVersion(tenantId, keyName, options);
+    } catch (error) {
+      cache.done(ticket);
+      throw error;
+    }
+    if (found) cache.set(tenantId, keyName, found.value, found.version, found.expiresAt, ticket);
+    else cache.done(ticket);
     return found;
   };
   out.getWithVersion = getWithVersion;
@@ -197,6 +207,10 @@ function cached<T extends SecretOperations & Record<string, unknown>>(
 
 interface Shared {
   base: SqlExecutor;
+  /** The quiet prelude's statement (it carries the lock timeout). */
+  prelude: string;
+  /** The batch size every sealing call of this manager uses (it adapts to statement timeouts). */
+  sealBatch: SealBatch;
   telemetry: Telemetry;
   cache: SecretCache | undefined;
   close: () => Promise<void>;
@@ -218,7 +232,7 @@ function transactionSecrets(core: Core, telemetry: Telemetry): TransactionSecret
 
 function build(core: Core, shared: Shared): SecretsManager {
   const { telemetry, cache } = shared;
-  const audit = auditOperations(core);
+  const audit = auditOperations(core, shared.sealBatch);
   const registration = registrationOperations(core);
   const keys = keyOperations(core, {
     resignAuditCheckpoints: audit.resignAuditCheckpoints,
@@ -256,8 +270,7 @@ function build(core: Core, shared: Shared): SecretsManager {
       if (typeof db !== 'object' || db === null || typeof (db as Queryable).query !== 'function') {
         throw new InvalidInputError('inTransaction needs an object with query(text, values)', 'db');
       }
-      const prelude = `SELECT FROM ${core.qs}.tenant_secret_quiet()`;
-      return transactionSecrets(core.withExecutor(transactionExecutor(db, () => prelude)), telemetry);
+      return transactionSecrets(core.withExecutor(transactionExecutor(db, () => shared.prelude)), telemetry);
     },
     async status() {
       return telemetry.run('status', async () => {
@@ -284,7 +297,9 @@ function build(core: Core, shared: Shared): SecretsManager {
 export function createSecretsManager(options: SecretsManagerOptions = {}): SecretsManager {
   const config = resolveConfig(options);
   const qs = quoteSchema(config.schema);
-  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet()`;
+  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet(${config.lockTimeoutMs})`;
+  const dataKeys = new DataKeys(config.keyring, config.keyCacheEntries);
+  const sealBatch = new SealBatch();
   const base = poolExecutor(config.pool, () => prelude, { preparedStatements: config.preparedStatements });
   const telemetry = createTelemetry({ openTelemetry: config.openTelemetry, logger: config.logger });
   const cache = config.cache === false ? undefined : new SecretCache(config.cache);
@@ -294,6 +309,7 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     schema: config.schema,
     qs,
     keyring: config.keyring,
+    dataKeys,
     settings: config.settings,
     context: config.context,
     telemetry,
@@ -302,7 +318,7 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
   // Each background pass seals batch after batch until one is not full, so the sealer keeps up with
   // bursts (a getMany appends 100 records) instead of sealing one batch per interval.
   const sealer = createBackgroundSealer(
-    (limit, wait) => sealOperations(sealCore).sealAudit({ limit, wait, all: true }),
+    (limit, wait) => sealOperations(sealCore, sealBatch).sealAudit({ limit, wait, all: true }),
     config.auditSealIntervalMs,
     telemetry,
   );
@@ -311,6 +327,7 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     schema: config.schema,
     qs,
     keyring: config.keyring,
+    dataKeys,
     settings: config.settings,
     context: config.context,
     telemetry,
@@ -327,7 +344,8 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
       const k = `${hit.tenantId}\u0000${hit.actor}`;
       byCall.set(k, [...(byCall.get(k) ?? []), hit]);
     }
-    const until = new Date();
+    // Ages, not times: the database places them by its own clock.
+    const now = performance.now();
     for (const group of byCall.values()) {
       const first = group[0];
       if (!first) continue;
@@ -336,15 +354,15 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
           const batch = group.slice(i, i + 1000);
           await core.query(
             'auditCachedReads',
-            `SELECT status FROM ${qs}.tenant_secret_audit_cached_reads($1, $2, $3::text[], $4::integer[], $5::integer[], $6, $7, $8::text::jsonb)`,
+            `SELECT status FROM ${qs}.tenant_secret_audit_cached_reads($1, $2, $3::text[], $4::integer[], $5::integer[], $6::bigint[], $7::bigint[], $8::text::jsonb)`,
             [
               first.tenantId,
-              config.keyring.bundleBytes(first.tenantId),
+              config.keyring.credentialsBytes(first.tenantId),
               batch.map((h) => h.keyName),
               batch.map((h) => h.version),
               batch.map((h) => h.count),
-              new Date(Math.min(...batch.map((h) => h.since.getTime()))),
-              until,
+              batch.map((h) => Math.max(0, Math.round(now - h.first))),
+              batch.map((h) => Math.max(0, Math.round(now - h.last))),
               JSON.stringify({ actor: first.actor }),
             ],
           );
@@ -375,5 +393,5 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     return closed;
   };
   if (config.pool === undefined) throw new ConfigurationError('no pool');
-  return build(core, { base, telemetry, cache, close });
+  return build(core, { base, prelude, sealBatch, telemetry, cache, close });
 }

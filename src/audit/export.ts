@@ -41,7 +41,7 @@ export function auditRecordToJsonLine(record: AuditRecord): string {
   });
 }
 
-export function exportOperations(core: Core) {
+export function exportOperations(core: Core, sealAll: () => Promise<unknown>) {
   return {
     /**
      * Streams audit records as JSON Lines (one record per string, no trailing newline), chain by
@@ -78,10 +78,9 @@ export function exportOperations(core: Core) {
           after = last.chain_id;
         }
       }
-      if (all) {
-        // Seal first, so the list of chains includes chains whose first records are still pending.
-        await core.plain('exportAudit', `SELECT * FROM ${core.qs}.tenant_secret_audit_seal(100000, true)`);
-      }
+      // Seal first (in bounded batches), so the export holds every record committed so far, and the
+      // list of chains includes chains whose first records were still pending.
+      await sealAll();
       for await (const chain of chainIds()) {
         let after: string | undefined = first ? undefined : '0';
         first = false;

@@ -167,7 +167,7 @@ export async function queryPage(
   return rows.map(toAuditRecord);
 }
 
-export function queryOperations(core: Core) {
+export function queryOperations(core: Core, sealAll: (options?: { context?: AuditContext }) => Promise<unknown>) {
   return {
     /**
      * One page of a tenant's audit trail (or the system chain's, for `tenantId` null), oldest first,
@@ -179,6 +179,8 @@ export function queryOperations(core: Core) {
     async audit(tenantId: string | null, options: AuditQueryOptions = {}): Promise<AuditPage> {
       if (tenantId !== null) assertTenantId(tenantId);
       const sqlOptions = queryOptions(options);
+      // A first page shows every record committed so far: seal them first, in bounded batches.
+      if (options.cursor === undefined) await sealAll();
       const records = await queryPage(core, 'audit', tenantId, sqlOptions, options.context);
       const last = records.at(-1);
       return {

@@ -33,14 +33,49 @@ interface SealRow {
   busy: boolean;
 }
 
+/** The SQLSTATE behind a typed error, if any (its own field, or its driver cause's code). */
+function sqlStateOf(error: unknown): string | undefined {
+  const own = (error as { sqlState?: unknown } | null)?.sqlState;
+  if (typeof own === 'string') return own;
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof cause === 'string' ? cause : undefined;
+}
+
 /**
- * Sealing chains pending audit records into their tenants' hash chains (sql/functions/30_audit_append.sql).
- * Operations append records without waiting for each other; until a record is sealed, someone who can
- * write the database could delete it or rewrite it together with its digest unnoticed. The window is
- * kept short: the manager seals in the background about once per `auditSealIntervalMs` after
- * operations, verification and queries seal first, and `sealAudit()` is there for jobs.
+ * The batch size sealing uses, shared by every sealing call of a manager. A statement timeout
+ * (57014, e.g. a role's `statement_timeout`) halves it and the batch is tried again at once; each
+ * success grows it back by half, up to the limit asked for. So sealing keeps up under any timeout that
+ * lets one record through, instead of failing every pass while the backlog grows.
  */
-export function sealOperations(core: Core) {
+export class SealBatch {
+  #size: number;
+  constructor(readonly max = 10_000) {
+    this.#size = max;
+  }
+  get size(): number {
+    return this.#size;
+  }
+  shrink(): boolean {
+    if (this.#size <= 1) return false;
+    this.#size = Math.max(1, Math.floor(this.#size / 2));
+    return true;
+  }
+  grow(limit: number): void {
+    this.#size = Math.min(limit, Math.max(this.#size + 1, Math.ceil(this.#size * 1.5)));
+  }
+  limitFor(requested: number): number {
+    return Math.min(requested, this.#size);
+  }
+}
+
+/**
+ * Sealing chains pending audit records into their tenants' hash chains (sql/functions/30_audit_append.sql
+ * and 80_audit_seal.sql). Operations append records without waiting for each other; the manager seals
+ * in the background about once per `auditSealIntervalMs` after operations; verification, queries and
+ * exports seal first; `sealAudit()` is there for jobs. Every call seals in bounded batches, one
+ * transaction each, and a failed pass is recorded in the database for `status()`.
+ */
+export function sealOperations(core: Core, batch = new SealBatch()) {
   const { qs } = core;
   async function sealOnce(limit: number, wait: boolean): Promise<SealResult> {
     const rows = await core.plain<SealRow>(
@@ -56,10 +91,36 @@ export function sealOperations(core: Core) {
       busy: row?.busy ?? false,
     };
   }
+
+  /** Records a failed pass (an error code only), best effort: the failure itself is what the caller sees. */
+  async function recordFailure(error: unknown, limit: number): Promise<void> {
+    const code = String((error as { code?: unknown } | null)?.code ?? 'UNEXPECTED').replace(/[^A-Za-z0-9_]/g, '_');
+    await core
+      .plain('sealAudit', `SELECT ${qs}.tenant_secret_audit_seal_failed($1, $2)`, [code.slice(0, 64), limit])
+      .catch(() => undefined);
+  }
+
+  /** One pass: a batch, shrunk and tried again while it hits a statement timeout. */
+  async function sealBatch(requested: number, wait: boolean): Promise<SealResult & { limit: number }> {
+    for (;;) {
+      const limit = batch.limitFor(requested);
+      try {
+        const result = await sealOnce(limit, wait);
+        if (result.sealed === limit) batch.grow(requested);
+        return { ...result, limit };
+      } catch (error) {
+        await recordFailure(error, limit);
+        if (sqlStateOf(error) === '57014' && batch.shrink()) continue;
+        throw error;
+      }
+    }
+  }
+
   return {
     /**
-     * Seals committed pending audit records (see {@link SealResult}). Callable by application roles.
-     * Run it from a periodic job when only SQL callers write (the library seals by itself).
+     * Seals committed pending audit records (see {@link SealResult}), in batches of at most `limit`
+     * records, one transaction each (smaller after a statement timeout). Callable by application
+     * roles. Run it from a periodic job when only SQL callers write (the library seals by itself).
      * @throws {InvalidInputError} bad `limit`.
      * @throws {DatabaseUnavailableError} the database cannot be reached.
      */
@@ -71,9 +132,11 @@ export function sealOperations(core: Core) {
       const wait = options.wait ?? true;
       let total = 0;
       for (;;) {
-        const step = await sealOnce(limit, wait);
+        const { limit: used, ...step } = await sealBatch(limit, wait);
         total += step.sealed;
-        if (step.busy || options.all === false || step.sealed < limit) return { ...step, sealed: total };
+        // A batch that was not full drained what was committed when it ran: done (a stream of new
+        // records never keeps one call going).
+        if (step.busy || options.all === false || step.sealed < used) return { ...step, sealed: total };
       }
     },
   };

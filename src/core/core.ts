@@ -1,5 +1,6 @@
 import { type AuditContext, mergeContext, toSqlContext } from '../base/audit-context.js';
 import type { Telemetry } from '../base/telemetry.js';
+import type { DataKeys } from '../crypto/data-keys.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SqlExecutor, TxQuery } from '../db/executor.js';
 
@@ -24,6 +25,8 @@ export interface Core {
   /** Quoted schema name, for SQL text. */
   readonly qs: string;
   readonly keyring: Keyring;
+  /** Unwrapped data keys of this manager (shared by its contexts and transactions). */
+  readonly dataKeys: DataKeys;
   readonly settings: Settings;
   readonly context: AuditContext;
   readonly telemetry: Telemetry;

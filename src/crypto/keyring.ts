@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
 import { ConfigurationError } from '../base/errors.js';
 import { MasterKey } from './master-key.js';
+import { accessToken } from './sealed.js';
 
 /**
  * What the SQL functions take to act for one tenant: for every master key of the ring (current
@@ -19,8 +20,37 @@ export interface TenantKeyBundle {
 }
 
 const ENTRY = 19 + 64 + 32;
-/** Bundles kept per keyring: derivation (HKDF + HMAC per master key) is skipped for hot tenants. */
-const CACHE_ENTRIES = 10_000;
+const CREDENTIALS_ENTRY = 19 + 32 + 32;
+/**
+ * Bundles and credentials kept per keyring: derivation (HKDF + HMACs per master key, ~10 µs) is
+ * skipped for tenants seen recently. About 250 bytes each; the limit is `keyCacheEntries`.
+ */
+export const DEFAULT_KEY_CACHE_ENTRIES = 100_000;
+
+/** A map that forgets its least recently used entry beyond `limit`. */
+class Recent<V> {
+  readonly #map = new Map<string, V>();
+  constructor(readonly limit: number) {}
+  get(key: string): V | undefined {
+    const value = this.#map.get(key);
+    if (value !== undefined) {
+      this.#map.delete(key);
+      this.#map.set(key, value);
+    }
+    return value;
+  }
+  set(key: string, value: V): void {
+    this.#map.delete(key);
+    if (this.#map.size >= this.limit) {
+      const oldest = this.#map.keys().next().value;
+      if (oldest !== undefined) this.#map.delete(oldest);
+    }
+    this.#map.set(key, value);
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
 
 /**
  * The current master key plus older keys still accepted for unwrapping (during a master-key
@@ -30,9 +60,10 @@ export class Keyring {
   readonly current: MasterKey;
   readonly previous: readonly MasterKey[];
   readonly #proofKeys: Buffer[];
-  readonly #bundles = new Map<string, Buffer>();
+  readonly #bundles: Recent<Buffer>;
+  readonly #credentials: Recent<Buffer>;
 
-  constructor(current: MasterKey, previous: readonly MasterKey[] = []) {
+  constructor(current: MasterKey, previous: readonly MasterKey[] = [], cacheEntries = DEFAULT_KEY_CACHE_ENTRIES) {
     if (!(current instanceof MasterKey)) {
       throw new ConfigurationError('the current master key must be a MasterKey (or a base64/hex string)');
     }
@@ -48,6 +79,8 @@ export class Keyring {
     });
     if (this.previous.length > 15) throw new ConfigurationError('at most 15 previous master keys');
     this.#proofKeys = this.keys.map((key) => key.deriveProofKey());
+    this.#bundles = new Recent(cacheEntries);
+    this.#credentials = new Recent(cacheEntries);
   }
 
   /**
@@ -95,12 +128,35 @@ export class Keyring {
       key.deriveTenantKek(tenantId).copy(out, at + 19);
       key.tenantProof(tenantId, this.#proofKeys[i]).copy(out, at + 83);
     });
-    if (this.#bundles.size >= CACHE_ENTRIES) {
-      const oldest = this.#bundles.keys().next().value;
-      if (oldest !== undefined) this.#bundles.delete(oldest);
-    }
     this.#bundles.set(tenantId, out);
     return out;
+  }
+
+  /**
+   * The tenant's credentials for the library's data path (layout in sql/functions/56_access.sql):
+   * for every master key of the ring, its id, the tenant's access token and the tenant proof. No KEK:
+   * they let the database release ciphertext, never decrypt it.
+   */
+  credentialsBytes(tenantId: string): Buffer {
+    const cached = this.#credentials.get(tenantId);
+    if (cached) return cached;
+    const keys = this.keys;
+    const out = Buffer.alloc(2 + CREDENTIALS_ENTRY * keys.length);
+    out[0] = 2;
+    out[1] = keys.length;
+    keys.forEach((key, i) => {
+      const at = 2 + CREDENTIALS_ENTRY * i;
+      out.write(key.id, at, 'ascii');
+      accessToken(key.deriveTenantKek(tenantId)).copy(out, at + 19);
+      key.tenantProof(tenantId, this.#proofKeys[i]).copy(out, at + 51);
+    });
+    this.#credentials.set(tenantId, out);
+    return out;
+  }
+
+  /** The tenant's KEK under master key `masterKeyId`, or undefined when the ring does not hold it. */
+  kek(tenantId: string, masterKeyId: string): Buffer | undefined {
+    return this.keys.find((key) => key.id === masterKeyId)?.deriveTenantKek(tenantId);
   }
 
   /** The tenant's key bundle (see {@link TenantKeyBundle}). */

@@ -410,9 +410,12 @@ function guardCallerConnection(db: unknown): { failure(): Error | undefined; don
   };
 }
 
+/** The longest lock wait of a call, unless configured (`lockTimeoutMs`). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
 /** The executor the library uses on a pool for one schema (the prelude names that schema's function). */
 export function schemaExecutor(pool: PoolLike, qs: string): SqlExecutor {
-  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet()`;
+  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet(${DEFAULT_LOCK_TIMEOUT_MS})`;
   return poolExecutor(pool, () => prelude);
 }
 

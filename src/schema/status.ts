@@ -4,7 +4,7 @@ import { type SqlExecutor, schemaExecutor } from '../db/executor.js';
 import type { PoolLike } from '../db/queryable.js';
 import { quoteSchema } from '../db/schema-name.js';
 import { LATEST_SCHEMA_VERSION, schemaVersion } from './migrate.js';
-import { FUNCTIONS_DIGEST } from './sql.generated.js';
+import { FUNCTIONS_DIGEST } from './sql-meta.generated.js';
 
 /** One thing `status()` found wrong or worth knowing. `error`s make the CLI's `status` exit non-zero. */
 export interface StatusProblem {

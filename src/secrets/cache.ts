@@ -50,8 +50,13 @@ export interface CachedReads {
   version: number;
   actor: string;
   count: number;
-  since: Date;
+  /** When the first and the last of these hits happened (`performance.now()`: a monotonic clock). */
+  first: number;
+  last: number;
 }
+
+/** What a read started, for `set()`: the cache's clock when the read began. */
+export type ReadTicket = number;
 
 const key = (tenantId: string, keyName: string) => `${tenantId}\u0000${keyName}`;
 
@@ -69,6 +74,16 @@ export class SecretCache {
   readonly auditIntervalMs: number;
   readonly #entries = new Map<string, Entry>();
   readonly #hits = new Map<string, CachedReads>();
+  /**
+   * A write of this process may finish while its own read of the same secret is still in flight: the
+   * read must not then put the value it got (older than the write) back into the cache. Every
+   * invalidation is stamped with a counter; a read notes the counter when it starts, and its result is
+   * cached only if nothing it covers was invalidated since. Stamps older than every read in flight are
+   * forgotten.
+   */
+  #clock = 0;
+  readonly #invalidated = new Map<string, number>();
+  readonly #reading = new Map<number, number>();
 
   constructor(options: CacheOptions) {
     const known = new Set(['ttlMs', 'maxEntries', 'auditIntervalMs']);
@@ -97,7 +112,39 @@ export class SecretCache {
     return { value: entry.value.value, version: entry.version, expiresAt: entry.expiresAt };
   }
 
-  set(tenantId: string, keyName: string, value: string, version: number, expiresAt: Date | null): void {
+  /** Call before reading from the database; pass the ticket to `set()` (or `done()` on failure). */
+  beginRead(): ReadTicket {
+    const ticket = this.#clock;
+    this.#reading.set(ticket, (this.#reading.get(ticket) ?? 0) + 1);
+    return ticket;
+  }
+
+  /** A read that will not call `set()` (it failed, or found nothing). */
+  done(ticket: ReadTicket): void {
+    const n = (this.#reading.get(ticket) ?? 1) - 1;
+    if (n > 0) this.#reading.set(ticket, n);
+    else this.#reading.delete(ticket);
+    if (this.#reading.size === 0) this.#invalidated.clear();
+  }
+
+  #invalidatedSince(tenantId: string, keyName: string, ticket: ReadTicket): boolean {
+    return (
+      (this.#invalidated.get(key(tenantId, keyName)) ?? -1) >= ticket ||
+      (this.#invalidated.get(`${tenantId}\u0000`) ?? -1) >= ticket
+    );
+  }
+
+  set(
+    tenantId: string,
+    keyName: string,
+    value: string,
+    version: number,
+    expiresAt: Date | null,
+    ticket: ReadTicket,
+  ): void {
+    const stale = this.#invalidatedSince(tenantId, keyName, ticket);
+    this.done(ticket);
+    if (stale) return;
     const until = Math.min(
       Date.now() + this.ttlMs,
       expiresAt ? expiresAt.getTime() : Number.POSITIVE_INFINITY,
@@ -113,8 +160,12 @@ export class SecretCache {
     }
   }
 
-  /** Drops one secret, or every secret of a tenant. */
+  /** Drops one secret, or every secret of a tenant; reads in flight will not put them back. */
   invalidate(tenantId: string, keyName?: string): void {
+    if (this.#reading.size > 0) {
+      this.#invalidated.set(keyName === undefined ? `${tenantId}\u0000` : key(tenantId, keyName), this.#clock);
+    }
+    this.#clock++;
     if (keyName !== undefined) {
       this.#entries.delete(key(tenantId, keyName));
       return;
@@ -133,9 +184,12 @@ export class SecretCache {
 
   recordHit(tenantId: string, keyName: string, version: number, actor: string): void {
     const k = `${key(tenantId, keyName)}\u0000${version}\u0000${actor}`;
+    const now = performance.now();
     const hit = this.#hits.get(k);
-    if (hit) hit.count++;
-    else this.#hits.set(k, { tenantId, keyName, version, actor, count: 1, since: new Date() });
+    if (hit) {
+      hit.count++;
+      hit.last = now;
+    } else this.#hits.set(k, { tenantId, keyName, version, actor, count: 1, first: now, last: now });
   }
 
   /** The hits since the last call, cleared. */
@@ -152,7 +206,8 @@ export class SecretCache {
       const current = this.#hits.get(k);
       if (current) {
         current.count += hit.count;
-        if (hit.since < current.since) current.since = hit.since;
+        current.first = Math.min(current.first, hit.first);
+        current.last = Math.max(current.last, hit.last);
       } else this.#hits.set(k, { ...hit });
     }
   }

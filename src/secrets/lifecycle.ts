@@ -4,6 +4,7 @@ import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../
 import type { Core } from '../core/core.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
+import { dataPath } from './data-path.js';
 import { type SqlStatus, statusError } from './status.js';
 
 /** Most names one `getMany` call reads (and versions one `destroyVersions` call destroys). */
@@ -53,6 +54,7 @@ interface StatusRow {
 /** The secret lifecycle operations, bound to one manager core. */
 export function lifecycleOperations(core: Core) {
   const { qs } = core;
+  const data = dataPath(core);
   const ctxJson = (context: AuditContext | undefined) => JSON.stringify(core.sqlContext(context));
   const bundle = (tenantId: string) => core.keyring.bundleBytes(tenantId);
 
@@ -237,6 +239,19 @@ export function lifecycleOperations(core: Core) {
       if (options.allowExpired !== undefined && typeof options.allowExpired !== 'boolean') {
         throw new InvalidInputError('allowExpired must be a boolean', 'allowExpired');
       }
+      const fetched = await data.fetchMany(tenantId, names, options);
+      const entries: [string, string | null][] = [];
+      if (fetched !== 'enroll') {
+        for (const name of names) {
+          const found = fetched.get(name);
+          if (found instanceof Error) throw found;
+          if (found === undefined) throw statusError('integrity', { tenantId, keyName: name });
+          entries.push([name, found === null ? null : found.value.toString('utf8')]);
+        }
+        // fromEntries defines own properties, so a key named `__proto__` cannot touch the prototype.
+        return Object.fromEntries(entries);
+      }
+      // A key of an earlier release: read once with the key bundle, which fills its access digest.
       const rows = await core.query<StatusRow & { key_name: string | null; value: Buffer | null }>(
         'getMany',
         `SELECT key_name, status, value, version, detail FROM ${qs}.tenant_secret_read_many($1, $2::text[], $3, $4::text::jsonb, $5::text::jsonb)`,
@@ -250,7 +265,6 @@ export function lifecycleOperations(core: Core) {
       );
       const refused = rows.find((row) => row.key_name === null);
       if (refused) throw statusError(refused.status, { tenantId, keyName: '', detail: refused.detail });
-      const entries: [string, string | null][] = [];
       for (const row of rows) {
         const keyName = row.key_name ?? '';
         if (row.status === 'ok' && row.value !== null) entries.push([keyName, row.value.toString('utf8')]);

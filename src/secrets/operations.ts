@@ -15,6 +15,7 @@ import {
   type SecretMetadataRow,
   toSecretMetadata,
 } from './metadata.js';
+import { dataPath } from './data-path.js';
 import { type SqlStatus, statusError } from './status.js';
 
 export interface CallOptions {
@@ -120,6 +121,7 @@ const CALL_OPTIONS = ['context'];
 /** The secret operations (write, read, rotate, delete, list, versions), bound to one manager core. */
 export function secretOperations(core: Core) {
   const { qs } = core;
+  const data = dataPath(core);
 
   async function write(
     mode: 'set' | 'rotate',
@@ -133,6 +135,18 @@ export function secretOperations(core: Core) {
     assertTenantId(tenantId);
     assertKeyName(keyName);
     const bytes = encodeValue(value);
+    const { max_versions, grace_seconds, if_version, ...metadata } = options;
+    const written = await data.put(mode, tenantId, keyName, bytes, {
+      ifVersion: if_version as number | undefined,
+      maxVersions: max_versions as number,
+      graceSeconds: grace_seconds as number,
+      metadata: Object.keys(metadata).length > 0 ? metadata : undefined,
+      expectedVersion,
+      context,
+    });
+    if (written !== 'bundle') return written;
+    // The tenant has no data key yet, or one from an earlier release: write once with the key
+    // bundle, which creates it (or fills its access digest and data-key check).
     const ctx = core.sqlContext(context);
     const rows = await core.query<WriteRow>(
       mode === 'set' ? 'set' : 'rotate',
@@ -181,10 +195,16 @@ export function secretOperations(core: Core) {
     assertKeyName(keyName);
     assertOptions(options, GET_OPTIONS, 'get');
     if (options.version !== undefined && options.version !== 'previous') assertVersion(options.version);
-    const ctx = core.sqlContext(options.context);
     if (options.allowExpired !== undefined && typeof options.allowExpired !== 'boolean') {
       throw new InvalidInputError('allowExpired must be a boolean', 'allowExpired');
     }
+    const fetched = await data.fetch(tenantId, keyName, options);
+    if (fetched === null) return null;
+    if (fetched !== 'enroll') {
+      return { value: fetched.value.toString('utf8'), version: fetched.version, expiresAt: fetched.expiresAt };
+    }
+    // A key of an earlier release: read once with the key bundle, which fills its access digest.
+    const ctx = core.sqlContext(options.context);
     const opts = {
       version: options.version === undefined ? undefined : String(options.version),
       allow_expired: options.allowExpired,

@@ -104,6 +104,8 @@ describe('every option is checked when the manager is created', () => {
     connectionTimeoutMillis: [0, -1, Number.NaN, '1000', 99, 600_001, 1.5, {}, true],
     auditSealIntervalMs: [-1, Number.NaN, '1000', 50, 99, 3_600_001, 1.5, {}, true],
     preparedStatements: [0, 1, 'true', 'false', null, {}, []],
+    lockTimeoutMs: [0, -1, Number.NaN, '1000', 99, 600_001, 1.5, {}, true],
+    keyCacheEntries: [0, -1, Number.NaN, '1000', 99, 10_000_001, 1.5, {}, true],
     cache: [
       0,
       -1,

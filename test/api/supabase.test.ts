@@ -33,7 +33,7 @@ describe('Supabase-shaped database', () => {
   it('the exported script installs in public with pgcrypto in "extensions", re-applies as a no-op, and upgrades incrementally', async () => {
     const db = await freshDatabase('supa');
     await supabaseShape(db.name);
-    const script = exportSchemaSql({ schema: 'public', grantTo: ['service_role'] });
+    const script = await exportSchemaSql({ schema: 'public', grantTo: ['service_role'] });
     await apply(db.name, script);
     await apply(db.name, script); // a second `supabase db push` of the same file
     const [pgc] = await adminQuery<{ n: string }>(
@@ -42,7 +42,7 @@ describe('Supabase-shaped database', () => {
     );
     expect(pgc?.n).toBe('extensions');
     // An incremental script from the current version: functions and grants only.
-    const incremental = exportSchemaSql({
+    const incremental = await exportSchemaSql({
       schema: 'public',
       grantTo: ['service_role'],
       fromVersion: LATEST_SCHEMA_VERSION,
@@ -109,7 +109,7 @@ describe('Supabase-shaped database', () => {
     await supabaseShape(db.name);
     await apply(
       db.name,
-      exportSchemaSql({ schema: 'tenant_secrets', owner: 'tenant_secrets_owner', grantTo: ['service_role'] }),
+      await exportSchemaSql({ schema: 'tenant_secrets', owner: 'tenant_secrets_owner', grantTo: ['service_role'] }),
     );
     const owners = await adminQuery<{ owner: string; super: boolean }>(
       db.name,

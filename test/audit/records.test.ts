@@ -135,22 +135,22 @@ describe('audit records of core operations', () => {
     });
   });
 
-  it('get of a tampered ciphertext yields an INTEGRITY failure', async () => {
+  it('get of a tampered ciphertext: the release, then the INTEGRITY failure the library found', async () => {
     await manager.set(TENANT, 'tampered', 'tampered-plaintext');
     await adminQuery(
       db.name,
       `UPDATE tenant_secrets SET encrypted_value = set_byte(encrypted_value, 20, get_byte(encrypted_value, 20) # 1)
         WHERE key_name = 'tampered'`,
     );
-    const r = await recordOf('integrity', async (m) => {
-      await expect(m.get(TENANT, 'tampered')).rejects.toMatchObject({ code: 'INTEGRITY' });
-    });
-    expect(r).toMatchObject({
-      action: 'secret.read',
-      keyName: 'tampered',
-      outcome: 'failure',
-      errorCode: 'INTEGRITY',
-    });
+    const c = ctx('integrity');
+    const before = await chain();
+    await expect(manager.withContext(c).get(TENANT, 'tampered')).rejects.toMatchObject({ code: 'INTEGRITY' });
+    const added = (await chain()).slice(before.length);
+    expect(added.map((r) => [r.action, r.keyName, r.outcome, r.errorCode, r.requestId])).toEqual([
+      ['secret.read', 'tampered', 'success', null, c.requestId],
+      ['secret.read', 'tampered', 'failure', 'INTEGRITY', c.requestId],
+    ]);
+    expect(added[1]?.details).toMatchObject({ found_by: 'library', failed: 'value' });
   });
 
   it('delete yields secret.deleted; deleting again yields NOT_FOUND', async () => {

@@ -33,8 +33,9 @@ describe.skipIf(viaPgBouncer())('prepared statements on a direct connection', ()
     await manager.set('prepared', 'k', 'v1');
     for (let i = 0; i < 5; i++) expect(await manager.get('prepared', 'k')).toBe('v1');
     const names = await preparedOn(pool);
-    // The prelude, the write and the read: three statements for six calls.
-    expect(names).toHaveLength(3);
+    // The prelude, the data-key write (which answered 'no_key' for this new tenant), the key-bundle
+    // write that created the tenant's key, and the read: four statements for seven calls.
+    expect(names).toHaveLength(4);
     await manager.set('prepared', 'k', 'v2');
     expect(await manager.get('prepared', 'k')).toBe('v2');
     expect(await preparedOn(pool)).toEqual(names);

@@ -44,7 +44,7 @@ describe.skipIf(viaPgBouncer())('hot paths inline their SQL helpers', () => {
     } finally {
       await manager.close(); // the backends exit and flush their statistics
     }
-    await waitFor(db.name, 'tenant_secret_read');
+    await waitFor(db.name, 'tenant_secret_fetch');
     const rows = await adminQuery<{ proname: string; calls: string }>(
       db.name,
       `SELECT p.proname, s.calls::text AS calls

@@ -94,7 +94,7 @@ describe('migrate', () => {
 
   it('the exported SQL file installs a working schema (as a Supabase migration would)', async () => {
     const db = await freshDatabase();
-    const sql = exportSchemaSql({ schema: 'public' });
+    const sql = await exportSchemaSql({ schema: 'public' });
     expect(sql).toContain('CREATE FUNCTION "public".upsert_tenant_secret');
     expect(sql).not.toMatch(/:TS\b/);
     // pgcrypto's schema is looked up when the script runs (wherever the extension is installed).

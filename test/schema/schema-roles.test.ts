@@ -22,9 +22,9 @@ afterAll(() => offline.close());
 
 type Verdict = 'accepted' | `refused:${string}`;
 
-function exported(roles: { grantTo?: string[]; grantOperatorTo?: string[] }): Verdict {
+async function exported(roles: { grantTo?: string[]; grantOperatorTo?: string[] }): Promise<Verdict> {
   try {
-    exportSchemaSql({ schema: 'public', ...roles });
+    await exportSchemaSql({ schema: 'public', ...roles });
     return 'accepted';
   } catch (error) {
     if (error instanceof InvalidInputError) return `refused:${error.field}`;
@@ -71,7 +71,7 @@ describe('role names', () => {
         fc.array(roleName, { maxLength: 3 }),
         fc.array(roleName, { maxLength: 3 }),
         async (grantTo, grantOperatorTo) => {
-          expect(await migrated({ grantTo, grantOperatorTo })).toBe(exported({ grantTo, grantOperatorTo }));
+          expect(await migrated({ grantTo, grantOperatorTo })).toBe(await exported({ grantTo, grantOperatorTo }));
         },
       ),
       { numRuns: 300 },
@@ -90,14 +90,14 @@ describe('role names', () => {
   ])(
     'refuses the reserved name %s (GRANT ... TO public would hand the functions to every role)',
     async (role) => {
-      expect(exported({ grantTo: [role] })).toBe('refused:grantTo');
+      expect(await exported({ grantTo: [role] })).toBe('refused:grantTo');
       expect(await migrated({ grantOperatorTo: [role] })).toBe('refused:grantOperatorTo');
     },
   );
 
   it('refuses names that are not arrays of strings', async () => {
     for (const bad of ['app', [1], [null], {}] as unknown as string[][]) {
-      expect(exported({ grantTo: bad })).toBe('refused:grantTo');
+      expect(await exported({ grantTo: bad })).toBe('refused:grantTo');
       expect(await migrated({ grantTo: bad })).toBe('refused:grantTo');
     }
   });

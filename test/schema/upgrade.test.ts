@@ -170,7 +170,11 @@ describe('upgrade from release 0.1.0 with data', () => {
   it('migrate() applies the round-2 migration and installs the functions', async () => {
     expect(oldRecords).toBeGreaterThan(40);
     const result = await manager.migrate();
-    expect(result).toMatchObject({ applied: ['round2'], functionsInstalled: true, registered: [key.id] });
+    expect(result).toMatchObject({
+      applied: ['round2', 'access_tokens_anchors_guards'],
+      functionsInstalled: true,
+      registered: [key.id],
+    });
     const status = await manager.status();
     expect(status.problems.filter((p) => p.severity === 'error')).toEqual([]);
   });
@@ -247,7 +251,7 @@ describe('upgrade from release 0.1.0 with data', () => {
 
   it('the exported installer re-applied is a no-op, and so is migrate()', async () => {
     const before = await catalog();
-    const script = exportSchemaSql({ schema: 'public' });
+    const script = await exportSchemaSql({ schema: 'public' });
     const c = new pg.Client({ connectionString: directUrlFor(db.name) });
     await c.connect();
     try {

@@ -94,7 +94,7 @@ describe('check-and-set under concurrency', () => {
   });
 
   it('concurrent rollbacks with the same ifVersion: exactly one wins', async () => {
-    const { manager, db } = await setupManager({ maxConnections: 8 });
+    const { manager, db } = await setupManager({ maxConnections: 8, lockTimeoutMs: 300_000 });
     const tenant = 'cas-rollback';
     for (const v of ['a', 'b', 'c']) await manager.set(tenant, 'k', v);
     // Hold the secret's row lock so that all rollbacks are in flight at once, then release it.

@@ -11,7 +11,7 @@ export async function sealAt(database: string, when: Date, schema = 'public'): P
   await client.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(1951622706, hashtext($1))', [`"${schema}"`]);
+    await client.query(`SELECT "${schema}"._ts_sealer_lock(true)`);
     let total = 0;
     for (;;) {
       const n = Number(

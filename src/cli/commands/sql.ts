@@ -41,7 +41,7 @@ export function sql(program: Command): void {
       ),
     )
     .action(
-      (opts: {
+      async (opts: {
         schema?: string;
         owner?: string;
         grantTo?: string[];
@@ -52,7 +52,7 @@ export function sql(program: Command): void {
       }) => {
         const schema = opts.schema ?? cliSchema();
         const fromVersion = parseCount(opts.from, '--from', 0, LATEST_SCHEMA_VERSION) ?? 0;
-        const text = exportSchemaSql({
+        const text = await exportSchemaSql({
           schema,
           grantTo: opts.grantTo,
           grantOperatorTo: opts.grantOperatorTo,

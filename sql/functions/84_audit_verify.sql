@@ -1,147 +1,5 @@
--- tenant-secrets functions: the audit trail's operator side: sealing, query, verification, signed
--- checkpoints and retention.
---
--- Reading the trail is itself audited, once per query (not per page) and on the system chain (''),
--- so paging through a tenant's chain never changes it: 'audit.queried', 'audit.exported',
--- 'audit.verified', 'audit.pruned'.
-
--- ---------------------------------------------------------------------------------------------
--- Sealing
--- ---------------------------------------------------------------------------------------------
-
--- Seals committed pending records, up to p_limit per call (1-100000). With p_wait false (the
--- library's background sealer) it gives up at once when another sealer is running (busy = true);
--- with p_wait true it waits for it. Returns what it sealed, what is still pending and since when.
--- Callable by application roles: sealing only chains what operations wrote.
-CREATE FUNCTION :TS.tenant_secret_audit_seal(p_limit integer DEFAULT 10000, p_wait boolean DEFAULT false)
-RETURNS TABLE (sealed integer, pending bigint, oldest_pending timestamptz, busy boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
-#variable_conflict use_column
-DECLARE
-  v_n integer;
-BEGIN
-  PERFORM :TS._ts_guard(true);
-  IF p_wait THEN
-    PERFORM pg_catalog.pg_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS'));
-  ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS')) THEN
-    RETURN QUERY SELECT 0, NULL::bigint, NULL::timestamptz, true;
-    RETURN;
-  END IF;
-  v_n := :TS._ts_audit_seal_batch(LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000), pg_catalog.clock_timestamp());
-  RETURN QUERY SELECT v_n, pg_catalog.count(*), pg_catalog.min(p.occurred_at), false
-                 FROM :TS.tenant_secret_audit_pending p;
-END
-$$;
-
--- Seals everything committed so far (used by queries and verification so they see every record).
-CREATE FUNCTION :TS._ts_audit_seal_all() RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-  PERFORM pg_catalog.pg_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS'));
-  LOOP
-    EXIT WHEN :TS._ts_audit_seal_batch(20000, pg_catalog.clock_timestamp()) < 20000;
-  END LOOP;
-END
-$$;
-
--- ---------------------------------------------------------------------------------------------
--- Query
--- ---------------------------------------------------------------------------------------------
-
--- One page of one chain, ascending seq, for tenant_secret_audit_query. A chain's records lie in many
--- day partitions. Planned freely (and on partitions sealed in bulk, not analyzed yet), this became an
--- append of every partition's remaining records of the chain and a sort of them, for every page: an
--- export or a paged query cost grew with the square of the chain's length (100,000 records of one
--- chain: 14 s on PostgreSQL 15). Here the partitions' (chain_id, seq) index scans are merged in seq
--- order, so a page reads about its own records whatever the chain's length. The settings hold for
--- this query only (a function with SET clauses is never inlined; they end with it).
-CREATE FUNCTION :TS._ts_audit_chain_page(
-  p_chain text, p_after bigint, p_since timestamptz, p_until timestamptz, p_opts jsonb, p_limit integer)
-RETURNS TABLE (id bigint, chain_id text, seq bigint, occurred_at timestamptz, tenant_id text, db_role text,
-               actor text, action text, key_name text, version integer, outcome text, error_code text,
-               request_id text, context jsonb, details jsonb, prev_hash bytea, hash bytea, digest bytea)
-LANGUAGE sql STABLE
-SET search_path = '' SET enable_sort = off SET enable_bitmapscan = off SET enable_seqscan = off
-SET max_parallel_workers_per_gather = 0 SET jit = off AS $$
-  SELECT a.id, a.chain_id, a.seq, a.occurred_at, a.tenant_id, a.db_role, a.actor, a.action, a.key_name,
-         a.version, a.outcome, a.error_code, a.request_id, a.context, a.details, a.prev_hash, a.hash, a.digest
-    FROM :TS.tenant_secret_audit a
-   WHERE a.chain_id = p_chain AND a.seq > p_after AND a.sealed_at < 'infinity'
-     AND (p_since IS NULL OR (a.occurred_at >= p_since AND a.sealed_at >= p_since))
-     AND (p_until IS NULL OR a.occurred_at < p_until)
-     AND (p_opts->>'action' IS NULL OR a.action = p_opts->>'action')
-     AND (p_opts->>'key_name' IS NULL OR a.key_name = p_opts->>'key_name')
-     AND (p_opts->>'actor' IS NULL OR a.actor = p_opts->>'actor')
-     AND (p_opts->>'outcome' IS NULL OR a.outcome = p_opts->>'outcome')
-   ORDER BY a.seq
-   LIMIT p_limit
-$$;
-
--- One page of one chain, ascending seq. p_tenant_id NULL reads the system chain (''). p_options:
--- since (inclusive), until (exclusive) timestamps; action, key_name, actor, outcome (exact match);
--- after (seq to continue after); limit (1-1000, default 100; up to 10000 for exports); purpose
--- ('query' or 'export', naming the audit record written for a first page), all_chains (export of
--- every chain). A first page (no `after`) seals pending records first and writes that record.
-CREATE FUNCTION :TS.tenant_secret_audit_query(p_tenant_id text, p_options jsonb DEFAULT '{}'::jsonb,
-                                               p_ctx jsonb DEFAULT '{}'::jsonb)
-RETURNS TABLE (id bigint, chain_id text, seq bigint, occurred_at timestamptz, tenant_id text, db_role text,
-               actor text, action text, key_name text, version integer, outcome text, error_code text,
-               request_id text, context jsonb, details jsonb, prev_hash bytea, hash bytea, digest bytea)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
-#variable_conflict use_column
-DECLARE
-  v_opts jsonb := COALESCE(p_options, '{}'::jsonb);
-  v_chain text := COALESCE(p_tenant_id, '');
-  v_after bigint;
-  v_since timestamptz;
-  v_until timestamptz;
-  v_limit integer;
-  v_action text := CASE WHEN v_opts->>'purpose' = 'export' THEN 'audit.exported' ELSE 'audit.queried' END;
-  v_count integer;
-BEGIN
-  PERFORM :TS._ts_guard(true);
-  PERFORM :TS._ts_require_operator();
-  BEGIN
-    v_after := COALESCE((v_opts->>'after')::bigint, 0);
-    v_since := (v_opts->>'since')::timestamptz;
-    v_until := (v_opts->>'until')::timestamptz;
-    v_limit := LEAST(GREATEST(COALESCE((v_opts->>'limit')::integer, 100), 1),
-                     CASE WHEN v_opts->>'purpose' = 'export' THEN 10000 ELSE 1000 END);
-  EXCEPTION WHEN OTHERS THEN
-    v_limit := NULL;
-  END;
-  IF v_limit IS NULL OR :TS._ts_ctx_invalid(p_ctx) IS NOT NULL
-     OR (p_tenant_id IS NOT NULL AND :TS._ts_invalid_input(p_tenant_id, NULL) IS NOT NULL) THEN
-    PERFORM :TS._ts_audit(NULL, v_action, NULL, NULL, 'failure', 'INVALID_INPUT', :TS._ts_ctx_safe(p_ctx),
-      pg_catalog.jsonb_build_object('field', CASE WHEN v_limit IS NULL THEN 'options'
-                                                  WHEN :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN 'context' ELSE 'tenant_id' END));
-    RETURN;
-  END IF;
-  IF v_opts->>'after' IS NULL THEN
-    PERFORM :TS._ts_audit_seal_all();
-  END IF;
-  RETURN QUERY SELECT * FROM :TS._ts_audit_chain_page(v_chain, v_after, v_since, v_until, v_opts, v_limit);
-  GET DIAGNOSTICS v_count = ROW_COUNT;
-  IF v_opts->>'after' IS NULL THEN
-    PERFORM :TS._ts_audit(NULL, v_action, NULL, NULL, 'success', NULL, p_ctx,
-      pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'chain_id', CASE WHEN (v_opts->>'all_chains')::boolean THEN NULL ELSE v_chain END,
-        'all_chains', CASE WHEN (v_opts->>'all_chains')::boolean THEN true END, 'since', v_since, 'until', v_until,
-        'action', v_opts->>'action', 'key_name', v_opts->>'key_name', 'actor', v_opts->>'actor',
-        'outcome', v_opts->>'outcome', 'first_page_count', v_count)));
-  END IF;
-END
-$$;
-
--- Every chain id with a head, after p_after (keyset), up to p_limit: for exports of every chain.
-CREATE FUNCTION :TS.tenant_secret_audit_chains(p_after text DEFAULT NULL, p_limit integer DEFAULT 10000)
-RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT :TS._ts_require_operator();
-  SELECT h.chain_id FROM :TS.tenant_secret_audit_heads h
-   WHERE p_after IS NULL OR h.chain_id > p_after
-   ORDER BY h.chain_id LIMIT LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000)
-$$;
+-- tenant-secrets functions: verification of the audit trail, per-chain checkpoints and the signed
+-- anchors over all of them.
 
 -- ---------------------------------------------------------------------------------------------
 -- Verification
@@ -445,205 +303,79 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Retention
+-- Anchors: signed checkpoints of the whole trail
 -- ---------------------------------------------------------------------------------------------
+-- Each anchor signs (in the library, with the audit key) the digest of every chain's checkpoint,
+-- a counter and the previous anchor's MAC:
+--   heads_digest = SHA-256( for each checkpoint row in chain_id order: lp(chain_id) || int8(seq) || hash )
+--   mac = HMAC-SHA256(audit key, "tenant-secrets:anchor:v1" || int8(counter) || lp(master key id)
+--                     || int8(chains) || int8(records) || heads_digest || prev_mac)
+-- Deleting or editing checkpoint rows changes the digest; deleting the newest anchors rolls the
+-- counter back, which whoever keeps the newest anchor outside the database detects.
 
--- Removes audit records that occurred before p_older_than and moves each affected chain's anchor to
--- the last removed record (seq, hash) in the same transaction, so what remains still verifies.
--- Every chain (p_chain_id NULL): records of release 0.1 are deleted row by row first; then every day
--- partition whose whole day was sealed before the cutoff is dropped (cost follows what is removed;
--- the day the cutoff falls in stays). One chain (p_chain_id; '' is the system chain): its records up
--- to the last one that occurred before the cutoff are deleted. Checkpoints below a new anchor go too.
--- Returns one row per chain that lost records (records removed, final anchor). One 'audit.pruned'
--- record per call. Owner only ('forbidden' otherwise, audited). 'busy' when the day partitions could
--- not be locked within p_lock_timeout_ms (a reader holds the trail): the days stay, with their
--- anchors unchanged, for a later run; what was pruned before them (0.1 records) stays pruned.
-CREATE FUNCTION :TS.tenant_secret_audit_prune(p_older_than timestamptz, p_chain_id text DEFAULT NULL,
-                                               p_ctx jsonb DEFAULT '{}'::jsonb, p_lock_timeout_ms integer DEFAULT 2000)
-RETURNS TABLE (status text, chain_id text, pruned bigint, anchor_seq bigint, anchor_hash bytea)
+-- The digest of the checkpoint rows as they are now, with how many chains and records (the sum of
+-- the checkpointed seqs) they cover.
+CREATE FUNCTION :TS.tenant_secret_audit_checkpoint_digest(OUT chains bigint, OUT records bigint, OUT heads_digest bytea)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT :TS._ts_require_operator();
+  SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(c.seq), 0)::bigint,
+         :PGC.digest(COALESCE(pg_catalog.string_agg(
+           pg_catalog.int4send(pg_catalog.octet_length(pg_catalog.convert_to(c.chain_id, 'UTF8'))) || pg_catalog.convert_to(c.chain_id, 'UTF8')
+             || pg_catalog.int8send(c.seq) || c.hash, ''::bytea ORDER BY c.chain_id COLLATE "C"), ''::bytea), 'sha256')
+    FROM :TS.tenant_secret_audit_checkpoints c
+$$;
+
+-- Anchors from counter p_from on (at most 10000), oldest first; the newest alone when p_from is NULL.
+CREATE FUNCTION :TS.tenant_secret_audit_anchors(p_from bigint DEFAULT NULL)
+RETURNS TABLE (counter bigint, created_at timestamptz, master_key_id text, chains bigint, records bigint,
+               heads_digest bytea, prev_mac bytea, mac bytea)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT :TS._ts_require_operator();
+  (SELECT a.counter, a.created_at, a.master_key_id, a.chains, a.records, a.heads_digest, a.prev_mac, a.mac
+     FROM :TS.tenant_secret_audit_anchors a
+    WHERE p_from IS NOT NULL AND a.counter >= p_from ORDER BY a.counter LIMIT 10000)
+  UNION ALL
+  (SELECT a.counter, a.created_at, a.master_key_id, a.chains, a.records, a.heads_digest, a.prev_mac, a.mac
+     FROM :TS.tenant_secret_audit_anchors a
+    WHERE p_from IS NULL ORDER BY a.counter DESC LIMIT 1)
+$$;
+
+-- Appends the next anchor, signed by the library. Refused ('conflict') unless p_counter follows the
+-- newest anchor and p_prev_mac is its MAC (another verification anchored meanwhile), and ('stale')
+-- unless the checkpoints still have the digest, chains and records signed. Returns the status.
+CREATE FUNCTION :TS.tenant_secret_audit_anchor_add(
+  p_counter bigint, p_master_key_id text, p_chains bigint, p_records bigint, p_heads_digest bytea,
+  p_prev_mac bytea, p_mac bytea)
+RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
-#variable_conflict use_column
 DECLARE
-  v_owner oid := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = ':TS.tenant_secret_audit'::regclass);
-  v_ctx jsonb := :TS._ts_ctx_safe(p_ctx);
-  r record;
-  v_c text[] := '{}';
-  v_n bigint[] := '{}';
-  v_s bigint[] := '{}';
-  v_h bytea[] := '{}';
-  v_parts_list regclass[];
-  v_total bigint := 0;
-  v_chains integer := 0;
-  v_parts integer := 0;
-  v_busy boolean := false;
+  v_last record;
+  v_now record;
 BEGIN
   PERFORM :TS._ts_guard(true);
-  IF NOT pg_catalog.pg_has_role(session_user, v_owner, 'MEMBER') THEN
-    PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, 'failure', 'FORBIDDEN', v_ctx, NULL);
-    RETURN QUERY SELECT 'forbidden'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
-    RETURN;
+  PERFORM :TS._ts_require_operator();
+  IF NOT :TS._ts_master_key_id_valid(p_master_key_id) OR p_counter IS NULL OR p_counter < 1
+     OR pg_catalog.octet_length(p_heads_digest) IS DISTINCT FROM 32 OR pg_catalog.octet_length(p_prev_mac) IS DISTINCT FROM 32
+     OR pg_catalog.octet_length(p_mac) IS DISTINCT FROM 32 OR p_chains < 0 OR p_records < 0 THEN
+    RAISE EXCEPTION 'tenant-secrets: malformed audit anchor' USING ERRCODE = 'TS400';
   END IF;
-  IF p_older_than IS NULL OR p_older_than > pg_catalog.now()
-     OR (p_chain_id IS NOT NULL AND p_chain_id <> '' AND :TS._ts_invalid_input(p_chain_id, NULL) IS NOT NULL) THEN
-    PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, 'failure', 'INVALID_INPUT', v_ctx,
-      pg_catalog.jsonb_build_object('field', CASE WHEN p_older_than IS NULL OR p_older_than > pg_catalog.now() THEN 'older_than' ELSE 'chain_id' END));
-    RETURN QUERY SELECT 'invalid_input'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
-    RETURN;
+  -- One anchor at a time, and no checkpoint change while it is written.
+  LOCK TABLE :TS.tenant_secret_audit_anchors, :TS.tenant_secret_audit_checkpoints IN SHARE ROW EXCLUSIVE MODE;
+  SELECT a.counter, a.mac INTO v_last FROM :TS.tenant_secret_audit_anchors a ORDER BY a.counter DESC LIMIT 1;
+  IF p_counter <> COALESCE(v_last.counter, 0) + 1
+     OR p_prev_mac <> COALESCE(v_last.mac, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) THEN
+    RETURN 'conflict';
   END IF;
-  -- Pruning and sealing both move chain heads: one at a time.
-  PERFORM pg_catalog.pg_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS'));
-
-  IF p_chain_id IS NOT NULL THEN
-    FOR r IN SELECT * FROM :TS._ts_audit_prune_rows(p_chain_id, p_older_than, false) LOOP
-      v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
-    END LOOP;
-  ELSE
-    -- Records of release 0.1 first: they precede every sealed partition in every chain.
-    FOR r IN SELECT * FROM :TS._ts_audit_prune_rows(NULL, p_older_than, true) LOOP
-      v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
-    END LOOP;
-    IF NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_v1 a LIMIT 1) THEN
-      v_parts_list := ARRAY(
-        SELECT c.oid::regclass
-          FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = ':TS.tenant_secret_audit'::regclass AND c.relname ~ '^tenant_secret_audit_p[0-9]{8}$'
-           AND ((pg_catalog.to_date(pg_catalog.substring(c.relname, '([0-9]{8})$'), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC') <= p_older_than
-         ORDER BY c.relname);
-      IF pg_catalog.cardinality(v_parts_list) > 0 THEN
-        BEGIN
-          FOR r IN SELECT * FROM :TS._ts_audit_drop_days(v_parts_list, GREATEST(COALESCE(p_lock_timeout_ms, 2000), 1)) LOOP
-            v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
-          END LOOP;
-          v_parts := pg_catalog.cardinality(v_parts_list);
-        EXCEPTION WHEN lock_not_available THEN
-          -- Nothing of the days was changed (anchors included): a later run drops them.
-          v_busy := true;
-        END;
-      END IF;
-    END IF;
+  SELECT * INTO v_now FROM :TS.tenant_secret_audit_checkpoint_digest();
+  IF v_now.heads_digest <> p_heads_digest OR v_now.chains <> p_chains OR v_now.records <> p_records THEN
+    RETURN 'stale';
   END IF;
-  -- One row per chain that lost records: the records it lost, and its last (highest) new anchor.
-  RETURN QUERY
-    SELECT 'ok'::text, u.c, pg_catalog.sum(u.n)::bigint, (pg_catalog.array_agg(u.s ORDER BY u.s DESC))[1],
-           (pg_catalog.array_agg(u.h ORDER BY u.s DESC))[1]
-      FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(c, n, s, h)
-     GROUP BY u.c ORDER BY u.c;
-  SELECT pg_catalog.count(DISTINCT u.c)::integer, COALESCE(pg_catalog.sum(u.n), 0)::bigint INTO v_chains, v_total
-    FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n)) AS u(c, n);
-  IF v_busy THEN
-    RETURN QUERY SELECT 'busy'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
-  END IF;
-  PERFORM :TS._ts_audit(NULL, 'audit.pruned', NULL, NULL, CASE WHEN v_busy THEN 'failure' ELSE 'success' END,
-    CASE WHEN v_busy THEN 'BUSY' END, v_ctx,
-    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-      'older_than', p_older_than, 'chain_id', p_chain_id, 'partitions', v_parts, 'chains', v_chains, 'records', v_total)));
+  INSERT INTO :TS.tenant_secret_audit_anchors (counter, master_key_id, chains, records, heads_digest, prev_mac, mac)
+  VALUES (p_counter, p_master_key_id, p_chains, p_records, p_heads_digest, p_prev_mac, p_mac);
+  RETURN 'ok';
 END
 $$;
 
--- Deletes, per chain (one chain, or every chain of the 0.1 records when p_v1_only), every record up
--- to the last one that occurred before p_older_than, moving the anchor and dropping checkpoints below it.
-CREATE FUNCTION :TS._ts_audit_prune_rows(p_chain text, p_older_than timestamptz, p_v1_only boolean)
-RETURNS TABLE (status text, chain_id text, pruned bigint, anchor_seq bigint, anchor_hash bytea)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-DECLARE
-  h record;
-  v_seq bigint;
-  v_hash bytea;
-  v_n bigint;
-BEGIN
-  FOR h IN SELECT hh.chain_id FROM :TS.tenant_secret_audit_heads hh
-            WHERE (p_chain IS NULL OR hh.chain_id = p_chain)
-              AND (NOT p_v1_only OR EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_v1 a WHERE a.chain_id = hh.chain_id))
-            ORDER BY hh.chain_id FOR UPDATE LOOP
-    IF p_v1_only THEN
-      SELECT a.seq, a.hash INTO v_seq, v_hash FROM :TS.tenant_secret_audit_v1 a
-       WHERE a.chain_id = h.chain_id AND a.occurred_at < p_older_than ORDER BY a.seq DESC LIMIT 1;
-    ELSE
-      SELECT a.seq, a.hash INTO v_seq, v_hash FROM :TS.tenant_secret_audit a
-       WHERE a.chain_id = h.chain_id AND a.occurred_at < p_older_than AND a.sealed_at < 'infinity' ORDER BY a.seq DESC LIMIT 1;
-    END IF;
-    CONTINUE WHEN v_seq IS NULL;
-    DELETE FROM :TS.tenant_secret_audit a WHERE a.chain_id = h.chain_id AND a.seq <= v_seq AND a.sealed_at < 'infinity';
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    UPDATE :TS.tenant_secret_audit_heads hh SET anchor_seq = v_seq, anchor_hash = v_hash WHERE hh.chain_id = h.chain_id;
-    DELETE FROM :TS.tenant_secret_audit_checkpoints c WHERE c.chain_id = h.chain_id AND c.seq < v_seq;
-    RETURN QUERY SELECT 'ok'::text, h.chain_id, v_n, v_seq, v_hash;
-  END LOOP;
-END
-$$;
-
--- Drops the given day partitions (the oldest days, every record sealed before p_parts' last day
--- ended): each chain's anchor moves to its last record in them, checkpoints below the new anchors go,
--- then the partitions are dropped. Returns one row per chain that lost records.
--- The anchors are computed before the partitions are locked: nothing writes a past day (the sealer,
--- which only writes its current day, waits for the prune's lock). Dropping a partition needs an ACCESS
--- EXCLUSIVE lock on the whole trail, which every operation's append waits for: it is taken in short
--- attempts (25 ms), letting operations through in between, for up to p_lock_timeout_ms, and held only
--- for the drops and the commit. Raises lock_not_available when the lock was not obtained; the caller
--- rolls the anchor changes back with it.
-CREATE FUNCTION :TS._ts_audit_drop_days(p_parts regclass[], p_lock_timeout_ms integer)
-RETURNS TABLE (status text, chain_id text, pruned bigint, anchor_seq bigint, anchor_hash bytea)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-DECLARE
-  v_until timestamptz := (pg_catalog.to_date(pg_catalog.substring(p_parts[pg_catalog.cardinality(p_parts)]::text, '([0-9]{8})$'), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC';
-  v_lock text := pg_catalog.current_setting('lock_timeout');
-  v_deadline timestamptz := pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => p_lock_timeout_ms / 1000.0);
-  v_c text[];
-  v_n bigint[];
-  v_s bigint[];
-  v_h bytea[];
-  v_part regclass;
-BEGIN
-  -- The last record of each chain in those days: records sealed from 1970 (after release 0.1's) to
-  -- the end of the last day dropped, read from those partitions only, in (chain, seq) order.
-  SELECT pg_catalog.array_agg(t.chain_id ORDER BY t.chain_id), pg_catalog.array_agg(t.n ORDER BY t.chain_id),
-         pg_catalog.array_agg(t.seq ORDER BY t.chain_id), pg_catalog.array_agg(t.hash ORDER BY t.chain_id)
-    INTO v_c, v_n, v_s, v_h
-    FROM (SELECT a.chain_id, a.seq, a.hash,
-                 pg_catalog.count(*) OVER (PARTITION BY a.chain_id) AS n,
-                 pg_catalog.lead(a.seq) OVER (PARTITION BY a.chain_id ORDER BY a.seq) AS next_seq
-            FROM :TS.tenant_secret_audit a
-           WHERE a.sealed_at >= '1970-01-01 00:00:00+00' AND a.sealed_at < v_until) t
-   WHERE t.next_seq IS NULL;
-  WITH t AS (SELECT * FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(chain_id, seq, hash)),
-  moved AS (
-    UPDATE :TS.tenant_secret_audit_heads h SET anchor_seq = t.seq, anchor_hash = t.hash
-      FROM t WHERE h.chain_id = t.chain_id AND t.seq > h.anchor_seq RETURNING 1)
-  DELETE FROM :TS.tenant_secret_audit_checkpoints k USING t WHERE k.chain_id = t.chain_id AND k.seq < t.seq;
-
-  LOOP
-    BEGIN
-      PERFORM pg_catalog.set_config('lock_timeout',
-        GREATEST(1, LEAST(25, (EXTRACT(EPOCH FROM v_deadline - pg_catalog.clock_timestamp()) * 1000)::integer))::text, true);
-      -- ONLY: locking the parent alone (a lock on a partitioned table recurses to every partition,
-      -- and would wait for autovacuum working on any day of the trail).
-      EXECUTE pg_catalog.format('LOCK TABLE ONLY :TS.tenant_secret_audit, %s IN ACCESS EXCLUSIVE MODE',
-        (SELECT pg_catalog.string_agg(x::text, ', ') FROM pg_catalog.unnest(p_parts) x));
-      EXIT;
-    EXCEPTION WHEN lock_not_available THEN
-      IF pg_catalog.clock_timestamp() >= v_deadline THEN
-        RAISE;
-      END IF;
-      PERFORM pg_catalog.pg_sleep(0.01);
-    END;
-  END LOOP;
-  PERFORM pg_catalog.set_config('lock_timeout', v_lock, true);
-  FOREACH v_part IN ARRAY p_parts LOOP
-    EXECUTE pg_catalog.format('DROP TABLE %s', v_part);
-  END LOOP;
-  RETURN QUERY SELECT 'ok'::text, u.c, u.n, u.s, u.h
-                 FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(c, n, s, h);
-END
-$$;
-
-COMMENT ON FUNCTION :TS.tenant_secret_audit_seal(integer, boolean) IS
-  'tenant-secrets: chain committed pending audit records into their tenants'' hash chains (run periodically).';
-COMMENT ON FUNCTION :TS.tenant_secret_audit_query(text, jsonb, jsonb) IS
-  'tenant-secrets: one keyset page of a tenant''s audit chain (NULL tenant = system chain); audited once per query on the system chain.';
-COMMENT ON FUNCTION :TS.tenant_secret_audit_chains(text, integer) IS
-  'tenant-secrets: audit chain ids with a head, in order (keyset pagination).';
 COMMENT ON FUNCTION :TS.tenant_secret_audit_verify_page(text, text, bigint, bytea, integer) IS
   'tenant-secrets: recompute and check one page of audit records in (chain, seq) order (digests, links, heads, checkpoints).';
 COMMENT ON FUNCTION :TS.tenant_secret_audit_missing_chains(bigint, integer) IS
@@ -656,5 +388,9 @@ COMMENT ON FUNCTION :TS.tenant_secret_audit_checkpoint_resign(text[], bigint[], 
   'tenant-secrets: replace checkpoints'' signatures after a master-key rotation (compare-and-set on the old ones).';
 COMMENT ON FUNCTION :TS.tenant_secret_audit_verified(boolean, jsonb, jsonb) IS
   'tenant-secrets: append the outcome of an audit verification to the system chain.';
-COMMENT ON FUNCTION :TS.tenant_secret_audit_prune(timestamptz, text, jsonb, integer) IS
-  'tenant-secrets: drop audit records older than a cutoff (whole day partitions, or one chain''s records) and move anchors in the same transaction.';
+COMMENT ON FUNCTION :TS.tenant_secret_audit_checkpoint_digest() IS
+  'tenant-secrets: digest of every chain''s checkpoint (what an audit anchor signs).';
+COMMENT ON FUNCTION :TS.tenant_secret_audit_anchors(bigint) IS
+  'tenant-secrets: signed audit anchors from a counter on (or the newest).';
+COMMENT ON FUNCTION :TS.tenant_secret_audit_anchor_add(bigint, text, bigint, bigint, bytea, bytea, bytea) IS
+  'tenant-secrets: append the next signed audit anchor (the library signs it).';

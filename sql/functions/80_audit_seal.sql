@@ -1,0 +1,103 @@
+-- tenant-secrets functions: the audit sealer's entry point and its health.
+--
+-- One sealer at a time, by a row lock on tenant_secret_audit_sealer (a table only the owner can
+-- reach): no lock any other login can take governs sealing (an advisory lock could be taken by any
+-- role that can connect, and held for ever). A waiting call is bounded by lock_timeout.
+
+-- Takes the sealer's lock: waits (bounded by lock_timeout, 30 s when the session has none) when
+-- p_wait, else gives up at once. Returns whether it holds the lock.
+CREATE FUNCTION :TS._ts_sealer_lock(p_wait boolean) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  IF p_wait THEN
+    IF pg_catalog.current_setting('lock_timeout') = '0' THEN
+      PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+    END IF;
+    PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE;
+    RETURN true;
+  END IF;
+  PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE SKIP LOCKED;
+  RETURN FOUND;
+END
+$$;
+
+-- Seals committed pending records, up to p_limit per call (1-100000). With p_wait false (the
+-- library's background sealer) it gives up at once when another sealer is running (busy = true);
+-- with p_wait true it waits for it (bounded). Returns what it sealed, what is still pending and
+-- since when. Callable by application roles: sealing only chains what operations wrote. A caller
+-- that needs everything sealed calls it until pending is 0; each call is one bounded transaction.
+CREATE FUNCTION :TS.tenant_secret_audit_seal(p_limit integer DEFAULT 10000, p_wait boolean DEFAULT false)
+RETURNS TABLE (sealed integer, pending bigint, oldest_pending timestamptz, busy boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+#variable_conflict use_column
+DECLARE
+  v_n integer;
+  v_limit integer := LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000);
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  IF NOT :TS._ts_sealer_lock(COALESCE(p_wait, false)) THEN
+    RETURN QUERY SELECT 0, NULL::bigint, NULL::timestamptz, true;
+    RETURN;
+  END IF;
+  v_n := :TS._ts_audit_seal_batch(v_limit, pg_catalog.clock_timestamp());
+  UPDATE :TS.tenant_secret_audit_sealer s
+     SET last_attempt_at = pg_catalog.clock_timestamp(), last_error = NULL, consecutive_failures = 0, batch_limit = v_limit
+   WHERE s.id = 1;
+  RETURN QUERY SELECT v_n, pg_catalog.count(*), pg_catalog.min(p.occurred_at), false
+                 FROM :TS.tenant_secret_audit_pending p;
+END
+$$;
+
+-- Records a failed sealing pass (its own transaction rolled back): the library calls it, so that
+-- status() can tell at once that sealing fails, and why (an error code, never server text).
+CREATE FUNCTION :TS.tenant_secret_audit_seal_failed(p_error text, p_batch_limit integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  IF p_error IS NULL OR pg_catalog.octet_length(p_error) > 64 OR p_error !~ '^[A-Za-z0-9_]*$' THEN
+    RAISE EXCEPTION 'tenant-secrets: invalid sealer error code' USING ERRCODE = 'TS400';
+  END IF;
+  UPDATE :TS.tenant_secret_audit_sealer s
+     SET last_attempt_at = pg_catalog.clock_timestamp(), last_error = p_error,
+         consecutive_failures = s.consecutive_failures + 1,
+         batch_limit = LEAST(GREATEST(COALESCE(p_batch_limit, s.batch_limit), 1), 100000)
+   WHERE s.id = 1;
+END
+$$;
+
+-- The sealer's state for status(), by the database's clock: whether a sealer holds the lock now,
+-- when it last sealed and last tried, its last error and consecutive failures, the batch size it
+-- uses, and the backlog (count, age of the oldest pending record in seconds).
+CREATE FUNCTION :TS._ts_sealer_state() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  v_free boolean;
+  s record;
+BEGIN
+  -- Probing the lock needs a savepoint: SKIP LOCKED would also skip the row while a sealer holds it,
+  -- which is exactly what we want to know.
+  BEGIN
+    PERFORM 1 FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1 FOR UPDATE NOWAIT;
+    v_free := true;
+  EXCEPTION WHEN lock_not_available THEN
+    v_free := false;
+  END;
+  SELECT x.* INTO s FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1;
+  RETURN pg_catalog.jsonb_build_object(
+    'lock_held', NOT v_free,
+    'last_sealed_at', s.last_sealed_at, 'last_attempt_at', s.last_attempt_at,
+    'last_error', s.last_error, 'consecutive_failures', s.consecutive_failures, 'batch_limit', s.batch_limit,
+    'sealed_total', s.sealed_total,
+    'pending', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_audit_pending p),
+    'oldest_pending_age_seconds', (SELECT EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - pg_catalog.min(p.occurred_at))
+                                     FROM :TS.tenant_secret_audit_pending p),
+    'since_last_seal_seconds', EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - s.last_sealed_at),
+    'now', pg_catalog.clock_timestamp());
+END
+$$;
+
+COMMENT ON FUNCTION :TS.tenant_secret_audit_seal(integer, boolean) IS
+  'tenant-secrets: chain committed pending audit records (a batch); run by the library, or periodically when SQL callers write.';
+COMMENT ON FUNCTION :TS.tenant_secret_audit_seal_failed(text, integer) IS
+  'tenant-secrets: record a failed sealing pass (error code only), for status().';

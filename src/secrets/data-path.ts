@@ -1,0 +1,300 @@
+import type { AuditContext } from '../base/audit-context.js';
+import { ConflictError, IntegrityError, UnknownMasterKeyError } from '../base/errors.js';
+import type { Core } from '../core/core.js';
+import type { UnwrapFailure, WrappedDataKey } from '../crypto/data-keys.js';
+import { openSecret } from '../crypto/sealed.js';
+import { type SqlStatus, statusError } from './status.js';
+
+/**
+ * The library's data path: reads and writes that hand the database no key-encryption key.
+ *
+ * - A read presents the tenant's access token (credentials from the keyring); the database checks
+ *   its digest, appends the audit record in the same statement, and releases the ciphertext and the
+ *   wrapped data key, which are opened here (src/crypto/sealed.ts, byte-compatible with pgcrypto).
+ *   An integrity failure found here is still audited (tenant_secret_report).
+ * - A write sends the data key of the tenant's active key version (unwrapped here, cached in
+ *   DataKeys); pgcrypto seals the value. Without a cached key, or after a key rotation, the database
+ *   answers 'stale_key' with the active key, wrapped, and the write is sent again.
+ * - Keys of an earlier release have no access digest yet ('enroll'), and a tenant without data key
+ *   cannot be written this way ('no_key'): the call then goes once through the key-bundle functions
+ *   (the SQL interface), which fill the digests or create the key. The next call takes this path.
+ */
+
+export interface FetchedValue {
+  value: Buffer;
+  version: number;
+  expiresAt: Date | null;
+}
+
+interface FetchRow {
+  status: SqlStatus | 'enroll';
+  version: number | null;
+  key_version: number | null;
+  master_key_id: string | null;
+  wrapped_key: Buffer | null;
+  sealed: Buffer | null;
+  expires_at: Date | null;
+  detail: string | null;
+  active_key_version: number | null;
+}
+
+interface PutRow {
+  status: SqlStatus | 'enroll' | 'stale_key' | 'no_key';
+  version: number | null;
+  detail: string | null;
+  key_version: number | null;
+  master_key_id: string | null;
+  wrapped_key: Buffer | null;
+}
+
+/** `version` as the fetch functions take it: NULL current, 0 previous, n a version number. */
+export type FetchVersion = number | 'previous' | undefined;
+
+const toSqlVersion = (version: FetchVersion) =>
+  version === undefined ? null : version === 'previous' ? 0 : version;
+
+/** What a failed unwrap or open becomes for the caller (after it was recorded). */
+function unwrapError(failure: UnwrapFailure, masterKeyId: string, tenantId: string, keyName: string): Error {
+  return failure === 'unknown_master_key'
+    ? new UnknownMasterKeyError(masterKeyId)
+    : new IntegrityError(
+        `integrity check failed for tenant "${tenantId}", key "${keyName}": the data key that wraps it does not authenticate under this master key`,
+      );
+}
+
+export function dataPath(core: Core) {
+  const { qs } = core;
+  const ctxJson = (context: AuditContext | undefined) => JSON.stringify(core.sqlContext(context));
+
+  /** Records a failure found here; never hides the failure itself if recording fails. */
+  async function report(
+    tenantId: string,
+    keyName: string,
+    version: number,
+    what: 'value' | 'data_key' | 'unknown_master_key',
+    context: AuditContext | undefined,
+  ): Promise<void> {
+    await core
+      .query('get', `SELECT ${qs}.tenant_secret_report($1, $2, $3, $4, $5, $6::text::jsonb)`, [
+        tenantId,
+        keyName,
+        core.keyring.credentialsBytes(tenantId),
+        version,
+        what,
+        ctxJson(context),
+      ])
+      .catch(() => undefined);
+  }
+
+  /** Opens one released value: its data key (cached, or unwrapped with the ring), then the ciphertext. */
+  async function openReleased(
+    tenantId: string,
+    keyName: string,
+    row: { version: number; key: WrappedDataKey; sealed: Buffer; activeKeyVersion: number | null },
+    context: AuditContext | undefined,
+  ): Promise<Buffer> {
+    const dek =
+      row.activeKeyVersion === row.key.keyVersion
+        ? core.dataKeys.activate(tenantId, row.key)
+        : core.dataKeys.open(tenantId, row.key);
+    if (!Buffer.isBuffer(dek)) {
+      await report(tenantId, keyName, row.version, dek === 'integrity' ? 'data_key' : 'unknown_master_key', context);
+      throw unwrapError(dek, row.key.masterKeyId, tenantId, keyName);
+    }
+    const plain = openSecret(row.sealed, dek, tenantId, keyName, row.version, row.key.keyVersion);
+    if (!plain) {
+      await report(tenantId, keyName, row.version, 'value', context);
+      throw new IntegrityError(
+        `integrity check failed for tenant "${tenantId}", key "${keyName}": the stored ciphertext was modified, moved, or written by another installation`,
+      );
+    }
+    return plain;
+  }
+
+  /**
+   * One value: the current version, a version number, or 'previous'. null when there is none;
+   * 'enroll' when the tenant's key predates access tokens (the caller reads with its bundle once).
+   */
+  async function fetch(
+    tenantId: string,
+    keyName: string,
+    options: { version?: FetchVersion; allowExpired?: boolean; context?: AuditContext | undefined },
+  ): Promise<FetchedValue | null | 'enroll'> {
+    const rows = await core.query<FetchRow>(
+      'get',
+      `SELECT * FROM ${qs}.tenant_secret_fetch($1, $2, $3, $4::integer, $5::boolean, $6::text::jsonb)`,
+      [
+        tenantId,
+        keyName,
+        core.keyring.credentialsBytes(tenantId),
+        toSqlVersion(options.version),
+        options.allowExpired === true,
+        ctxJson(options.context),
+      ],
+    );
+    const row = rows[0];
+    if (row?.status === 'enroll') return 'enroll';
+    if (row?.status === 'not_found') return null;
+    if (
+      row?.status === 'ok' &&
+      row.version !== null &&
+      row.key_version !== null &&
+      row.master_key_id !== null &&
+      row.wrapped_key !== null &&
+      row.sealed !== null
+    ) {
+      const value = await openReleased(
+        tenantId,
+        keyName,
+        {
+          version: row.version,
+          key: { keyVersion: row.key_version, masterKeyId: row.master_key_id, wrapped: row.wrapped_key },
+          sealed: row.sealed,
+          activeKeyVersion: row.active_key_version,
+        },
+        options.context,
+      );
+      return { value, version: row.version, expiresAt: row.expires_at };
+    }
+    throw statusError(row?.status ?? 'integrity', {
+      tenantId,
+      keyName,
+      version: row?.version,
+      detail: row?.detail,
+    });
+  }
+
+  /**
+   * Up to 100 current values of one tenant, in one call; per name a value, null (not found) or an
+   * error (expired, integrity). 'enroll' as for fetch.
+   */
+  async function fetchMany(
+    tenantId: string,
+    names: readonly string[],
+    options: { allowExpired?: boolean; context?: AuditContext | undefined },
+  ): Promise<Map<string, FetchedValue | null | Error> | 'enroll'> {
+    const rows = await core.query<FetchRow & { key_name: string | null }>(
+      'getMany',
+      `SELECT * FROM ${qs}.tenant_secret_fetch_many($1, $2::text[], $3, $4::boolean, $5::text::jsonb)`,
+      [
+        tenantId,
+        names,
+        core.keyring.credentialsBytes(tenantId),
+        options.allowExpired === true,
+        ctxJson(options.context),
+      ],
+    );
+    const refused = rows.find((row) => row.key_name === null);
+    if (refused?.status === 'enroll') return 'enroll';
+    if (refused) throw statusError(refused.status, { tenantId, keyName: '', detail: refused.detail });
+    const out = new Map<string, FetchedValue | null | Error>();
+    for (const row of rows) {
+      const name = row.key_name as string;
+      if (row.status === 'not_found') {
+        out.set(name, null);
+      } else if (
+        row.status === 'ok' &&
+        row.version !== null &&
+        row.key_version !== null &&
+        row.master_key_id !== null &&
+        row.wrapped_key !== null &&
+        row.sealed !== null
+      ) {
+        try {
+          const value = await openReleased(
+            tenantId,
+            name,
+            {
+              version: row.version,
+              key: { keyVersion: row.key_version, masterKeyId: row.master_key_id, wrapped: row.wrapped_key },
+              sealed: row.sealed,
+              activeKeyVersion: row.active_key_version,
+            },
+            options.context,
+          );
+          out.set(name, { value, version: row.version, expiresAt: row.expires_at });
+        } catch (error) {
+          out.set(name, error as Error);
+        }
+      } else {
+        out.set(
+          name,
+          statusError(row.status, { tenantId, keyName: name, version: row.version, detail: row.detail }),
+        );
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A write with the tenant's active data key. Returns the new version, or 'bundle' when the tenant's
+   * key predates access tokens or the tenant has none yet (the caller writes with its bundle once).
+   */
+  async function put(
+    mode: 'set' | 'rotate',
+    tenantId: string,
+    keyName: string,
+    value: Buffer,
+    options: {
+      ifVersion?: number | undefined;
+      maxVersions: number;
+      graceSeconds: number;
+      metadata: Record<string, unknown> | undefined;
+      expectedVersion?: number | undefined;
+      context?: AuditContext | undefined;
+    },
+  ): Promise<{ version: number } | 'bundle'> {
+    let key = core.dataKeys.active(tenantId);
+    // A first try without a key fetches the active one ('stale_key'); a rotation by another process
+    // answers the same way once: at most two more round trips.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const rows = await core.query<PutRow>(
+        mode,
+        `SELECT * FROM ${qs}.tenant_secret_put($1, $2, $3, $4, $5::integer, $6, $7, $8::integer, $9::integer, $10::integer, $11::text::jsonb, $12::text::jsonb)`,
+        [
+          tenantId,
+          keyName,
+          value,
+          core.keyring.credentialsBytes(tenantId),
+          key?.keyVersion ?? null,
+          key?.dek ?? null,
+          mode,
+          options.ifVersion ?? null,
+          options.maxVersions,
+          options.graceSeconds,
+          options.metadata === undefined ? null : JSON.stringify(options.metadata),
+          ctxJson(options.context),
+        ],
+      );
+      const row = rows[0];
+      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
+      if (row?.status === 'enroll' || row?.status === 'no_key') return 'bundle';
+      if (
+        row?.status === 'stale_key' &&
+        row.key_version !== null &&
+        row.master_key_id !== null &&
+        row.wrapped_key !== null
+      ) {
+        const dek = core.dataKeys.activate(tenantId, {
+          keyVersion: row.key_version,
+          masterKeyId: row.master_key_id,
+          wrapped: row.wrapped_key,
+        });
+        if (!Buffer.isBuffer(dek)) throw unwrapError(dek, row.master_key_id, tenantId, keyName);
+        key = { keyVersion: row.key_version, dek };
+        continue;
+      }
+      throw statusError(row?.status ?? 'integrity', {
+        tenantId,
+        keyName,
+        expectedVersion: options.expectedVersion,
+        version: row?.version,
+        detail: row?.detail,
+      });
+    }
+    // The active key changed under every attempt (key rotations in a loop): a conflict, retryable.
+    throw new ConflictError(tenantId, keyName, options.expectedVersion, undefined);
+  }
+
+  return { fetch, fetchMany, put };
+}
