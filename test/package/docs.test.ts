@@ -213,4 +213,22 @@ describe('links in README.md, CHANGELOG.md, SECURITY.md and docs/', () => {
   it('use only reference labels that are defined', () => {
     expect(markdownFiles().flatMap(undefinedReferences)).toEqual([]);
   });
+
+  it('name only repository files that exist (test files, sources, SQL, scripts), in prose and in code', () => {
+    // Paths in code spans are not links, so a move of the tree (test/<layer>/…) leaves them stale unseen.
+    const named = /(?<![\w./-])((?:src|test|sql|scripts|bench|examples|\.ci)\/[A-Za-z0-9_./-]*[A-Za-z0-9_])/g;
+    const missing = markdownFiles().flatMap((file) => {
+      const text = readFileSync(file, 'utf8');
+      return [...text.matchAll(named)]
+        .map((match) => match[1] ?? '')
+        .filter((path) => !path.includes('NNNNNN')) // a pattern (sql/NNNNNN_name.sql), not a file
+        .filter((path) => {
+          // `./src/index.js` in an example run by tsx names src/index.ts.
+          const candidates = [path, path.replace(/\.js$/, '.ts')];
+          return !candidates.some((candidate) => existsSync(join(root, candidate)));
+        })
+        .map((path) => `${relative(root, file)}: ${path}`);
+    });
+    expect([...new Set(missing)]).toEqual([]);
+  });
 });
