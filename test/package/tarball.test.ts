@@ -2,10 +2,11 @@
 /**
  * The package as users install it: `npm pack`, install the tarball into an empty project, then use
  * it from CommonJS and ES modules on a real database, type-check a consumer in every module
- * resolution mode, run the `bin`, and check the tarball's contents (entry points, source maps).
+ * resolution mode, run the `bin`, and check the tarball's contents (entry points, LICENSE, no docs/ or
+ * sql/, source maps).
  *
  * Packs the already built dist/ (`npm test` builds first; alone: `npm run build` then
- * `npx vitest run test/packaging.test.ts`) with --ignore-scripts, so it never rebuilds dist/ under
+ * `npx vitest run test/package/tarball.test.ts`) with --ignore-scripts, so it never rebuilds dist/ under
  * the other test files.
  */
 import { execFile } from 'node:child_process';
@@ -121,7 +122,7 @@ afterAll(() => {
 });
 
 describe('the packed package', () => {
-  it('ships every file its entry points name, and nothing outside dist/, sql/, docs/ and the README', () => {
+  it('ships every file its entry points name, and nothing outside dist/ but the README and the LICENSE', () => {
     const targets = [
       ...exportTargets(rootPackage.exports),
       ...(rootPackage.main ? [rootPackage.main] : []),
@@ -132,10 +133,31 @@ describe('the packed package', () => {
     const missing = targets.filter((t) => !packed.has(t) || !existsSync(join(installed, t)));
     expect(missing).toEqual([]);
     const stray = [...packed].filter(
-      (path) =>
-        !/^(dist|sql|docs)\//.test(path) && !/^(README\.md|package\.json|LICENSE(\.\w+)?)$/.test(path),
+      (path) => !/^dist\//.test(path) && !/^(README\.md|package\.json|LICENSE)$/.test(path),
     );
     expect(stray).toEqual([]);
+  });
+
+  it('ships the MIT LICENSE its package.json declares, and neither docs/ nor the SQL sources', () => {
+    // docs/ is read in the repository (the README links there). sql/ holds the sources of a
+    // generated module that the library and the CLI's `sql` command carry; its files have
+    // placeholders only the installer fills in, so they are of no use to an installed package.
+    expect(packed.has('LICENSE')).toBe(true);
+    const license = readFileSync(join(installed, 'LICENSE'), 'utf8');
+    expect(license).toMatch(/^MIT License\n/);
+    expect(license).toMatch(/Copyright \(c\) \d{4} tenant-secrets contributors/);
+    const manifestText = readFileSync(join(installed, 'package.json'), 'utf8');
+    const manifest = JSON.parse(manifestText) as Record<string, unknown>;
+    expect(manifest.license).toBe('MIT');
+    expect(manifest.repository).toEqual({
+      type: 'git',
+      url: 'git+https://github.com/tenant-secrets/tenant-secrets.git',
+    });
+    expect(manifest.homepage).toBe('https://github.com/tenant-secrets/tenant-secrets#readme');
+    const sources = [...packed].filter((path) => /^(docs|sql|src|test|bench|scripts|examples)\//.test(path));
+    expect(sources).toEqual([]);
+    expect(existsSync(join(installed, 'docs'))).toBe(false);
+    expect(existsSync(join(installed, 'sql'))).toBe(false);
   });
 
   it('has no source map or map source that points outside the package or to a missing file', () => {
@@ -335,7 +357,7 @@ export async function use(): Promise<string | null> {
 });
 
 describe('the installed bin', () => {
-  it('runs through npx', async () => {
+  it('runs through npx, and exports the installer without the SQL sources', async () => {
     const app = dirname(dirname(installed));
     const help = ok(
       await run('npx', ['--no-install', 'tenant-secrets', '--help'], app),
@@ -348,5 +370,14 @@ describe('the installed bin', () => {
       'npx tenant-secrets keygen',
     );
     expect(Buffer.from(key.stdout.trim(), 'base64')).toHaveLength(32);
+    // The installer comes from the generated module, not from sql/ files (not shipped).
+    const script = ok(
+      await run('npx', ['--no-install', 'tenant-secrets', 'sql', '--schema', 'tenant_secrets'], app),
+      'npx tenant-secrets sql',
+    );
+    expect(script.stdout).toMatch(/CREATE SCHEMA "tenant_secrets"/);
+    expect(script.stdout).toMatch(
+      /FUNCTION "tenant_secrets"\.get_tenant_secret\(p_tenant_id text, p_key_name text, p_key_bundle bytea\)/,
+    );
   });
 });
