@@ -275,14 +275,18 @@ describe('run: the command', () => {
   it('with the embedded PostgreSQL: the server is released before the command starts', async () => {
     const dataDir = join(dir, 'pgdata');
     const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir };
-    expect((await runCli(['set', 'local', 'api-key'], { env: embeddedEnv, input: 'local-value' })).code).toBe(
-      0,
-    );
+    expect(
+      (await runCli(['--embedded', 'set', 'local', 'api-key'], { env: embeddedEnv, input: 'local-value' }))
+        .code,
+    ).toBe(0);
     // The command checks that no server runs on the data directory any more.
     const script = `const fs = require('node:fs'); let pid = 0; try { pid = Number(fs.readFileSync(process.argv[1] + '/postmaster.pid', 'utf8').split('\\n')[0]); } catch {} let alive = false; try { if (pid) { process.kill(pid, 0); alive = true; } } catch {} process.stdout.write(JSON.stringify({ alive, key: process.env.API_KEY === 'local-value' }));`;
-    const result = await runCli(['run', '--tenant', 'local', '--', process.execPath, '-e', script, dataDir], {
-      env: embeddedEnv,
-    });
+    const result = await runCli(
+      ['run', '--tenant', 'local', '--embedded', '--', process.execPath, '-e', script, dataDir],
+      {
+        env: embeddedEnv,
+      },
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({ alive: false, key: true });
   });
