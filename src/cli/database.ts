@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { createSecretsManager, type SecretsManager } from '../api/manager.js';
 import type { SealResult } from '../audit/seal.js';
+import { ConfigurationError } from '../base/errors.js';
 import { Keyring } from '../crypto/keyring.js';
 import { schemaExecutor } from '../db/executor.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
 import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion } from '../schema/migrate.js';
-import { type EmbeddedDatabase, resolveDataDir, startEmbedded } from './embedded.js';
+import type { EmbeddedDatabase } from './embedded.js';
 import { note } from './io.js';
 import { addCleanup } from './signals.js';
 
@@ -20,11 +21,38 @@ export interface CliDatabase {
   readonly schema: string;
   /** Quoted schema, for SQL text. */
   readonly qs: string;
-  /** Set when no DATABASE_URL was given and the local embedded PostgreSQL is in use. */
+  /** Set when the local embedded PostgreSQL is in use (`--embedded`). */
   readonly embedded?: EmbeddedDatabase;
 }
 
 const env = process.env;
+
+/**
+ * Where this invocation's data lives: DATABASE_URL, or the local embedded PostgreSQL when the
+ * operator asked for it with `--embedded`. Never the embedded one by default: a command that stored a
+ * production secret in a throwaway local database, and said "stored", would lose it silently.
+ */
+export type DatabaseTarget = { readonly kind: 'url'; readonly url: string } | { readonly kind: 'embedded' };
+
+let embeddedRequested = false;
+
+/** Records whether `--embedded` was given (program.ts, before the command runs). */
+export function requestEmbedded(on: boolean): void {
+  embeddedRequested = on;
+}
+
+/**
+ * The database of this invocation.
+ * @throws ConfigurationError (exit 6) naming DATABASE_URL and `--embedded` when neither is given.
+ */
+export function databaseTarget(): DatabaseTarget {
+  if (embeddedRequested) return { kind: 'embedded' };
+  const url = env.DATABASE_URL;
+  if (url) return { kind: 'url', url };
+  throw new ConfigurationError(
+    `DATABASE_URL is ${url === undefined ? 'not set' : 'empty'}: set it to the PostgreSQL connection string (postgres://user:password@host:5432/database), or pass --embedded to try tenant-secrets on a local embedded PostgreSQL (not for production)`,
+  );
+}
 
 export function cliSchema(): string {
   const schema = env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
@@ -53,41 +81,56 @@ export function defaultDataDir(): string {
 }
 
 /**
- * Opens DATABASE_URL, or (CLI only) the embedded PostgreSQL in TENANT_SECRETS_DATA_DIR, announced
- * on stderr and migrated automatically. Runs `fn`, then closes the pool and stops the server.
+ * Starts (or joins) the embedded PostgreSQL in TENANT_SECRETS_DATA_DIR, announced on stderr and
+ * migrated automatically. Loaded only with `--embedded`.
+ */
+async function openEmbedded(schema: string, migrateFirst: boolean): Promise<EmbeddedDatabase> {
+  const [{ startEmbedded }, { resolveDataDir }] = await Promise.all([
+    import('./embedded.js'),
+    import('./embedded/data-dir.js'),
+  ]);
+  const { dir, fallbackFrom } = resolveDataDir(defaultDataDir());
+  if (fallbackFrom) {
+    note(`${fallbackFrom} is not reachable by the postgres user (running as root); using ${dir} instead`);
+  }
+  note(`using embedded PostgreSQL at ${dir} (--embedded: not for production)`);
+  if (env.DATABASE_URL) note('--embedded: DATABASE_URL is ignored');
+  // A fresh (or older) embedded database is migrated while no other command uses it: migrate()
+  // locks every table, which would deadlock with another command's operation.
+  const prepare = migrateFirst
+    ? async (embeddedUrl: string) => {
+        const setup = createOwnedPool({ connectionString: embeddedUrl, max: 1 });
+        const executor = schemaExecutor(setup, quoteSchema(schema));
+        try {
+          const current = await schemaVersion(executor, schema).catch(() => 0);
+          if (current < LATEST_SCHEMA_VERSION) {
+            const keyring = env.TENANT_SECRETS_MASTER_KEY ? cliKeyring() : undefined;
+            await migrate(executor, { schema, ...(keyring && { keyring }) });
+          }
+        } finally {
+          await setup.end().catch(() => undefined);
+        }
+      }
+    : undefined;
+  return startEmbedded(dir, { notify: note, prepare });
+}
+
+/**
+ * Opens DATABASE_URL, or with `--embedded` the local embedded PostgreSQL (see openEmbedded); with
+ * neither, fails (ConfigurationError) before connecting anywhere. Runs `fn`, then closes the pool and
+ * leaves the embedded server.
  */
 export async function withDatabase<T>(
   fn: (db: CliDatabase) => Promise<T>,
   options: { migrate?: boolean } = {},
 ): Promise<T> {
   const schema = cliSchema();
+  const target = databaseTarget();
   let embedded: EmbeddedDatabase | undefined;
-  let url = env.DATABASE_URL;
-  if (!url) {
-    const { dir, fallbackFrom } = resolveDataDir(defaultDataDir());
-    if (fallbackFrom) {
-      note(`${fallbackFrom} is not reachable by the postgres user (running as root); using ${dir} instead`);
-    }
-    note(`using embedded PostgreSQL at ${dir} (not for production; set DATABASE_URL)`);
-    // A fresh (or older) embedded database is migrated while no other command uses it: migrate()
-    // locks every table, which would deadlock with another command's operation.
-    const prepare =
-      options.migrate === false
-        ? undefined
-        : async (embeddedUrl: string) => {
-            const setup = createOwnedPool({ connectionString: embeddedUrl, max: 1 });
-            const executor = schemaExecutor(setup, quoteSchema(schema));
-            try {
-              const current = await schemaVersion(executor, schema).catch(() => 0);
-              if (current < LATEST_SCHEMA_VERSION) {
-                const keyring = env.TENANT_SECRETS_MASTER_KEY ? cliKeyring() : undefined;
-                await migrate(executor, { schema, ...(keyring && { keyring }) });
-              }
-            } finally {
-              await setup.end().catch(() => undefined);
-            }
-          };
-    embedded = await startEmbedded(dir, { notify: note, prepare });
+  let url: string;
+  if (target.kind === 'url') url = target.url;
+  else {
+    embedded = await openEmbedded(schema, options.migrate !== false);
     url = embedded.url;
   }
   // Interrupted (Ctrl-C) outside a long operation: leave the embedded server (the last one out stops it).

@@ -1,17 +1,13 @@
 #!/usr/bin/env node
-import type { Command } from 'commander';
 import { buildProgram } from './program.js';
 import { argvHasFlag, commandExit, reportError, setJsonErrors } from './report.js';
 import { installSignalHandlers } from './signals.js';
 
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  // Usage errors happen before any option is parsed: go by the raw arguments first, then by the
-  // options of the command that actually runs.
+  // Usage errors happen before any option is parsed: go by the raw arguments first, then (in the
+  // program's preAction hook) by the options of the command that actually runs.
   setJsonErrors(argvHasFlag(argv, '--json'));
-  program.hook('preAction', (_program: Command, command: Command) => {
-    setJsonErrors(command.opts().json === true);
-  });
   try {
     await program.parseAsync(argv);
     return commandExit();

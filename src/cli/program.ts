@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { audit } from './commands/audit.js';
 import { del } from './commands/delete.js';
 import { demo } from './commands/demo.js';
@@ -15,7 +15,10 @@ import { set } from './commands/set.js';
 import { sql } from './commands/sql.js';
 import { status } from './commands/status.js';
 import { versions } from './commands/versions.js';
+import { databaseTarget, requestEmbedded } from './database.js';
 import { EXIT_CODES_HELP } from './exit-codes.js';
+import { setJsonErrors } from './report.js';
+import { packageVersion } from './version.js';
 
 /** Adds one command to the program. A new command is a module exporting one of these, plus a line below. */
 export type RegisterCommand = (program: Command) => void;
@@ -45,10 +48,13 @@ const COMMANDS: readonly RegisterCommand[] = [
   demo,
 ];
 
+/** Commands that never open a database: they run without DATABASE_URL and without --embedded. */
+const NO_DATABASE = new Set(['keygen', 'sql', 'demo']);
+
 export const ENVIRONMENT_HELP = `Environment:
-  DATABASE_URL                         PostgreSQL connection string. When unset, a local embedded
-                                       PostgreSQL is used (not for production) and migrated automatically.
-  TENANT_SECRETS_DATA_DIR              data directory of the embedded PostgreSQL
+  DATABASE_URL                         PostgreSQL connection string. Every command that reads or
+                                       changes data needs it (exit 6 without it), unless --embedded
+  TENANT_SECRETS_DATA_DIR              data directory of the embedded PostgreSQL (--embedded)
                                        (default ./.tenant-secrets/pgdata)
   TENANT_SECRETS_MASTER_KEY            current master key (from \`tenant-secrets keygen\`)
   TENANT_SECRETS_PREVIOUS_MASTER_KEYS  older master keys still accepted, comma-separated
@@ -56,10 +62,33 @@ export const ENVIRONMENT_HELP = `Environment:
   TENANT_SECRETS_ACTOR                 actor recorded in the audit trail (default cli:<user>)
   TENANT_SECRETS_LEGACY_KEY            the legacy table's old master key, read by import-legacy only`;
 
+/** The command as typed first (`audit` for `audit verify`). */
+function topLevel(command: Command): Command {
+  let current = command;
+  while (current.parent?.parent) current = current.parent;
+  return current;
+}
+
+/**
+ * Runs before every command's action: settles --json and --embedded, and refuses a command that
+ * needs a database when there is none, before it reads a value from standard input or a prompt.
+ */
+function beforeAction(_program: Command, command: Command): void {
+  const opts = command.optsWithGlobals();
+  setJsonErrors(command.opts().json === true);
+  requestEmbedded(opts.embedded === true);
+  if (!NO_DATABASE.has(topLevel(command).name())) databaseTarget();
+}
+
 export function buildProgram(): Command {
   const program = new Command('tenant-secrets');
   program
     .description('Per-tenant secrets encrypted in PostgreSQL with pgcrypto: operator CLI.')
+    .option('-V, --version', 'print the version of tenant-secrets')
+    .option(
+      '--embedded',
+      'use a local embedded PostgreSQL (TENANT_SECRETS_DATA_DIR) instead of DATABASE_URL: for trying tenant-secrets, not for production',
+    )
     .option('--debug', 'show stack traces of errors')
     .helpCommand(false)
     .configureHelp({ helpWidth: 100, sortSubcommands: false })
@@ -81,30 +110,44 @@ interrupted), or UNEXPECTED for an internal error; the exit code is the same as 
 
 ${ENVIRONMENT_HELP}
 
-Embedded PostgreSQL (no DATABASE_URL): commands running at the same time share one server, which
-the last of them stops. A server left running by a killed command is taken over by the next one,
-and an interrupted first start (initdb) is done again. Next to the data directory DIR live
-DIR.lock and DIR.owners.json (and DIR.init.json during a first start). PostgreSQL's own log is
-DIR/tenant-secrets-server.log.
+Without DATABASE_URL, a command that reads or changes data stops before doing anything (exit 6,
+CONFIGURATION): it never falls back to a local database on its own. --embedded (before or after
+the command) asks for the local embedded PostgreSQL, DATABASE_URL or not; \`demo\` always uses a
+throwaway one. keygen, sql, --help and --version need no database.
+
+Embedded PostgreSQL (--embedded): commands running at the same time share one server, which the
+last of them stops. A server left running by a killed command is taken over by the next one, and
+an interrupted first start (initdb) is done again. Next to the data directory DIR live DIR.lock
+(a directory; one left by a killed command is taken over after 10 s) and DIR.owners.json (and
+DIR.init.json during a first start). PostgreSQL's own log is DIR/tenant-secrets-server.log.
 
 ${EXIT_CODES_HELP}
 
 Quick start:
   tenant-secrets demo
   export TENANT_SECRETS_MASTER_KEY="$(tenant-secrets keygen)"
-  printf %s 'sk_live_123' | tenant-secrets set tenant-a stripe/api-key
-  tenant-secrets get tenant-a stripe/api-key`,
+  printf %s 'sk_live_123' | tenant-secrets --embedded set tenant-a stripe/api-key
+  tenant-secrets --embedded get tenant-a stripe/api-key`,
     );
+  // Read when asked, not at every start: a damaged installation still runs its commands.
+  program.on('option:version', () => {
+    const version = packageVersion();
+    process.stdout.write(`${version}\n`);
+    throw new CommanderError(0, 'commander.version', version);
+  });
   // Options belong to the command they follow, so `audit --json` and `audit verify --json` stay apart.
   program.enablePositionalOptions();
   for (const register of COMMANDS) register(program);
-  // --debug is accepted anywhere (main.ts looks for it in argv): declare it, hidden, on every subcommand.
-  const addDebug = (command: Command) => {
+  // --debug (main.ts looks for it in argv) and --embedded (beforeAction reads it with the globals)
+  // are accepted after the command too: declare them, hidden, on every subcommand.
+  const addGlobals = (command: Command) => {
     for (const sub of command.commands) {
       sub.addOption(new Option('--debug', 'show stack traces of errors').hideHelp());
-      addDebug(sub);
+      sub.addOption(new Option('--embedded', 'use the local embedded PostgreSQL').hideHelp());
+      addGlobals(sub);
     }
   };
-  addDebug(program);
+  addGlobals(program);
+  program.hook('preAction', beforeAction);
   return program;
 }

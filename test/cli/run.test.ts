@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { variableFor } from '../../src/cli/commands/run.js';
+import { refusedKind, variableFor } from '../../src/cli/commands/run-variables.js';
 import { createSecretsManager, type SecretsManager } from '../../src/index.js';
 import { type CliResult, finishCli, runCli, startCli } from '../support/cli.js';
 import { freshDatabase, TEST_KEY } from '../support/db.js';
@@ -236,6 +236,137 @@ describe('run: variables', () => {
   });
 });
 
+describe('run: variables that change how programs load or run', () => {
+  it('are refused whatever their case; ordinary secret variables are not', () => {
+    for (const name of [
+      'NODE_OPTIONS',
+      'node_options',
+      'Node_Path',
+      'NODE_EXTRA_CA_CERTS',
+      'LD_PRELOAD',
+      'ld_library_path',
+      'LD_AUDIT',
+      'DYLD_INSERT_LIBRARIES',
+      'PATH',
+      'Path',
+      'BASH_ENV',
+      'BASH_FUNC_X',
+      'ENV',
+      'SHELLOPTS',
+      'PS4',
+      'IFS',
+      'PYTHONPATH',
+      'PYTHONSTARTUP',
+      'PYTHONWARNINGS',
+      'PERL5OPT',
+      'PERL5LIB',
+      'PERLLIB',
+      'RUBYOPT',
+      'RUBYLIB',
+      'JAVA_TOOL_OPTIONS',
+      '_JAVA_OPTIONS',
+      'JDK_JAVA_OPTIONS',
+      'CLASSPATH',
+      'GCONV_PATH',
+      'LOCPATH',
+      'GLIBC_TUNABLES',
+      'MALLOC_CHECK_',
+      'GIT_SSH_COMMAND',
+      'GIT_EXEC_PATH',
+      'SSL_CERT_FILE',
+      'SSL_CERT_DIR',
+      'http_proxy',
+      'HTTPS_PROXY',
+      'ALL_PROXY',
+      'NO_PROXY',
+      'NPM_CONFIG_SCRIPT_SHELL',
+      'npm_config_node_options',
+      'OPENSSL_CONF',
+      'DOTNET_STARTUP_HOOKS',
+      'HOME',
+      'TENANT_SECRETS_MASTER_KEY',
+      '_',
+    ]) {
+      expect(refusedKind(name), name).toBeDefined();
+    }
+    for (const name of [
+      'STRIPE_API_KEY',
+      'API_KEY',
+      'DATABASE_URL',
+      'PGPASSWORD',
+      'SSL_KEY',
+      'GOOGLE_API_KEY',
+      'AWS_SECRET_ACCESS_KEY',
+      'NODE',
+      'PATHS',
+      'MY_PATH',
+      'LDAP_PASSWORD',
+      '_1ST_TOKEN',
+    ]) {
+      expect(refusedKind(name), name).toBeUndefined();
+    }
+  });
+
+  it('a secret named node_options (ld_preload, path, http_proxy, ...) is refused before anything is read or run', async () => {
+    const marker = join(dir, 'evil-ran');
+    const evil = join(dir, 'evil.cjs');
+    writeFileSync(evil, `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran');`);
+    const dangerous: Record<string, string> = {
+      node_options: `--require ${evil}`,
+      'Ld.Preload': join(dir, 'evil.so'),
+      path: dir,
+      http_proxy: 'http://attacker.invalid:3128',
+      pythonstartup: evil,
+    };
+    for (const [name, value] of Object.entries(dangerous)) await manager.set('evil', name, value);
+    await manager.set('evil', 'api-key', 'harmless-api-key-value');
+    const before = (await manager.audit('evil', { action: 'secret.read' })).records.length;
+
+    const result = await runWith(['--tenant', 'evil', '--debug'], ['NODE_OPTIONS', 'API_KEY']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('[INVALID_INPUT]');
+    expect(result.stderr).toContain('5 secrets would set variables that change how programs load or run');
+    for (const expected of [
+      'node_options -> NODE_OPTIONS',
+      'Ld.Preload -> LD_PRELOAD',
+      'path -> PATH',
+      'http_proxy -> HTTP_PROXY',
+      'pythonstartup -> PYTHONSTARTUP',
+    ]) {
+      expect(result.stderr).toContain(expected);
+    }
+    expect(result.stderr).toContain('--map');
+    for (const value of [...Object.values(dangerous), 'harmless-api-key-value']) {
+      expect(result.stdout + result.stderr).not.toContain(value);
+    }
+    expect(result.seen).toBeUndefined(); // the command never started
+    expect(existsSync(marker)).toBe(false);
+    expect((await manager.audit('evil', { action: 'secret.read' })).records.length).toBe(before);
+
+    // Under a prefix, the name after it counts.
+    await manager.set('evil-prefixed', 'app/node_options', `--require ${evil}`);
+    const prefixed = await runWith(['--tenant', 'evil-prefixed', '--prefix', 'app/'], []);
+    expect(prefixed.code).toBe(2);
+    expect(prefixed.stderr).toContain('app/node_options -> NODE_OPTIONS');
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('--prefix leaves such a secret out; --map sets the variable on purpose', async () => {
+    await manager.set('mixed', 'app/api-key', 'mixed-api-key-value');
+    await manager.set('mixed', 'node_options', '--max-old-space-size=123');
+    const prefixed = await runWith(['--tenant', 'mixed', '--prefix', 'app/'], ['API_KEY', 'NODE_OPTIONS']);
+    expect(prefixed.code, prefixed.stderr).toBe(0);
+    expect(prefixed.seen).toEqual({ API_KEY: 'mixed-api-key-value', NODE_OPTIONS: null });
+
+    const mapped = await runWith(
+      ['--tenant', 'mixed', '--map', 'node_options=NODE_OPTIONS', '--map', 'app/api-key=API_KEY'],
+      ['API_KEY', 'NODE_OPTIONS'],
+    );
+    expect(mapped.code, mapped.stderr).toBe(0);
+    expect(mapped.seen).toEqual({ API_KEY: 'mixed-api-key-value', NODE_OPTIONS: '--max-old-space-size=123' });
+  });
+});
+
 describe('run: the command', () => {
   it('passes its exit code through, and 128 + n when signal n ends it', async () => {
     expect((await runWith(['--tenant', 'acme'], [], 'exit:7')).code).toBe(7);
@@ -275,14 +406,18 @@ describe('run: the command', () => {
   it('with the embedded PostgreSQL: the server is released before the command starts', async () => {
     const dataDir = join(dir, 'pgdata');
     const embeddedEnv = { TENANT_SECRETS_MASTER_KEY: TEST_KEY, TENANT_SECRETS_DATA_DIR: dataDir };
-    expect((await runCli(['set', 'local', 'api-key'], { env: embeddedEnv, input: 'local-value' })).code).toBe(
-      0,
-    );
+    expect(
+      (await runCli(['--embedded', 'set', 'local', 'api-key'], { env: embeddedEnv, input: 'local-value' }))
+        .code,
+    ).toBe(0);
     // The command checks that no server runs on the data directory any more.
     const script = `const fs = require('node:fs'); let pid = 0; try { pid = Number(fs.readFileSync(process.argv[1] + '/postmaster.pid', 'utf8').split('\\n')[0]); } catch {} let alive = false; try { if (pid) { process.kill(pid, 0); alive = true; } } catch {} process.stdout.write(JSON.stringify({ alive, key: process.env.API_KEY === 'local-value' }));`;
-    const result = await runCli(['run', '--tenant', 'local', '--', process.execPath, '-e', script, dataDir], {
-      env: embeddedEnv,
-    });
+    const result = await runCli(
+      ['run', '--tenant', 'local', '--embedded', '--', process.execPath, '-e', script, dataDir],
+      {
+        env: embeddedEnv,
+      },
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({ alive: false, key: true });
   });

@@ -8,6 +8,7 @@ import { examples } from '../help.js';
 import { checkNames, note, warn } from '../io.js';
 import { setCommandExitCode } from '../report.js';
 import { onInterrupt } from '../signals.js';
+import { refusedKind, refusedVariablesHelp, variableFor } from './run-variables.js';
 
 interface RunOpts {
   tenant: string;
@@ -33,15 +34,6 @@ const KEY_VARIABLES = [
 interface Injection {
   name: string;
   variable: string;
-}
-
-/**
- * The variable of a secret named `rest` after the prefix: upper-cased, every character outside
- * `[A-Z0-9_]` replaced by `_`, and `_` in front when it would start with a digit.
- */
-export function variableFor(rest: string): string {
-  const upper = rest.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
-  return /^[0-9]/.test(upper) ? `_${upper}` : upper;
 }
 
 /** `--map name=VARIABLE` entries, checked: valid names and variables, each at most once, under --prefix. */
@@ -98,10 +90,15 @@ async function listNames(manager: SecretsManager, tenant: string, prefix: string
   }
 }
 
-/** Variables derived from the names after the prefix; a name that has none, or a collision, is refused. */
+/**
+ * Variables derived from the names after the prefix. Refused (nothing read, nothing started): a name
+ * that gives no variable, two that give the same, and names that give a variable which changes how
+ * programs load or run (run-variables.ts), all of those named at once.
+ */
 function deriveVariables(names: readonly string[], prefix: string): Injection[] {
   const byVariable = new Map<string, string>();
   const injections: Injection[] = [];
+  const refused: string[] = [];
   for (const name of names) {
     const variable = variableFor(name.slice(prefix.length));
     if (variable === '') {
@@ -109,6 +106,11 @@ function deriveVariables(names: readonly string[], prefix: string): Injection[] 
         `secret ${name} has no name after --prefix ${prefix}: give it one with --map ${name}=VARIABLE (with --map, only mapped secrets are injected)`,
         '--prefix',
       );
+    }
+    const kind = refusedKind(variable);
+    if (kind !== undefined) {
+      refused.push(`${name} -> ${variable} (${kind})`);
+      continue;
     }
     const other = byVariable.get(variable);
     if (other !== undefined) {
@@ -119,6 +121,12 @@ function deriveVariables(names: readonly string[], prefix: string): Injection[] 
     }
     byVariable.set(variable, name);
     injections.push({ name, variable });
+  }
+  if (refused.length > 0) {
+    throw new InvalidInputError(
+      `${refused.length === 1 ? 'a secret would set a variable' : `${refused.length} secrets would set variables`} that change${refused.length === 1 ? 's' : ''} how programs load or run, which run never takes from a secret's name: ${refused.join(', ')}. Set one on purpose with --map NAME=VARIABLE (with --map, only mapped secrets are injected), or leave it out with --prefix`,
+      '--map',
+    );
   }
   return injections;
 }
@@ -229,10 +237,20 @@ the same variable, or a name that gives none, are refused (exit 2): choose their
 Variables already set are overridden (a warning names them). Every secret read is audited
 (secret.read). Values are never printed, not even with --debug.
 
-The command gets this environment without TENANT_SECRETS_MASTER_KEY,
-TENANT_SECRETS_PREVIOUS_MASTER_KEYS and TENANT_SECRETS_LEGACY_KEY (unless --keep-master-key), and
-this terminal (stdin, stdout, stderr). SIGINT, SIGTERM and SIGHUP are passed on to it; its exit code
-is tenant-secrets' exit code (128 + n when a signal n ended it). --json does not apply: the command
+Names never derived from a secret's name: whoever can write the tenant's secrets chooses their
+names, and these variables change how the command (or a program it starts) is loaded or runs, e.g.
+a secret node_options would become NODE_OPTIONS=--require ./evil.js. Without --map, a tenant
+holding such a secret is refused (exit 2) before any value is read or the command starts; the
+error names each secret (never its value) and its variable. Set one on purpose with --map
+(--map node-flags=NODE_OPTIONS), or leave it out with --prefix. Compared without regard to case;
+NAME* is a prefix, *NAME a suffix:
+${refusedVariablesHelp()}
+
+The command inherits the environment tenant-secrets was started with (PATH, HOME, DATABASE_URL
+and everything else as it was), less TENANT_SECRETS_MASTER_KEY, TENANT_SECRETS_PREVIOUS_MASTER_KEYS
+and TENANT_SECRETS_LEGACY_KEY (unless --keep-master-key), plus the secrets' variables; and this
+terminal (stdin, stdout, stderr). SIGINT, SIGTERM and SIGHUP are passed on to it; its exit code is
+tenant-secrets' exit code (128 + n when a signal n ended it). --json does not apply: the command
 owns stdout. Errors before the command starts are reported as by any other command.
 ${examples(
   'tenant-secrets run --tenant acme -- node server.js',
