@@ -128,11 +128,14 @@ const installer = Object.fromEntries(
 
 /** A String.raw literal of `text`: readable in the generated file, exact in the string. */
 function raw(text) {
-  // The only characters a raw template cannot hold as they are: a backtick and `${`.
-  return `String.raw\`${text.replace(/`|\$\{/g, (m) => (m === '`' ? "${'`'}" : "${'${'}"))}\``;
+  // The only characters a raw template cannot hold as they are: a backtick and `${`; each becomes a
+  // substitution of itself as a string.
+  const open = '$' + '{';
+  const escaped = text.replace(/`|\$\{/g, (m) => (m === '`' ? `${open}'\`'}` : `${open}'${open}'}`));
+  return `String.raw\`${escaped}\``;
 }
 for (const m of migrations) {
-  // eval-free round trip: String.raw of the escaped text must give the text back.
+  // Round trip: String.raw of the escaped text must give the text back.
   const back = Function(`return ${raw(m.sql)}`)();
   if (back !== m.sql) throw new Error(`internal: migration ${m.id} does not survive String.raw`);
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run build`: one set of sources, two module formats.
+// `npm run build`: the generated SQL modules (scripts/build-sql.mjs), then one set of sources, two
+// module formats.
 //
 //   dist/          ES modules (tsconfig.build.json): the library (`import`) and the CLI (`bin`)
 //   dist/cjs/      CommonJS (tsconfig.cjs.json): the library only (`require`), with its own
@@ -20,6 +21,9 @@ const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 const run = (project) =>
   execFileSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
 
+// The SQL modules first: editing sql/ and running `npm run build` (or `npm test`, which builds) never
+// compiles or tests stale SQL.
+execFileSync(process.execPath, [join(root, 'scripts', 'build-sql.mjs')], { cwd: root, stdio: 'inherit' });
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 try {
   run('tsconfig.build.json');

@@ -187,7 +187,13 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
   }
   const env = options.env ?? process.env;
   if (typeof env !== 'object' || env === null) throw new ConfigurationError('env must be an object');
-  const keyCacheEntries = integerSetting(options.keyCacheEntries, 100_000, 100, 10_000_000, 'keyCacheEntries');
+  const keyCacheEntries = integerSetting(
+    options.keyCacheEntries,
+    100_000,
+    100,
+    10_000_000,
+    'keyCacheEntries',
+  );
   const lockTimeoutMs = integerSetting(options.lockTimeoutMs, 10_000, 100, 600_000, 'lockTimeoutMs');
   const keyring = resolveKeyring(options, env, keyCacheEntries);
   const schema = options.schema ?? env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;

@@ -8,7 +8,8 @@ import { verifyOperations } from './verify.js';
 /** The audit-trail operations (seal, query, export, verify, checkpoints, prune), bound to one core. */
 export function auditOperations(core: Core, batch = new SealBatch()) {
   const seal = sealOperations(core, batch);
-  const sealAll = (options: { context?: Core['context'] } = {}) => seal.sealAudit({ ...options, all: true, wait: true });
+  const sealAll = (options: { context?: Core['context'] } = {}) =>
+    seal.sealAudit({ ...options, all: true, wait: true });
   const verify = verifyOperations(core, sealAll);
   return {
     ...seal,

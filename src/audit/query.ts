@@ -167,7 +167,10 @@ export async function queryPage(
   return rows.map(toAuditRecord);
 }
 
-export function queryOperations(core: Core, sealAll: (options?: { context?: AuditContext }) => Promise<unknown>) {
+export function queryOperations(
+  core: Core,
+  sealAll: (options?: { context?: AuditContext }) => Promise<unknown>,
+) {
   return {
     /**
      * One page of a tenant's audit trail (or the system chain's, for `tenantId` null), oldest first,

@@ -94,7 +94,10 @@ export function sealOperations(core: Core, batch = new SealBatch()) {
 
   /** Records a failed pass (an error code only), best effort: the failure itself is what the caller sees. */
   async function recordFailure(error: unknown, limit: number): Promise<void> {
-    const code = String((error as { code?: unknown } | null)?.code ?? 'UNEXPECTED').replace(/[^A-Za-z0-9_]/g, '_');
+    const code = String((error as { code?: unknown } | null)?.code ?? 'UNEXPECTED').replace(
+      /[^A-Za-z0-9_]/g,
+      '_',
+    );
     await core
       .plain('sealAudit', `SELECT ${qs}.tenant_secret_audit_seal_failed($1, $2)`, [code.slice(0, 64), limit])
       .catch(() => undefined);

@@ -63,7 +63,11 @@ export class Keyring {
   readonly #bundles: Recent<Buffer>;
   readonly #credentials: Recent<Buffer>;
 
-  constructor(current: MasterKey, previous: readonly MasterKey[] = [], cacheEntries = DEFAULT_KEY_CACHE_ENTRIES) {
+  constructor(
+    current: MasterKey,
+    previous: readonly MasterKey[] = [],
+    cacheEntries = DEFAULT_KEY_CACHE_ENTRIES,
+  ) {
     if (!(current instanceof MasterKey)) {
       throw new ConfigurationError('the current master key must be a MasterKey (or a base64/hex string)');
     }

@@ -1,4 +1,11 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 
 /**
  * The sealed-value format of sql/functions/10_crypto.sql, in Node: byte for byte what pgcrypto
@@ -49,7 +56,11 @@ export function dekAad(tenantId: string, keyVersion: number, masterKeyId: string
 }
 
 function tag(macKey: Buffer, aad: Buffer, ivAndCiphertext: Buffer): Buffer {
-  return createHmac('sha256', macKey).update(Buffer.from([VERSION])).update(aad).update(ivAndCiphertext).digest();
+  return createHmac('sha256', macKey)
+    .update(Buffer.from([VERSION]))
+    .update(aad)
+    .update(ivAndCiphertext)
+    .digest();
 }
 
 /** Seals `plain` (as `_ts_seal`). `iv` is for tests that need a fixed one; leave it out otherwise. */
@@ -101,7 +112,8 @@ function subkey(key: Buffer, label: string): Buffer {
  */
 export function dekKeys(dek: Buffer): { enc: Buffer; mac: Buffer } {
   if (dek.length === 64) return { enc: dek.subarray(0, 32), mac: dek.subarray(32, 64) };
-  if (dek.length === 32) return { enc: subkey(dek, 'tenant-secrets:enc'), mac: subkey(dek, 'tenant-secrets:mac') };
+  if (dek.length === 32)
+    return { enc: subkey(dek, 'tenant-secrets:enc'), mac: subkey(dek, 'tenant-secrets:mac') };
   throw new RangeError('a data key is 32 or 64 bytes');
 }
 
@@ -117,7 +129,13 @@ export function unwrapDataKey(
 }
 
 /** Wraps a data key (as `_ts_wrap_dek`). */
-export function wrapDataKey(dek: Buffer, kek: Buffer, tenantId: string, keyVersion: number, masterKeyId: string): Buffer {
+export function wrapDataKey(
+  dek: Buffer,
+  kek: Buffer,
+  tenantId: string,
+  keyVersion: number,
+  masterKeyId: string,
+): Buffer {
   return seal(dek, kek.subarray(0, 32), kek.subarray(32, 64), dekAad(tenantId, keyVersion, masterKeyId));
 }
 

@@ -1,7 +1,7 @@
 import { quoteSchema } from '../db/schema-name.js';
 import { isGrantableRole } from './roles.js';
-import { FUNCTIONS_DIGEST, LATEST_SCHEMA_VERSION } from './sql-meta.generated.js';
 import { FUNCTIONS, INSTALLER_STEPS, MIGRATIONS } from './sql.generated.js';
+import { FUNCTIONS_DIGEST, LATEST_SCHEMA_VERSION } from './sql-meta.generated.js';
 
 /**
  * The installer: one SQL script that brings a database to this library's schema, whatever state it is

@@ -163,7 +163,10 @@ export class SecretCache {
   /** Drops one secret, or every secret of a tenant; reads in flight will not put them back. */
   invalidate(tenantId: string, keyName?: string): void {
     if (this.#reading.size > 0) {
-      this.#invalidated.set(keyName === undefined ? `${tenantId}\u0000` : key(tenantId, keyName), this.#clock);
+      this.#invalidated.set(
+        keyName === undefined ? `${tenantId}\u0000` : key(tenantId, keyName),
+        this.#clock,
+      );
     }
     this.#clock++;
     if (keyName !== undefined) {

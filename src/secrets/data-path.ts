@@ -98,7 +98,13 @@ export function dataPath(core: Core) {
         ? core.dataKeys.activate(tenantId, row.key)
         : core.dataKeys.open(tenantId, row.key);
     if (!Buffer.isBuffer(dek)) {
-      await report(tenantId, keyName, row.version, dek === 'integrity' ? 'data_key' : 'unknown_master_key', context);
+      await report(
+        tenantId,
+        keyName,
+        row.version,
+        dek === 'integrity' ? 'data_key' : 'unknown_master_key',
+        context,
+      );
       throw unwrapError(dek, row.key.masterKeyId, tenantId, keyName);
     }
     const plain = openSecret(row.sealed, dek, tenantId, keyName, row.version, row.key.keyVersion);

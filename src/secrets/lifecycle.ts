@@ -2,9 +2,9 @@ import type { AuditContext } from '../base/audit-context.js';
 import { InvalidInputError, SecretNotFoundError } from '../base/errors.js';
 import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../base/validation.js';
 import type { Core } from '../core/core.js';
+import { dataPath } from './data-path.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
-import { dataPath } from './data-path.js';
 import { type SqlStatus, statusError } from './status.js';
 
 /** Most names one `getMany` call reads (and versions one `destroyVersions` call destroys). */

@@ -8,6 +8,7 @@ import {
   encodeValue,
 } from '../base/validation.js';
 import type { Core } from '../core/core.js';
+import { dataPath } from './data-path.js';
 import {
   metadataOptions,
   type SecretMetadata,
@@ -15,7 +16,6 @@ import {
   type SecretMetadataRow,
   toSecretMetadata,
 } from './metadata.js';
-import { dataPath } from './data-path.js';
 import { type SqlStatus, statusError } from './status.js';
 
 export interface CallOptions {
@@ -201,7 +201,11 @@ export function secretOperations(core: Core) {
     const fetched = await data.fetch(tenantId, keyName, options);
     if (fetched === null) return null;
     if (fetched !== 'enroll') {
-      return { value: fetched.value.toString('utf8'), version: fetched.version, expiresAt: fetched.expiresAt };
+      return {
+        value: fetched.value.toString('utf8'),
+        version: fetched.version,
+        expiresAt: fetched.expiresAt,
+      };
     }
     // A key of an earlier release: read once with the key bundle, which fills its access digest.
     const ctx = core.sqlContext(options.context);

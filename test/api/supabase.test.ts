@@ -109,7 +109,11 @@ describe('Supabase-shaped database', () => {
     await supabaseShape(db.name);
     await apply(
       db.name,
-      await exportSchemaSql({ schema: 'tenant_secrets', owner: 'tenant_secrets_owner', grantTo: ['service_role'] }),
+      await exportSchemaSql({
+        schema: 'tenant_secrets',
+        owner: 'tenant_secrets_owner',
+        grantTo: ['service_role'],
+      }),
     );
     const owners = await adminQuery<{ owner: string; super: boolean }>(
       db.name,

@@ -68,13 +68,21 @@ const flip = (blob: Buffer, at: number, bit: number) => {
 describe('sealed values: pgcrypto and Node agree both ways', () => {
   it('sealed by pgcrypto, opened in Node (every size, tenant, name, version and key version)', async () => {
     await fc.assert(
-      fc.asyncProperty(plaintext.filter((p) => p.length > 0), dek, tenant, keyName, version, version, async (p, key, t, k, v, kv) => {
-        const sealed = await sqlSeal(p, key, t, k, v, kv);
-        expect(openSecret(sealed, key, t, k, v, kv)?.equals(p)).toBe(true);
-        // The same ciphertext under any other binding is refused.
-        expect(openSecret(sealed, key, t, k, v + 1 > 999_999_999 ? v - 1 : v + 1, kv)).toBeUndefined();
-        expect(openSecret(sealed, key, `${t}x`, k, v, kv)).toBeUndefined();
-      }),
+      fc.asyncProperty(
+        plaintext.filter((p) => p.length > 0),
+        dek,
+        tenant,
+        keyName,
+        version,
+        version,
+        async (p, key, t, k, v, kv) => {
+          const sealed = await sqlSeal(p, key, t, k, v, kv);
+          expect(openSecret(sealed, key, t, k, v, kv)?.equals(p)).toBe(true);
+          // The same ciphertext under any other binding is refused.
+          expect(openSecret(sealed, key, t, k, v + 1 > 999_999_999 ? v - 1 : v + 1, kv)).toBeUndefined();
+          expect(openSecret(sealed, key, `${t}x`, k, v, kv)).toBeUndefined();
+        },
+      ),
       { numRuns: 60 },
     );
   });

@@ -71,7 +71,9 @@ describe('role names', () => {
         fc.array(roleName, { maxLength: 3 }),
         fc.array(roleName, { maxLength: 3 }),
         async (grantTo, grantOperatorTo) => {
-          expect(await migrated({ grantTo, grantOperatorTo })).toBe(await exported({ grantTo, grantOperatorTo }));
+          expect(await migrated({ grantTo, grantOperatorTo })).toBe(
+            await exported({ grantTo, grantOperatorTo }),
+          );
         },
       ),
       { numRuns: 300 },
