@@ -2,6 +2,7 @@ import type { AuditContext } from '../base/audit-context.js';
 import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError } from '../base/errors.js';
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
+import { appendAnchor } from './anchors.js';
 import { checkpointMac, type verifyOperations } from './verify.js';
 
 export interface PruneAuditOptions {
@@ -80,19 +81,53 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
           );
         }
       }
-      const result = await core.plain<{
+      type PruneRow = {
         status: 'ok' | 'forbidden' | 'invalid_input' | 'busy';
         chain_id: string;
         pruned: string;
         anchor_seq: string;
         anchor_hash: Buffer;
-      }>('pruneAudit', `SELECT * FROM ${qs}.tenant_secret_audit_prune($1, $2, $3::text::jsonb, $4)`, [
-        olderThan,
-        options.tenantId === undefined ? null : (options.tenantId ?? ''),
-        JSON.stringify(core.sqlContext(options.context)),
-        lockTimeout,
-      ]);
-      core.onAudited();
+      };
+      // The prune, a signed checkpoint at each new chain anchor (so a later verification notices an
+      // anchor moved other than by pruning), and an audit anchor over the checkpoints as they now are:
+      // one transaction, so the newest anchor always signs the checkpoints that exist.
+      const { result, rows } = await core.transaction(
+        'pruneAudit',
+        async (query) => {
+          const result = await query<PruneRow>(
+            `SELECT * FROM ${qs}.tenant_secret_audit_prune($1, $2, $3::text::jsonb, $4)`,
+            [
+              olderThan,
+              options.tenantId === undefined ? null : (options.tenantId ?? ''),
+              JSON.stringify(core.sqlContext(options.context)),
+              lockTimeout,
+            ],
+          );
+          const rows = result.filter((row) => row.status === 'ok');
+          if (result.some((row) => row.status === 'forbidden' || row.status === 'invalid_input')) {
+            return { result, rows };
+          }
+          const auditKey = keyring.current.deriveAuditKey();
+          for (let i = 0; i < rows.length; i += SIGN_BATCH) {
+            const batch = rows.slice(i, i + SIGN_BATCH);
+            await query(
+              `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
+              [
+                batch.map((r) => r.chain_id),
+                batch.map((r) => r.anchor_seq),
+                batch.map((r) => r.anchor_hash),
+                keyring.current.id,
+                batch.map((r) =>
+                  checkpointMac(keyring.current, r.chain_id, BigInt(r.anchor_seq), r.anchor_hash, auditKey),
+                ),
+              ],
+            );
+          }
+          if (rows.length > 0) await appendAnchor(query, qs, keyring);
+          return { result, rows };
+        },
+        { quiet: false },
+      );
       if (result.some((row) => row.status === 'forbidden')) {
         // Same SQLSTATE PostgreSQL uses for insufficient privilege.
         throw new DatabaseError(
@@ -102,26 +137,6 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
       }
       if (result.some((row) => row.status === 'invalid_input')) {
         throw new InvalidInputError('olderThan must be a Date in the past', 'olderThan');
-      }
-      const rows = result.filter((row) => row.status === 'ok');
-      // Each new anchor gets a signed checkpoint, so a later verification notices an anchor moved
-      // other than by pruning.
-      const auditKey = keyring.current.deriveAuditKey();
-      for (let i = 0; i < rows.length; i += SIGN_BATCH) {
-        const batch = rows.slice(i, i + SIGN_BATCH);
-        await core.plain(
-          'pruneAudit',
-          `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
-          [
-            batch.map((r) => r.chain_id),
-            batch.map((r) => r.anchor_seq),
-            batch.map((r) => r.anchor_hash),
-            keyring.current.id,
-            batch.map((r) =>
-              checkpointMac(keyring.current, r.chain_id, BigInt(r.anchor_seq), r.anchor_hash, auditKey),
-            ),
-          ],
-        );
       }
       if (result.some((row) => row.status === 'busy')) {
         throw new DatabaseTimeoutError(

@@ -3,8 +3,10 @@ import type { AuditContext } from '../base/audit-context.js';
 import { InvalidInputError } from '../base/errors.js';
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
+import type { TxQuery } from '../db/executor.js';
 import type { MasterKey } from '../crypto/master-key.js';
 import type { ResignResult } from '../keys/rotation.js';
+import { type AnchorRow, type AuditAnchor, appendAnchor, checkAnchorMac, parseAnchor, toAnchor } from './anchors.js';
 import type { SealResult } from './seal.js';
 
 /**
@@ -23,6 +25,13 @@ import type { SealResult } from './seal.js';
  *   or the anchor moved past it other than by `pruneAudit`).
  * - `checkpoint_forged`: a checkpoint's signature does not verify (forged or altered).
  * - `checkpoint_unknown_key`: a checkpoint is signed by a master key not in the keyring.
+ * - `checkpoints_changed`: the checkpoints are not the ones the newest anchor signed (checkpoint rows
+ *   deleted, edited or put back to older ones); `seq` is that anchor's counter.
+ * - `anchor_forged` / `anchor_unknown_key`: the newest anchor's signature does not verify, or it is
+ *   signed by a master key not in the keyring.
+ * - `anchor_rolled_back`: the anchor given from outside the database (`anchor`) is not in its chain of
+ *   anchors any more: anchors deleted, the trail rolled back (`seq`: the given counter).
+ * - `anchor_chain_broken`: the anchors after the given one do not link to it, or to each other.
  */
 export type AuditProblemReason =
   | 'missing_records'
@@ -35,7 +44,12 @@ export type AuditProblemReason =
   | 'checkpoint_mismatch'
   | 'checkpoint_record_missing'
   | 'checkpoint_forged'
-  | 'checkpoint_unknown_key';
+  | 'checkpoint_unknown_key'
+  | 'checkpoints_changed'
+  | 'anchor_forged'
+  | 'anchor_unknown_key'
+  | 'anchor_rolled_back'
+  | 'anchor_chain_broken';
 
 export interface AuditProblem {
   /** The chain: a tenant id, or `''` for the system chain. */
@@ -74,6 +88,14 @@ export interface VerifyAuditOptions {
   heads?: boolean;
   /** Audit context for this call only. */
   context?: AuditContext;
+  /**
+   * The anchor a previous verification returned, kept outside the database (a file, another system):
+   * verification checks that the database's anchors still extend it, which detects a trail rolled
+   * back or truncated together with its checkpoints and anchors. The object or its JSON.
+   */
+  anchor?: AuditAnchor | string;
+  /** Called with the new anchor once it is stored (publish it: write-once storage, a log, a ticket). */
+  publishAnchor?: (anchor: AuditAnchor) => void | Promise<void>;
 }
 
 export interface AuditVerification {
@@ -97,6 +119,13 @@ export interface AuditVerification {
   heads: { chainId: string; seq: number; hash: string }[];
   /** SHA-256 (hex) over every verified head in chain order: one value to keep outside the database. */
   headsDigest: string;
+  /**
+   * The newest signed anchor after this verification (it appends one when it stores checkpoints):
+   * keep it outside the database and pass it as `anchor` next time. null when none exists yet.
+   */
+  anchor: AuditAnchor | null;
+  /** Whether an anchor from outside the database was given and checked. */
+  anchorChecked: boolean;
 }
 
 interface PageRow {
@@ -195,12 +224,14 @@ export function verifyOperations(
     return undefined;
   }
 
-  async function signCheckpoints(ends: { chainId: string; seq: number; hash: Buffer }[]): Promise<void> {
+  async function signCheckpoints(
+    ends: { chainId: string; seq: number; hash: Buffer }[],
+    query: TxQuery,
+  ): Promise<void> {
     const auditKey = auditKeys.get(keyring.current.id);
     for (let i = 0; i < ends.length; i += SIGN_BATCH) {
       const batch = ends.slice(i, i + SIGN_BATCH);
-      await core.plain(
-        'verifyAudit',
+      await query(
         `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
         [
           batch.map((e) => e.chainId),
@@ -211,6 +242,71 @@ export function verifyOperations(
         ],
       );
     }
+  }
+
+  /**
+   * The newest anchor against the checkpoints as they are, and an anchor given from outside the
+   * database against the database's chain of anchors. Read in one statement (one snapshot).
+   */
+  async function checkAnchors(given: AuditAnchor | undefined): Promise<AuditProblem[]> {
+    const out: AuditProblem[] = [];
+    const problem = (reason: AuditProblemReason, counter: number | null, masterKeyId?: string): AuditProblem => ({
+      chainId: '',
+      seq: counter,
+      id: null,
+      reason,
+      ...(masterKeyId && { masterKeyId }),
+    });
+    const [now] = await core.plain<AnchorRow & { d_chains: string; d_records: string; d_digest: Buffer }>(
+      'verifyAudit',
+      `SELECT a.*, d.chains AS d_chains, d.records AS d_records, d.heads_digest AS d_digest
+         FROM ${qs}.tenant_secret_audit_checkpoint_digest() d LEFT JOIN ${qs}.tenant_secret_audit_anchors(NULL) a ON true`,
+    );
+    const newest = now && now.counter !== null ? now : undefined;
+    if (newest) {
+      const mac = checkAnchorMac(keyring, newest);
+      if (mac !== 'ok') {
+        out.push(problem(mac === 'forged' ? 'anchor_forged' : 'anchor_unknown_key', Number(newest.counter), newest.master_key_id));
+      } else if (
+        !newest.heads_digest.equals(now?.d_digest ?? Buffer.alloc(0)) ||
+        newest.chains !== now?.d_chains ||
+        newest.records !== now?.d_records
+      ) {
+        out.push(problem('checkpoints_changed', Number(newest.counter)));
+      }
+    }
+    if (given) {
+      // The database's anchors from the given counter on must start with the given anchor and link,
+      // one by one, to the newest (read in pages of at most 10,000).
+      let from = BigInt(given.counter);
+      let prev: AnchorRow | undefined;
+      for (;;) {
+        const rows = await core.plain<AnchorRow>(
+          'verifyAudit',
+          `SELECT * FROM ${qs}.tenant_secret_audit_anchors($1::bigint)`,
+          [String(from)],
+        );
+        if (prev === undefined) {
+          const first = rows[0];
+          if (!first || Number(first.counter) !== given.counter || first.mac.toString('hex') !== given.mac) {
+            out.push(problem('anchor_rolled_back', given.counter, given.masterKeyId));
+            break;
+          }
+        }
+        let broken = false;
+        for (const row of rows) {
+          if (prev && (BigInt(row.counter) !== BigInt(prev.counter) + 1n || !row.prev_mac.equals(prev.mac))) {
+            out.push(problem('anchor_chain_broken', Number(row.counter)));
+            broken = true;
+            break;
+          }
+          prev = row;
+        }
+        if (broken || rows.length < 10_000 || !prev) break;
+        from = BigInt(prev.counter) + 1n;
+      }
+    }
+    return out;
   }
 
   return {
@@ -249,8 +345,10 @@ export function verifyOperations(
       let afterChain: string | null = null;
       let afterSeq: string | null = null;
       let afterHash: Buffer | null = null;
-      let signing: Promise<void> | undefined;
-      let signError: unknown;
+      const given = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
+      const anchorProblems = await checkAnchors(given);
+      for (const problem of anchorProblems) addProblem(problem);
+      const verifiedEnds: { chainId: string; seq: number; hash: Buffer }[] = [];
       for (;;) {
         const rows: PageRow[] = await core.plain<PageRow>(
           'verifyAudit',
@@ -286,15 +384,7 @@ export function verifyOperations(
         chains += rows.filter(
           (r) => r.kind === 'problem' && r.reason !== null && isChainLevel(r.reason),
         ).length;
-        // This page's checkpoints are stored while the next page is verified (they are for chains
-        // before that page's range); one batch at a time, so memory stays bounded.
-        await signing;
-        if (signError) throw signError;
-        if (options.checkpoint !== false && ends.length > 0) {
-          signing = signCheckpoints(ends).catch((error: unknown) => {
-            signError = error;
-          });
-        }
+        if (options.checkpoint !== false) verifiedEnds.push(...ends);
         records += Number(cursor?.checked ?? 0);
         options.onProgress?.({ chainId: cursor?.chain_id ?? '', records, chainsDone: chains });
         if (!cursor || cursor.done || cursor.chain_id === null) break;
@@ -302,8 +392,6 @@ export function verifyOperations(
         afterSeq = cursor.seq;
         afterHash = cursor.hash;
       }
-      await signing;
-      if (signError) throw signError;
       // Chains registered on the system chain (when it was sealed for the first time) that are gone.
       if (scope === null) {
         let regAfter = 0;
@@ -335,6 +423,23 @@ export function verifyOperations(
             ? 1
             : (a.seq ?? 0) - (b.seq ?? 0) || rank(a) - rank(b),
       );
+      // The checkpoints of the chains that verified, and the anchor over every checkpoint, in one
+      // transaction: the newest anchor always signs the checkpoints as they are.
+      let anchor: AuditAnchor | null = null;
+      if (options.checkpoint !== false && anchorProblems.length === 0) {
+        anchor = await core.transaction(
+          'verifyAudit',
+          async (query) => {
+            await signCheckpoints(verifiedEnds.filter((e) => !badChains.has(e.chainId)), query);
+            return appendAnchor(query, qs, keyring);
+          },
+          { quiet: false },
+        );
+        await options.publishAnchor?.(anchor);
+      } else {
+        const [row] = await core.plain<AnchorRow>('verifyAudit', `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`);
+        anchor = row ? toAnchor(row) : null;
+      }
       const firstBad = problems[0];
       const result: AuditVerification = {
         ok: firstBad === undefined,
@@ -345,6 +450,8 @@ export function verifyOperations(
         problems,
         heads,
         headsDigest: headsHash.digest('hex'),
+        anchor,
+        anchorChecked: given !== undefined,
       };
       if (firstBad) result.firstBad = firstBad;
       await core.plain(
@@ -423,6 +530,15 @@ export function verifyOperations(
         if (!last || rows.length < SIGN_BATCH) break;
         afterChain = last.chain_id;
         afterSeq = last.seq;
+      }
+      // The newest anchor is signed by the old key too: a new one, signed by the current key, links
+      // to it, so the chain of anchors stays verifiable once the old key leaves the ring.
+      const [newest] = await core.plain<AnchorRow>(
+        'resignAuditCheckpoints',
+        `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`,
+      );
+      if (newest && newest.master_key_id !== keyring.current.id && checkAnchorMac(keyring, newest) === 'ok') {
+        await core.transaction('resignAuditCheckpoints', (query) => appendAnchor(query, qs, keyring), { quiet: false });
       }
       return out;
     },

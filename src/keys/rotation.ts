@@ -10,6 +10,7 @@ import {
 } from '../base/errors.js';
 import { assertOptions, assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
+import { waitForTransactionsInFlight } from './in-flight.js';
 import { MASTER_KEY_ID_PATTERN } from '../crypto/master-key.js';
 
 /** Progress of a batched key operation: units done so far out of the units found at the start. */
@@ -380,6 +381,10 @@ export function keyOperations(core: Core, hooks: KeyOperationHooks = {}) {
           `tenant-key rotation stopped: the active data key of tenant "${tenantId}" fails authentication`,
         );
       }
+      // Writes that began before the switch may still commit under the old key: wait for them, so
+      // that the re-encryption below sees their rows and the old key is destroyed only when unused.
+      await waitForTransactionsInFlight(core, operation, { signal: options.signal });
+      core.dataKeys.forget(tenantId);
       let done = 0;
       let batches = 0;
       let total = -1;

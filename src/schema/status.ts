@@ -56,9 +56,36 @@ export interface DatabaseStatus {
   unprotectedTables: string[];
   /** Roles `migrate()` grants to. */
   grants: { app: string[]; operator: string[] };
-  /** The audit sealer: when it last ran, and what waits (the unsealed window). */
-  sealer: { lastSealedAt: Date | null; pending: number; oldestPending: Date | null };
+  /** The audit sealer, by the database's clock: its health, and what waits (the unsealed window). */
+  sealer: SealerStatus;
+  /** The audit id sequence was moved towards its end by hand (migrate() puts it back). */
+  auditSequenceMoved: boolean;
+  /** Signed audit anchors: how many, the newest counter and when it was made. */
+  anchors: { count: number; newest: number | null; newestAt: Date | null };
+  /** Active data keys of earlier releases not yet given an access digest (the library does at first use). */
+  keysWithoutAccessDigest: number;
   problems: StatusProblem[];
+}
+
+/** The audit sealer's state; times and ages by the database's clock. */
+export interface SealerStatus {
+  lastSealedAt: Date | null;
+  /** When a sealing pass last ran, successful or not. */
+  lastAttemptAt: Date | null;
+  /** The error code of the last pass when it failed (null after a success). */
+  lastError: string | null;
+  /** Passes that failed in a row. */
+  consecutiveFailures: number;
+  /** The batch size sealing last used (it shrinks after statement timeouts). */
+  batchLimit: number | null;
+  /** Whether a sealer holds the sealer's lock right now. */
+  lockHeld: boolean;
+  pending: number;
+  oldestPending: Date | null;
+  /** Age of the oldest pending record, in seconds. */
+  oldestPendingAgeSeconds: number;
+  /** Seconds since the last successful pass (null: never). */
+  sinceLastSealSeconds: number | null;
 }
 
 interface HealthJson {
@@ -73,11 +100,37 @@ interface HealthJson {
   auto_explain: { log_min_duration: string; suppressed: boolean } | null;
   pgaudit_log_parameter: string | null;
   registered_master_keys: string[];
-  sealer: { last_sealed_at: string | null; pending: number; oldest_pending: string | null };
+  owner: string;
+  sealer: {
+    lock_held: boolean;
+    last_sealed_at: string | null;
+    last_attempt_at: string | null;
+    last_error: string | null;
+    consecutive_failures: number;
+    batch_limit: number | null;
+    pending: number;
+    oldest_pending: string | null;
+    oldest_pending_age_seconds: number | null;
+    since_last_seal_seconds: number | null;
+  };
+  audit_sequence_moved: boolean;
+  keys_without_access_digest: number;
+  anchors: { count: number; newest: number | null; newest_at: string | null };
 }
 
-/** Seconds of unsealed audit records above which `status` warns. */
+/** Seconds of unsealed audit records above which `status` warns (no sealer failing or blocked). */
 const SEALER_WARN_SECONDS = 60;
+/** Seconds the sealer's lock may be held with records waiting before `status` calls it stalled. */
+const SEALER_STALLED_SECONDS = 10;
+
+/** The exact remedy when the schema owner cannot keep bind parameters out of the statement log. */
+export function parameterLoggingRemedy(owner: string, roles: readonly string[]): string {
+  const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
+  const who = [...new Set(roles)].filter((r) => r !== '').map(quote);
+  return `as a superuser, either GRANT SET ON PARAMETER log_parameter_max_length TO ${quote(owner)} (PostgreSQL 15+: then every call keeps its parameters out of the log), or ${
+    who.length > 0 ? who.map((r) => `ALTER ROLE ${r} SET log_parameter_max_length = 0`).join('; ') : 'ALTER ROLE <each role using tenant-secrets> SET log_parameter_max_length = 0'
+  }; where neither is possible (a managed service without superuser, e.g. Supabase), keep statement logging with parameters off (log_statement = 'none' or 'ddl', log_min_duration_statement = -1) for these roles`;
+}
 
 /**
  * Schema version, drift, hostile objects and privileges, logging settings, sealer backlog, master-key
@@ -120,7 +173,21 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
     missingPrivileges: [],
     unprotectedTables: [],
     grants: { app: [], operator: [] },
-    sealer: { lastSealedAt: null, pending: 0, oldestPending: null },
+    sealer: {
+      lastSealedAt: null,
+      lastAttemptAt: null,
+      lastError: null,
+      consecutiveFailures: 0,
+      batchLimit: null,
+      lockHeld: false,
+      pending: 0,
+      oldestPending: null,
+      oldestPendingAgeSeconds: 0,
+      sinceLastSealSeconds: null,
+    },
+    auditSequenceMoved: false,
+    anchors: { count: 0, newest: null, newestAt: null },
+    keysWithoutAccessDigest: 0,
     problems,
   };
   const logsStatements =
@@ -172,10 +239,27 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
   base.unprotectedTables = health.unprotected_tables;
   base.grants = health.grants;
   base.registeredMasterKeys = health.registered_master_keys;
+  const sealer = health.sealer;
+  const date = (value: string | null) => (value ? new Date(value) : null);
   base.sealer = {
-    lastSealedAt: health.sealer.last_sealed_at ? new Date(health.sealer.last_sealed_at) : null,
-    pending: Number(health.sealer.pending),
-    oldestPending: health.sealer.oldest_pending ? new Date(health.sealer.oldest_pending) : null,
+    lastSealedAt: date(sealer.last_sealed_at),
+    lastAttemptAt: date(sealer.last_attempt_at),
+    lastError: sealer.last_error,
+    consecutiveFailures: Number(sealer.consecutive_failures ?? 0),
+    batchLimit: sealer.batch_limit === null ? null : Number(sealer.batch_limit),
+    lockHeld: sealer.lock_held === true,
+    pending: Number(sealer.pending),
+    oldestPending: date(sealer.oldest_pending),
+    oldestPendingAgeSeconds: Number(sealer.oldest_pending_age_seconds ?? 0),
+    sinceLastSealSeconds:
+      sealer.since_last_seal_seconds === null ? null : Number(sealer.since_last_seal_seconds),
+  };
+  base.auditSequenceMoved = health.audit_sequence_moved === true;
+  base.keysWithoutAccessDigest = Number(health.keys_without_access_digest ?? 0);
+  base.anchors = {
+    count: Number(health.anchors?.count ?? 0),
+    newest: health.anchors?.newest === null || health.anchors?.newest === undefined ? null : Number(health.anchors.newest),
+    newestAt: date(health.anchors?.newest_at ?? null),
   };
   base.logging.suppressedOnSuccess = health.quiet_success_path;
   base.logging.autoExplain = health.auto_explain
@@ -260,9 +344,9 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
   }
   if (base.logging.mayLogParameters) {
     problems.push({
-      severity: 'warning',
+      severity: 'error',
       code: 'parameters_logged',
-      message: `the server logs statements (log_statement=${base.logging.logStatement}, log_min_duration_statement=${base.logging.logMinDurationStatement}) with their bind parameters (log_parameter_max_length=${base.logging.logParameterMaxLength}), and the schema owner may not suppress them per call: set log_parameter_max_length = 0 for the roles using tenant-secrets (ALTER ROLE ... SET, as a superuser)`,
+      message: `the server logs statements (log_statement=${base.logging.logStatement}, log_min_duration_statement=${base.logging.logMinDurationStatement}) with their bind parameters (log_parameter_max_length=${base.logging.logParameterMaxLength}), and the schema owner ${health.owner} may not suppress them per call: written values and data keys would reach the log. Remedy: ${parameterLoggingRemedy(health.owner, [...base.grants.app, ...base.grants.operator])}`,
     });
   }
   if (base.logging.logParameterMaxLengthOnError !== '0') {
@@ -287,12 +371,36 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
         "pgaudit.log_parameter=on: pgaudit logs every statement's parameters, tenant KEKs and values included; turn it off for the roles using tenant-secrets (ALTER ROLE ... SET pgaudit.log_parameter = off)",
     });
   }
-  const age = base.sealer.oldestPending ? (Date.now() - base.sealer.oldestPending.getTime()) / 1000 : 0;
-  if (age > SEALER_WARN_SECONDS) {
+  // Ages by the database's clock: an application server whose clock is off changes nothing here.
+  const s = base.sealer;
+  const age = s.oldestPendingAgeSeconds;
+  if (s.consecutiveFailures > 0) {
+    problems.push({
+      severity: 'error',
+      code: 'sealer_failing',
+      message: `the audit sealer failed ${s.consecutiveFailures} time(s) in a row (last error ${s.lastError ?? 'unknown'}${s.lastAttemptAt ? ` at ${s.lastAttemptAt.toISOString()}` : ''}); ${s.pending} record(s) wait, the oldest for ${Math.round(age)} s. A statement timeout shrinks its batches by itself (now ${s.batchLimit ?? '?'}); otherwise see the sealer runbook`,
+    });
+  }
+  if (s.lockHeld && s.pending > 0 && (s.sinceLastSealSeconds === null || s.sinceLastSealSeconds > SEALER_STALLED_SECONDS)) {
+    problems.push({
+      severity: 'error',
+      code: 'sealer_stalled',
+      message: `a session holds the audit sealer's lock and nothing was sealed for ${s.sinceLastSealSeconds === null ? 'ever' : `${Math.round(s.sinceLastSealSeconds)} s`}; ${s.pending} record(s) wait, the oldest for ${Math.round(age)} s. Find the session (pg_stat_activity, a long transaction) and end it`,
+    });
+  }
+  if (age > SEALER_WARN_SECONDS && s.consecutiveFailures === 0 && !s.lockHeld) {
     problems.push({
       severity: 'warning',
       code: 'audit_unsealed',
-      message: `${base.sealer.pending} audit record(s) have waited ${Math.round(age)} s to be sealed: run sealAudit() (\`tenant-secrets audit seal\`) periodically when no application process runs`,
+      message: `${s.pending} audit record(s) have waited ${Math.round(age)} s to be sealed: run sealAudit() (\`tenant-secrets audit seal\`) periodically when no application process runs`,
+    });
+  }
+  if (base.auditSequenceMoved) {
+    problems.push({
+      severity: 'error',
+      code: 'audit_sequence_moved',
+      message:
+        'the audit id sequence was moved towards its end by hand (a role held UPDATE on it): operations go on (it cycles), and migrate() puts it back and revokes the grant',
     });
   }
   return base;
@@ -308,6 +416,8 @@ export interface ReadyStatus {
   suppressedOnSuccess: boolean;
   /** Functions that differ from what migrate() installed (empty when ready). */
   drift: { missing: string[]; changed: string[]; unexpected: string[] };
+  /** What is worth fixing although the application can run (e.g. parameters that may reach the log). */
+  problems: StatusProblem[];
 }
 
 /**
@@ -328,6 +438,9 @@ export async function readiness(
         functions: HealthJson['functions'];
         registered: string[];
         quiet_success_path: boolean;
+        owner: string;
+        caller: string;
+        logging: Record<string, string>;
       }
     | undefined;
   try {
@@ -361,7 +474,18 @@ export async function readiness(
       changed: raw.functions.changed,
       unexpected: raw.functions.unexpected,
     },
+    problems: [],
   };
+  const logging = raw.logging ?? {};
+  const logsStatements =
+    logging.log_statement === 'all' || Number(logging.log_min_duration_statement ?? -1) >= 0;
+  if (logsStatements && logging.log_parameter_max_length !== '0' && !raw.quiet_success_path) {
+    status.problems.push({
+      severity: 'error',
+      code: 'parameters_logged',
+      message: `the server logs this role's statements with their bind parameters (log_statement=${logging.log_statement}, log_min_duration_statement=${logging.log_min_duration_statement}, log_parameter_max_length=${logging.log_parameter_max_length}) and the schema owner ${raw.owner} may not suppress them per call: written values and data keys would reach the log. Remedy: ${parameterLoggingRemedy(raw.owner, [raw.caller])}`,
+    });
+  }
   if (status.schemaVersion < LATEST_SCHEMA_VERSION || raw.functions.source !== FUNCTIONS_DIGEST) {
     throw new SchemaNotReadyError(
       `the database has tenant-secrets schema ${status.schemaVersion} with functions from another release; the owner runs migrate() with this release`,
