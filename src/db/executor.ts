@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DatabaseUnavailableError, type TenantSecretsError } from '../base/errors.js';
 import { toTenantSecretsError } from './driver-errors.js';
+import { watchConnection, watchPoolConnections } from './pool.js';
 import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
 
 /**
@@ -153,9 +154,11 @@ function poolStats(pool: PoolLike): PoolStats | undefined {
 }
 
 /**
- * A checked-out client whose connection may drop at any moment: until it is released, an 'error'
- * event (Node's EventEmitter throws on an unhandled one) is recorded instead of crashing the process,
- * and the client is then released as broken.
+ * A checked-out client whose connection may drop at any moment. Its 'error' listener
+ * (`watchConnection`) stays for the client's whole life, not just this checkout (Node's EventEmitter
+ * throws on an unhandled 'error'): an error is recorded instead of crashing the process, and the
+ * client is then released as broken. A failure recorded before the checkout (the connection died as
+ * its startup completed) is seen at the first statement, before anything is sent.
  */
 async function checkout(
   pool: PoolLike,
@@ -168,23 +171,15 @@ async function checkout(
     const stats = poolStats(pool);
     throw toTenantSecretsError(error, { operation, ...(stats && { pool: stats }) });
   }
-  let failed: Error | undefined;
-  const emitter = client as unknown as {
-    on?(e: string, f: (err: Error) => void): void;
-    off?(e: string, f: (err: Error) => void): void;
-  };
-  const onError = (err: Error) => {
-    failed = err;
-  };
-  emitter.on?.('error', onError);
+  const watch = watchConnection(client);
   let released = false;
   return {
     client,
-    failure: () => failed,
+    failure: watch.failure,
     release(broken = false) {
       if (released) return;
       released = true;
-      emitter.off?.('error', onError);
+      const failed = watch.failure();
       // A client that saw an error is destroyed, not returned to the pool.
       client.release(broken || failed !== undefined ? (failed ?? true) : undefined);
     },
@@ -197,6 +192,7 @@ export function poolExecutor(
   prelude: () => string,
   options: { preparedStatements?: boolean } = {},
 ): SqlExecutor {
+  watchPoolConnections(pool);
   let prepared = options.preparedStatements ?? false;
   const names = new Map<string, StatementNames>();
   const namesOf = (sql: string): StatementNames => {
@@ -342,22 +338,26 @@ function isBroken(error: unknown, failure: Error | undefined): boolean {
  * semantics); the caller rolls back.
  */
 export function transactionExecutor(db: Queryable, prelude: () => string): SqlExecutor {
+  type Guard = ReturnType<typeof guardCallerConnection>;
   async function run<R>(
     operation: string,
     sql: string,
     params: readonly unknown[],
     quiet: boolean,
+    outer?: Guard,
   ): Promise<R[]> {
-    const guard = guardCallerConnection(db);
+    const guard = outer ?? guardCallerConnection(db);
     try {
+      // Lost between two statements of one `transaction`: send nothing more on it.
+      notLost(guard);
       // Every time: the executor may outlive one transaction, and the setting ends with it.
       if (quiet) await db.query(prelude());
       const rows = (await db.query<R>(sql, [...params])).rows;
-      guard.done(false);
+      if (!outer) guard.done(false);
       return rows;
     } catch (error) {
       const typed = toTenantSecretsError(guard.failure() ?? error, { operation, sent: false });
-      guard.done(typed instanceof DatabaseUnavailableError);
+      if (!outer) guard.done(typed instanceof DatabaseUnavailableError);
       // Inside the caller's transaction nothing commits before the caller's COMMIT: a lost
       // connection rolled it back (mayHaveCommitted stays false).
       throw typed;
@@ -373,9 +373,19 @@ export function transactionExecutor(db: Queryable, prelude: () => string): SqlEx
       options: { quiet?: boolean } = {},
     ): Promise<T> {
       const quiet = options.quiet !== false;
+      // One listener for the whole of `work`, not one per statement: between two statements the
+      // library may wait on other I/O, and a drop then must not find the caller's client unguarded.
+      const guard = guardCallerConnection(db);
       const query: TxQuery = <R>(sql: string, params: readonly unknown[] = []) =>
-        run<R>(operation, sql, params, quiet);
-      return work(query);
+        run<R>(operation, sql, params, quiet, guard);
+      try {
+        const result = await work(query);
+        guard.done(false);
+        return result;
+      } catch (error) {
+        guard.done(error instanceof DatabaseUnavailableError);
+        throw error;
+      }
     },
   };
 }
