@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DatabaseUnavailableError, type TenantSecretsError } from '../base/errors.js';
 import { toTenantSecretsError } from './driver-errors.js';
-import { watchConnection, watchPoolConnections } from './pool.js';
+import { connectionTarget, watchConnection, watchPoolConnections } from './pool.js';
 import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
 
 /**
@@ -18,23 +18,41 @@ import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
  */
 export interface SqlExecutor {
   /** Runs one statement (with the prelude) in its own transaction, or in the caller's. */
-  query<R>(operation: string, sql: string, params?: readonly unknown[]): Promise<R[]>;
+  query<R>(operation: Operation, sql: string, params?: readonly unknown[]): Promise<R[]>;
   /**
    * Runs `work` in one transaction on one connection (the prelude first). In a caller's transaction,
    * `work` runs inside it.
    */
   transaction<T>(
-    operation: string,
+    operation: Operation,
     work: (query: TxQuery) => Promise<T>,
     options?: { quiet?: boolean; keepServerMessage?: boolean },
   ): Promise<T>;
   /** Runs SQL that carries no secret and needs no prelude (status, migrations, sealing). */
-  plain<R>(operation: string, sql: string, params?: readonly unknown[]): Promise<R[]>;
+  plain<R>(operation: Operation, sql: string, params?: readonly unknown[]): Promise<R[]>;
   /** Whether this executor runs inside a transaction the caller owns. */
   readonly inCallerTransaction: boolean;
 }
 
 export type TxQuery = <R>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
+
+/**
+ * An operation's name (`get`, `rotateTenantKey`, ...), or its name and the tenant and key it is about:
+ * an error the database raises for it (a TS404 or TS409 from a SQL function) then names them.
+ */
+export type Operation =
+  | string
+  | { readonly name: string; readonly tenantId?: string; readonly keyName?: string };
+
+/** The error context of an operation: its name, and its tenant and key when given. */
+function about(operation: Operation): { operation: string; tenantId?: string; keyName?: string } {
+  if (typeof operation === 'string') return { operation };
+  return {
+    operation: operation.name,
+    ...(operation.tenantId !== undefined && { tenantId: operation.tenantId }),
+    ...(operation.keyName !== undefined && { keyName: operation.keyName }),
+  };
+}
 
 interface PgConnectionLike {
   parse(config: { text: string; name?: string; types?: unknown[] }): void;
@@ -162,14 +180,18 @@ function poolStats(pool: PoolLike): PoolStats | undefined {
  */
 async function checkout(
   pool: PoolLike,
-  operation: string,
+  operation: Operation,
 ): Promise<{ client: PoolClientLike; release(broken?: boolean): void; failure(): Error | undefined }> {
   let client: PoolClientLike;
   try {
     client = await pool.connect();
   } catch (error) {
     const stats = poolStats(pool);
-    throw toTenantSecretsError(error, { operation, ...(stats && { pool: stats }) });
+    throw toTenantSecretsError(error, {
+      ...about(operation),
+      target: connectionTarget(pool),
+      ...(stats && { pool: stats }),
+    });
   }
   const watch = watchConnection(client);
   let released = false;
@@ -205,7 +227,7 @@ export function poolExecutor(
   };
 
   async function run<R>(
-    operation: string,
+    operation: Operation,
     sql: string,
     params: readonly unknown[],
     quiet: boolean,
@@ -269,7 +291,12 @@ export function poolExecutor(
         }
         if (isStalePlan(error)) return run(operation, sql, params, quiet, true);
       }
-      throw toTenantSecretsError(held.failure() ?? error, { operation, sent });
+      throw toTenantSecretsError(held.failure() ?? error, {
+        ...about(operation),
+        sent,
+        statement: sql,
+        target: connectionTarget(held.client),
+      });
     } finally {
       held.release();
     }
@@ -280,19 +307,21 @@ export function poolExecutor(
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(
-      operation: string,
+      operation: Operation,
       work: (query: TxQuery) => Promise<T>,
       options: { quiet?: boolean; keepServerMessage?: boolean } = {},
     ): Promise<T> {
       const held = await checkout(pool, operation);
       let sent = false;
       let began = false;
+      let statement: string | undefined;
       try {
         await held.client.query('BEGIN');
         began = true;
         if (options.quiet !== false) await held.client.query(prelude());
         const query: TxQuery = async <R>(sql: string, params: readonly unknown[] = []) => {
           notLost(held);
+          statement = sql;
           return (await held.client.query<R>(sql, [...params])).rows;
         };
         const result = await work(query);
@@ -307,8 +336,10 @@ export function poolExecutor(
         }
         held.release(isBroken(error, held.failure()));
         throw toTenantSecretsError(held.failure() ?? error, {
-          operation,
+          ...about(operation),
           sent,
+          statement,
+          target: connectionTarget(held.client),
           ...(options.keepServerMessage && { keepServerMessage: true }),
         });
       } finally {
@@ -340,7 +371,7 @@ function isBroken(error: unknown, failure: Error | undefined): boolean {
 export function transactionExecutor(db: Queryable, prelude: () => string): SqlExecutor {
   type Guard = ReturnType<typeof guardCallerConnection>;
   async function run<R>(
-    operation: string,
+    operation: Operation,
     sql: string,
     params: readonly unknown[],
     quiet: boolean,
@@ -356,7 +387,13 @@ export function transactionExecutor(db: Queryable, prelude: () => string): SqlEx
       if (!outer) guard.done(false);
       return rows;
     } catch (error) {
-      const typed = toTenantSecretsError(guard.failure() ?? error, { operation, sent: false });
+      // The role is not named: a caller's connection may have switched role (SET ROLE) since login.
+      const typed = toTenantSecretsError(guard.failure() ?? error, {
+        ...about(operation),
+        sent: false,
+        inCallerTransaction: true,
+        statement: sql,
+      });
       if (!outer) guard.done(typed instanceof DatabaseUnavailableError);
       // Inside the caller's transaction nothing commits before the caller's COMMIT: a lost
       // connection rolled it back (mayHaveCommitted stays false).
@@ -368,7 +405,7 @@ export function transactionExecutor(db: Queryable, prelude: () => string): SqlEx
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(
-      operation: string,
+      operation: Operation,
       work: (query: TxQuery) => Promise<T>,
       options: { quiet?: boolean } = {},
     ): Promise<T> {

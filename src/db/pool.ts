@@ -64,6 +64,61 @@ export function watchPoolConnections(pool: unknown): void {
   );
 }
 
+/** The login role and database a connection uses (never its password), for messages. */
+export interface ConnectionTarget {
+  user?: string | undefined;
+  database?: string | undefined;
+}
+
+const nonEmpty = (s: string | undefined) => (s === undefined || s === '' ? undefined : s);
+
+function fromUrl(connectionString: unknown): ConnectionTarget {
+  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\//i.test(connectionString)) return {};
+  try {
+    const url = new URL(connectionString);
+    return {
+      user: nonEmpty(decodeURIComponent(url.username)),
+      database: nonEmpty(decodeURIComponent(url.pathname.slice(1))),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The role and database a node-postgres pool (or client) connects as, resolved the way node-postgres
+ * does: the connection string first, then `user` / `database`, then PGUSER / PGDATABASE, then the
+ * operating-system user (and a database named after the role). Empty for other drivers.
+ */
+export function connectionTarget(poolOrClient: unknown): ConnectionTarget {
+  const p = poolOrClient as {
+    options?: { connectionString?: unknown; user?: unknown; database?: unknown };
+    user?: unknown;
+    database?: unknown;
+  } | null;
+  if (typeof p?.user === 'string' || typeof p?.database === 'string') {
+    // A node-postgres client has resolved them already.
+    return {
+      user: typeof p.user === 'string' ? p.user : undefined,
+      database: typeof p.database === 'string' ? p.database : undefined,
+    };
+  }
+  const options = p?.options;
+  if (typeof options !== 'object' || options === null) return {};
+  const url = fromUrl(options.connectionString);
+  const user =
+    url.user ??
+    (typeof options.user === 'string' ? nonEmpty(options.user) : undefined) ??
+    nonEmpty(process.env.PGUSER) ??
+    nonEmpty(pg.defaults.user ?? undefined);
+  const database =
+    url.database ??
+    (typeof options.database === 'string' ? nonEmpty(options.database) : undefined) ??
+    nonEmpty(process.env.PGDATABASE) ??
+    user;
+  return { user, database };
+}
+
 /** A node-postgres client watched from its construction, so even its connection attempt has a listener. */
 class WatchedClient extends pg.Client {
   constructor(config?: string | pg.ClientConfig) {

@@ -1,9 +1,11 @@
 // suite-scope: direct — the proxy and the kills are in front of the server's own backends; through PgBouncer a kill ends a server connection the pooler replaces, not the library's
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createSecretsManager } from '../../src/index.js';
-import { directUrlFor, freshDatabase, TEST_KEY } from '../support/db.js';
+import { transactionExecutor } from '../../src/db/executor.js';
+import { createSecretsManager, DatabaseUnavailableError } from '../../src/index.js';
+import { adminQuery, directUrlFor, freshDatabase, TEST_KEY } from '../support/db.js';
 
 /**
  * A backend terminated at the very moment a statement (or a connection's startup) completes: the
@@ -113,5 +115,40 @@ describe('a backend killed as a statement completes never crashes the process', 
     });
     const done = expectSurvived(run, 'getMany/owned');
     expect(Number(done.points)).toBeGreaterThanOrEqual(2);
+  });
+
+  it("a caller's connection lost between two statements of one library transaction: typed error, no crash", async () => {
+    const { name } = await freshDatabase('killwin');
+    const client = new pg.Client({ connectionString: directUrlFor(name) });
+    await client.connect();
+    // The caller listens for errors on its client, except while the library works on it.
+    expect(client.listenerCount('error')).toBe(0);
+    try {
+      await client.query('BEGIN');
+      const executor = transactionExecutor(client, () => 'SELECT 1');
+      const error = await executor
+        .transaction('test', async (query) => {
+          await query('SELECT 1');
+          // Between two statements the library may wait on other I/O; the backend dies meanwhile.
+          const ended = new Promise((resolve) =>
+            (client as unknown as { connection: { once(e: string, f: () => void): void } }).connection.once(
+              'end',
+              () => resolve(undefined),
+            ),
+          );
+          await adminQuery(name, 'SELECT pg_terminate_backend($1, 10000)', [
+            (client as unknown as { processID: number }).processID,
+          ]);
+          await ended;
+          await query('SELECT 2');
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DatabaseUnavailableError);
+      expect(error).toMatchObject({ mayHaveCommitted: false });
+      // The connection is dead: its listener stays (the client may still emit).
+      expect(client.listenerCount('error')).toBe(1);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   });
 });
