@@ -1,63 +1,57 @@
-import type { ErrorCode } from '../base/errors.js';
+import { ERROR_TABLE, EXIT, exitCodeForCode } from '../base/error-table.js';
 import { TenantSecretsError } from '../base/errors.js';
 
-/** The CLI's documented exit codes. Stable: scripts branch on them. */
-export const EXIT = {
-  OK: 0,
-  ERROR: 1,
-  USAGE: 2,
-  NOT_FOUND: 3,
-  CONFLICT: 4,
-  INTEGRITY: 5,
-  CONFIGURATION: 6,
-  UNAVAILABLE: 7,
-  /** Interrupted (Ctrl-C / SIGINT, SIGTERM) or cancelled at a prompt: 128 + SIGINT, as shells report it. */
-  INTERRUPTED: 130,
-} as const;
-
-const BY_CODE: Partial<Record<ErrorCode, number>> = {
-  INVALID_INPUT: EXIT.USAGE,
-  NOT_FOUND: EXIT.NOT_FOUND,
-  CONFLICT: EXIT.CONFLICT,
-  INTEGRITY: EXIT.INTEGRITY,
-  UNKNOWN_MASTER_KEY: EXIT.INTEGRITY,
-  // The installation differs from what migrate() installed (drift, a foreign trigger, a stray grant).
-  SCHEMA_DRIFT: EXIT.INTEGRITY,
-  CONFIGURATION: EXIT.CONFIGURATION,
-  // The configured master key does not authorise the tenant (another key, or not registered).
-  UNAUTHORIZED: EXIT.CONFIGURATION,
-  SCHEMA_NOT_READY: EXIT.CONFIGURATION,
-  LEGACY_SCHEMA: EXIT.CONFIGURATION,
-  DATABASE_UNAVAILABLE: EXIT.UNAVAILABLE,
-  POOL_EXHAUSTED: EXIT.UNAVAILABLE,
-  DATABASE_READ_ONLY: EXIT.UNAVAILABLE,
-  TIMEOUT: EXIT.UNAVAILABLE,
-  // A legacy import stops on data it cannot convert safely (wrong key, undecryptable row, clash): the
-  // data needs a look, like an integrity failure; nothing was lost.
-  LEGACY_IMPORT: EXIT.INTEGRITY,
-  ABORTED: EXIT.INTERRUPTED,
-};
+/** The CLI's documented exit codes (src/base/error-table.ts). Stable: scripts branch on them. */
+export { EXIT };
 
 /** Exit code for anything thrown by a command. */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof TenantSecretsError) return BY_CODE[error.code] ?? EXIT.ERROR;
+  if (error instanceof TenantSecretsError) return exitCodeForCode(error.code);
   return EXIT.ERROR;
 }
 
-/** The table printed by `tenant-secrets --help` and copied into docs/cli.md. */
-export const EXIT_CODES_HELP = `Exit codes:
-  0    success
-  1    any other error (e.g. EXPIRED, DATABASE)
-  2    usage error, invalid input, or an irreversible command not confirmed (INVALID_INPUT)
-  3    not found (NOT_FOUND)
-  4    version conflict (CONFLICT)
-  5    integrity failure, unknown master key, audit tampering found, the installation changed by
-       hand (status), or a legacy import stopped on a row (INTEGRITY, UNKNOWN_MASTER_KEY,
-       SCHEMA_DRIFT, LEGACY_IMPORT)
-  6    configuration error, the master key does not authorise the tenant, or tenant-secrets is
-       not installed (status) or not ready in this database (CONFIGURATION, UNAUTHORIZED,
-       SCHEMA_NOT_READY, LEGACY_SCHEMA)
-  7    database unavailable, read-only, out of connections, or a statement timed out
-       (DATABASE_UNAVAILABLE, DATABASE_READ_ONLY, POOL_EXHAUSTED, TIMEOUT)
-  130  interrupted (Ctrl-C, SIGTERM) or cancelled (ABORTED): finished batches are committed;
-       run the command again to resume`;
+/** What each exit code means; the error codes that lead to it are appended from the table. */
+const MEANING: Record<number, string> = {
+  [EXIT.OK]: 'success',
+  [EXIT.ERROR]: 'any other error',
+  [EXIT.USAGE]: 'usage error, invalid input, or an irreversible command not confirmed',
+  [EXIT.NOT_FOUND]: 'not found',
+  [EXIT.CONFLICT]: 'version conflict',
+  [EXIT.INTEGRITY]:
+    'integrity failure, unknown master key, audit tampering found, the installation changed by hand (status), or a legacy import stopped on a row',
+  [EXIT.CONFIGURATION]:
+    'configuration error (master key, connection string: the database does not exist, authentication failed), the master key does not authorise the tenant, or tenant-secrets is not installed (status) or not ready in this database',
+  [EXIT.UNAVAILABLE]:
+    'the database is unavailable, read-only, out of connections or disk space, or a statement timed out, waited too long for a lock, deadlocked or failed to serialize; nothing was committed unless the connection was lost after the request was sent',
+  [EXIT.PERMISSION]:
+    'permission denied: the database role lacks the grant (migrate --grant-to for the data plane, --grant-operator-to for operator commands) or is not the schema owner',
+  [EXIT.INTERRUPTED]:
+    'interrupted (Ctrl-C, SIGTERM) or cancelled; finished batches are committed, run the command again to resume',
+};
+
+/** Words of `text` in lines of at most `width` characters, each prefixed with `indent`. */
+function wrap(text: string, width: number, indent: string): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines.map((l, i) => (i === 0 ? l : `${indent}${l}`));
+}
+
+function exitCodesHelp(): string {
+  const lines = ['Exit codes:'];
+  for (const exit of Object.values(EXIT).sort((a, b) => a - b)) {
+    const codes = [...new Set(ERROR_TABLE.filter((row) => row.exitCode === exit).map((row) => row.code))];
+    const text = `${MEANING[exit]}${codes.length > 0 ? ` (${codes.join(', ')})` : ''}`;
+    lines.push(`  ${String(exit).padEnd(5)}${wrap(text, 100, '       ').join('\n')}`);
+  }
+  return lines.join('\n');
+}
+
+/** The table printed by `tenant-secrets --help` and copied into docs/cli.md: derived from the error table. */
+export const EXIT_CODES_HELP = exitCodesHelp();

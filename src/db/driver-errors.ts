@@ -1,20 +1,10 @@
+import { type ErrorFacts, kindForSqlState, kindNamed } from '../base/error-table.js';
 import {
-  ConfigurationError,
-  ConflictError,
   DatabaseError,
-  DatabaseReadOnlyError,
-  DatabaseTimeoutError,
   DatabaseUnavailableError,
-  IntegrityError,
-  InvalidInputError,
-  LegacySchemaError,
+  type MissingGrant,
   PoolExhaustedError,
-  SchemaDriftError,
-  SchemaNotReadyError,
-  SecretExpiredError,
   TenantSecretsError,
-  UnauthorizedError,
-  UnknownMasterKeyError,
 } from '../base/errors.js';
 
 const UNAVAILABLE_NODE_CODES = new Set([
@@ -27,29 +17,78 @@ const UNAVAILABLE_NODE_CODES = new Set([
   'ENETUNREACH',
   'EPIPE',
 ]);
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '3D000', '58030']);
-const SCHEMA_SQLSTATES = new Set(['42883', '42P01', '3F000']);
-const TIMEOUT_SQLSTATES = new Set(['57014', '55P03', '25P03']);
+
+/** A PostgreSQL SQLSTATE (five digits or upper-case letters), as opposed to a Node error code. */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/**
+ * The functions an application role is granted by `migrate({ grantTo })`; every other public function
+ * is an operator's (`grantOperatorTo`). The database's own list is `_ts_is_app_function`
+ * (sql/functions/95_admin.sql); test/db/error-table.test.ts holds the two together.
+ */
+export const DATA_PLANE_FUNCTIONS: ReadonlySet<string> = new Set([
+  'tenant_secret_write',
+  'tenant_secret_read',
+  'tenant_secret_read_many',
+  'tenant_secret_delete',
+  'tenant_secret_restore',
+  'tenant_secret_rollback',
+  'tenant_secret_destroy',
+  'tenant_secret_destroy_versions',
+  'tenant_secret_update_metadata',
+  'tenant_secret_list',
+  'tenant_secret_list_versions',
+  'upsert_tenant_secret',
+  'get_tenant_secret',
+  'tenant_secret_audit_seal',
+  'tenant_secret_register_master_key',
+  'tenant_secret_ready',
+  'tenant_secret_quiet',
+  'tenant_secret_audit_cached_reads',
+  'tenant_secret_fetch',
+  'tenant_secret_fetch_many',
+  'tenant_secret_put',
+  'tenant_secret_report',
+  'tenant_secret_open_transactions',
+  'tenant_secret_transactions_open',
+]);
+
+/** The tenant-secrets function a library statement calls (`SELECT ... FROM "s".tenant_secret_x(...)`). */
+const CALLED_FUNCTION =
+  /^\s*SELECT\b[\s\S]*?(?:^|[^\w$"])"?(tenant_secret_[a-z_]+|upsert_tenant_secret|get_tenant_secret)"?\s*\(/;
+
+/** Which grant a statement needs, from the function it calls; undefined for other statements. */
+export function grantFor(
+  statement: string | undefined,
+): { functionName: string; grant: MissingGrant } | undefined {
+  const fn = statement === undefined ? undefined : CALLED_FUNCTION.exec(statement)?.[1];
+  if (fn === undefined) return undefined;
+  return { functionName: fn, grant: DATA_PLANE_FUNCTIONS.has(fn) ? 'grantTo' : 'grantOperatorTo' };
+}
 
 /** What the caller knows about the failed call, to say what happened precisely. */
 export interface ErrorContext {
   /** Operation name for the message (`get`, `migrate`, ...). */
   operation: string;
+  /** The tenant and key the call was about, when the library knows them. */
+  tenantId?: string | undefined;
+  keyName?: string | undefined;
   /** Keep the server's message: only for operations whose SQL and parameters hold no secret. */
   keepServerMessage?: boolean;
   /** The request was written to the server before the failure (a write may have committed). */
   sent?: boolean;
+  /** The call ran in a transaction the caller owns (`inTransaction`): nothing commits before the caller's COMMIT. */
+  inCallerTransaction?: boolean;
   /** Pool facts when connecting failed: its size and how long the caller waited. */
   pool?: { max: number; total: number; timeoutMs: number };
+  /** The connection's login role and database (from the connection settings; never a password). */
+  target?: { user?: string | undefined; database?: string | undefined } | undefined;
+  /** The statement that failed: only to tell which function (and grant) a 42501 was about; never shown. */
+  statement?: string | undefined;
 }
 
 function isConnectionLoss(code: string | undefined, message: string): boolean {
-  if (
-    code &&
-    (UNAVAILABLE_NODE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('08'))
-  ) {
-    return true;
-  }
+  if (code && UNAVAILABLE_NODE_CODES.has(code)) return true;
   return /Connection terminated|connection error|Connection refused|server closed the connection|Client has encountered a connection error|Client was closed/i.test(
     message,
   );
@@ -145,81 +184,32 @@ export function toTenantSecretsError(error: unknown, context: ErrorContext | str
       },
     );
   }
-  if (sqlState && TIMEOUT_SQLSTATES.has(sqlState)) {
-    const what =
-      sqlState === '55P03'
-        ? 'a lock was not granted within lock_timeout'
-        : sqlState === '25P03'
-          ? 'the transaction stayed idle longer than idle_in_transaction_session_timeout'
-          : 'the statement was cancelled (statement_timeout, or a cancel request)';
-    return new DatabaseTimeoutError(`${operation} timed out: ${what}; nothing was committed`, sqlState, {
-      cause,
-    });
-  }
+  const facts: ErrorFacts = {
+    operation,
+    sqlState,
+    cause,
+    tenantId: ctx.tenantId,
+    keyName: ctx.keyName,
+    role: ctx.target?.user,
+    database: ctx.target?.database,
+    sent: ctx.sent,
+    inCallerTransaction: ctx.inCallerTransaction,
+    ...(sqlState === '42501' && grantFor(ctx.statement)),
+    serverMessage: ctx.keepServerMessage ? serverText(error) : undefined,
+  };
+  const kind = sqlState !== undefined && SQLSTATE.test(sqlState) ? kindForSqlState(sqlState) : undefined;
+  if (kind?.create) return kind.create(facts);
   if (isConnectionLoss(sqlState, message)) {
-    const mayHaveCommitted = ctx.sent === true;
-    return new DatabaseUnavailableError(
-      mayHaveCommitted
-        ? `the connection was lost during ${operation} after the request reached the server${sqlState ? ` (${sqlState})` : ''}: it may have committed; check before retrying a write (docs/errors.md)`
-        : `database unavailable during ${operation}${sqlState ? ` (${sqlState})` : ''}; check DATABASE_URL and that PostgreSQL is running`,
-      { cause, mayHaveCommitted },
-    );
+    return kindNamed('DatabaseUnavailableError').create?.(facts) as TenantSecretsError;
   }
-  if (sqlState === '25006') {
-    return new DatabaseReadOnlyError(
-      `the database is read-only during ${operation} (a hot standby, default_transaction_read_only, or a read-only role): every operation, reads included, writes its audit record, so tenant-secrets needs a writable primary`,
-      { cause },
-    );
-  }
-  if (sqlState === '28P01' || sqlState === '28000') {
-    return new ConfigurationError(`database authentication failed during ${operation} (${sqlState})`, {
-      cause,
-    });
-  }
-  if (sqlState === 'TSLEG') {
-    return new LegacySchemaError(`${serverText(error).replace(/^tenant-secrets: /, '')}`, { cause });
-  }
-  if (sqlState === 'TSNEW') {
-    return new SchemaNotReadyError('the database schema is newer than this library; upgrade tenant-secrets', {
-      cause,
-    });
-  }
-  if (sqlState === 'TSSEC') {
-    return new SchemaDriftError(
-      `${operation} stopped: a trigger tenant-secrets did not create is attached to one of its tables (it would run with the owner's rights); run migrate() to remove it, status() names it`,
-      { cause },
-    );
-  }
-  if (sqlState && SCHEMA_SQLSTATES.has(sqlState)) {
-    return new SchemaNotReadyError(
-      `the tenant-secrets schema is missing, out of date or changed by hand (SQLSTATE ${sqlState} during ${operation}); run migrate() or \`tenant-secrets migrate\``,
-      { cause },
-    );
-  }
-  switch (sqlState) {
-    case 'TS400':
-      return new InvalidInputError(`invalid input rejected by the database during ${operation}`, 'input');
-    case 'TS401':
-      return new UnauthorizedError('?');
-    case 'TS409':
-      return new ConflictError('?', '?', undefined, undefined);
-    case 'TS410':
-      return new SecretExpiredError('?', '?');
-    case 'TSKEY':
-      return new UnknownMasterKeyError(undefined);
-    case 'TSINT':
-      return new IntegrityError(`integrity check failed during ${operation}`, { cause });
-    default:
-      return new DatabaseError(
-        operation,
-        sqlState,
-        ctx.keepServerMessage ? serverText(error) : undefined,
-        cause,
-      );
-  }
+  return new DatabaseError(operation, sqlState, facts.serverMessage, cause);
 }
 
+/**
+ * The server's own message, for calls that carry no secret. Not its PL/pgSQL context (`where`): it
+ * points into the installer's code ("inline_code_block line 48"), which tells a user nothing.
+ */
 function serverText(error: unknown): string {
-  const e = error as { message?: string; position?: string; where?: string };
-  return [e.message, e.position ? `at position ${e.position}` : '', e.where ?? ''].filter(Boolean).join(' ');
+  const e = error as { message?: string; position?: string };
+  return [e.message, e.position ? `at position ${e.position}` : ''].filter(Boolean).join(' ');
 }

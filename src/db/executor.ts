@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DatabaseUnavailableError, type TenantSecretsError } from '../base/errors.js';
 import { toTenantSecretsError } from './driver-errors.js';
+import { connectionTarget, watchConnection, watchPoolConnections } from './pool.js';
 import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
 
 /**
@@ -17,23 +18,41 @@ import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
  */
 export interface SqlExecutor {
   /** Runs one statement (with the prelude) in its own transaction, or in the caller's. */
-  query<R>(operation: string, sql: string, params?: readonly unknown[]): Promise<R[]>;
+  query<R>(operation: Operation, sql: string, params?: readonly unknown[]): Promise<R[]>;
   /**
    * Runs `work` in one transaction on one connection (the prelude first). In a caller's transaction,
    * `work` runs inside it.
    */
   transaction<T>(
-    operation: string,
+    operation: Operation,
     work: (query: TxQuery) => Promise<T>,
     options?: { quiet?: boolean; keepServerMessage?: boolean },
   ): Promise<T>;
   /** Runs SQL that carries no secret and needs no prelude (status, migrations, sealing). */
-  plain<R>(operation: string, sql: string, params?: readonly unknown[]): Promise<R[]>;
+  plain<R>(operation: Operation, sql: string, params?: readonly unknown[]): Promise<R[]>;
   /** Whether this executor runs inside a transaction the caller owns. */
   readonly inCallerTransaction: boolean;
 }
 
 export type TxQuery = <R>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
+
+/**
+ * An operation's name (`get`, `rotateTenantKey`, ...), or its name and the tenant and key it is about:
+ * an error the database raises for it (a TS404 or TS409 from a SQL function) then names them.
+ */
+export type Operation =
+  | string
+  | { readonly name: string; readonly tenantId?: string; readonly keyName?: string };
+
+/** The error context of an operation: its name, and its tenant and key when given. */
+function about(operation: Operation): { operation: string; tenantId?: string; keyName?: string } {
+  if (typeof operation === 'string') return { operation };
+  return {
+    operation: operation.name,
+    ...(operation.tenantId !== undefined && { tenantId: operation.tenantId }),
+    ...(operation.keyName !== undefined && { keyName: operation.keyName }),
+  };
+}
 
 interface PgConnectionLike {
   parse(config: { text: string; name?: string; types?: unknown[] }): void;
@@ -153,38 +172,36 @@ function poolStats(pool: PoolLike): PoolStats | undefined {
 }
 
 /**
- * A checked-out client whose connection may drop at any moment: until it is released, an 'error'
- * event (Node's EventEmitter throws on an unhandled one) is recorded instead of crashing the process,
- * and the client is then released as broken.
+ * A checked-out client whose connection may drop at any moment. Its 'error' listener
+ * (`watchConnection`) stays for the client's whole life, not just this checkout (Node's EventEmitter
+ * throws on an unhandled 'error'): an error is recorded instead of crashing the process, and the
+ * client is then released as broken. A failure recorded before the checkout (the connection died as
+ * its startup completed) is seen at the first statement, before anything is sent.
  */
 async function checkout(
   pool: PoolLike,
-  operation: string,
+  operation: Operation,
 ): Promise<{ client: PoolClientLike; release(broken?: boolean): void; failure(): Error | undefined }> {
   let client: PoolClientLike;
   try {
     client = await pool.connect();
   } catch (error) {
     const stats = poolStats(pool);
-    throw toTenantSecretsError(error, { operation, ...(stats && { pool: stats }) });
+    throw toTenantSecretsError(error, {
+      ...about(operation),
+      target: connectionTarget(pool),
+      ...(stats && { pool: stats }),
+    });
   }
-  let failed: Error | undefined;
-  const emitter = client as unknown as {
-    on?(e: string, f: (err: Error) => void): void;
-    off?(e: string, f: (err: Error) => void): void;
-  };
-  const onError = (err: Error) => {
-    failed = err;
-  };
-  emitter.on?.('error', onError);
+  const watch = watchConnection(client);
   let released = false;
   return {
     client,
-    failure: () => failed,
+    failure: watch.failure,
     release(broken = false) {
       if (released) return;
       released = true;
-      emitter.off?.('error', onError);
+      const failed = watch.failure();
       // A client that saw an error is destroyed, not returned to the pool.
       client.release(broken || failed !== undefined ? (failed ?? true) : undefined);
     },
@@ -197,6 +214,7 @@ export function poolExecutor(
   prelude: () => string,
   options: { preparedStatements?: boolean } = {},
 ): SqlExecutor {
+  watchPoolConnections(pool);
   let prepared = options.preparedStatements ?? false;
   const names = new Map<string, StatementNames>();
   const namesOf = (sql: string): StatementNames => {
@@ -209,7 +227,7 @@ export function poolExecutor(
   };
 
   async function run<R>(
-    operation: string,
+    operation: Operation,
     sql: string,
     params: readonly unknown[],
     quiet: boolean,
@@ -273,7 +291,12 @@ export function poolExecutor(
         }
         if (isStalePlan(error)) return run(operation, sql, params, quiet, true);
       }
-      throw toTenantSecretsError(held.failure() ?? error, { operation, sent });
+      throw toTenantSecretsError(held.failure() ?? error, {
+        ...about(operation),
+        sent,
+        statement: sql,
+        target: connectionTarget(held.client),
+      });
     } finally {
       held.release();
     }
@@ -284,19 +307,21 @@ export function poolExecutor(
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(
-      operation: string,
+      operation: Operation,
       work: (query: TxQuery) => Promise<T>,
       options: { quiet?: boolean; keepServerMessage?: boolean } = {},
     ): Promise<T> {
       const held = await checkout(pool, operation);
       let sent = false;
       let began = false;
+      let statement: string | undefined;
       try {
         await held.client.query('BEGIN');
         began = true;
         if (options.quiet !== false) await held.client.query(prelude());
         const query: TxQuery = async <R>(sql: string, params: readonly unknown[] = []) => {
           notLost(held);
+          statement = sql;
           return (await held.client.query<R>(sql, [...params])).rows;
         };
         const result = await work(query);
@@ -311,8 +336,10 @@ export function poolExecutor(
         }
         held.release(isBroken(error, held.failure()));
         throw toTenantSecretsError(held.failure() ?? error, {
-          operation,
+          ...about(operation),
           sent,
+          statement,
+          target: connectionTarget(held.client),
           ...(options.keepServerMessage && { keepServerMessage: true }),
         });
       } finally {
@@ -342,22 +369,32 @@ function isBroken(error: unknown, failure: Error | undefined): boolean {
  * semantics); the caller rolls back.
  */
 export function transactionExecutor(db: Queryable, prelude: () => string): SqlExecutor {
+  type Guard = ReturnType<typeof guardCallerConnection>;
   async function run<R>(
-    operation: string,
+    operation: Operation,
     sql: string,
     params: readonly unknown[],
     quiet: boolean,
+    outer?: Guard,
   ): Promise<R[]> {
-    const guard = guardCallerConnection(db);
+    const guard = outer ?? guardCallerConnection(db);
     try {
+      // Lost between two statements of one `transaction`: send nothing more on it.
+      notLost(guard);
       // Every time: the executor may outlive one transaction, and the setting ends with it.
       if (quiet) await db.query(prelude());
       const rows = (await db.query<R>(sql, [...params])).rows;
-      guard.done(false);
+      if (!outer) guard.done(false);
       return rows;
     } catch (error) {
-      const typed = toTenantSecretsError(guard.failure() ?? error, { operation, sent: false });
-      guard.done(typed instanceof DatabaseUnavailableError);
+      // The role is not named: a caller's connection may have switched role (SET ROLE) since login.
+      const typed = toTenantSecretsError(guard.failure() ?? error, {
+        ...about(operation),
+        sent: false,
+        inCallerTransaction: true,
+        statement: sql,
+      });
+      if (!outer) guard.done(typed instanceof DatabaseUnavailableError);
       // Inside the caller's transaction nothing commits before the caller's COMMIT: a lost
       // connection rolled it back (mayHaveCommitted stays false).
       throw typed;
@@ -368,14 +405,24 @@ export function transactionExecutor(db: Queryable, prelude: () => string): SqlEx
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(
-      operation: string,
+      operation: Operation,
       work: (query: TxQuery) => Promise<T>,
       options: { quiet?: boolean } = {},
     ): Promise<T> {
       const quiet = options.quiet !== false;
+      // One listener for the whole of `work`, not one per statement: between two statements the
+      // library may wait on other I/O, and a drop then must not find the caller's client unguarded.
+      const guard = guardCallerConnection(db);
       const query: TxQuery = <R>(sql: string, params: readonly unknown[] = []) =>
-        run<R>(operation, sql, params, quiet);
-      return work(query);
+        run<R>(operation, sql, params, quiet, guard);
+      try {
+        const result = await work(query);
+        guard.done(false);
+        return result;
+      } catch (error) {
+        guard.done(error instanceof DatabaseUnavailableError);
+        throw error;
+      }
     },
   };
 }

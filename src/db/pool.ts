@@ -7,6 +7,126 @@ export interface OwnedPoolOptions {
   connectionTimeoutMillis?: number;
 }
 
+/** What the permanent listener of a watched connection saw. */
+interface Watch {
+  failure: Error | undefined;
+}
+
+const watches = new WeakMap<object, Watch>();
+const watchedPools = new WeakSet<object>();
+
+interface ErrorEmitter {
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+const isEmitter = (x: unknown): x is ErrorEmitter =>
+  typeof x === 'object' && x !== null && typeof (x as { on?: unknown }).on === 'function';
+
+/**
+ * Gives a connection an 'error' listener for the rest of its life (once per connection) and returns
+ * what it saw. node-postgres emits 'error' on a client whose connection drops, and Node ends the
+ * process when nobody listens. A listener attached only while a call holds the connection leaves
+ * gaps: pg-pool hands a new client out in the same synchronous run that reads its startup's last
+ * message, so a FATAL read in the same chunk is emitted before any caller could listen; and a
+ * connection handed back to the pool may still emit while it is being closed. The first error is
+ * kept: a connection that saw one is unusable, and whoever holds it next must not send on it.
+ * Objects that are not event emitters (other drivers' connections) are left as they are.
+ */
+export function watchConnection(connection: unknown): { failure(): Error | undefined } {
+  if (!isEmitter(connection)) return { failure: () => undefined };
+  let watch = watches.get(connection);
+  if (!watch) {
+    const created: Watch = { failure: undefined };
+    watch = created;
+    watches.set(connection, created);
+    connection.on('error', (err: Error) => {
+      created.failure ??= err;
+    });
+  }
+  const seen = watch;
+  return { failure: () => seen.failure };
+}
+
+/**
+ * Watches every connection a node-postgres pool opens, from the moment it is connected: pg-pool
+ * emits 'connect' with the new client before it hands it to anyone (and before it removes its own
+ * listener), which is the earliest point a caller's pool lets us reach. A pool without `on` (another
+ * driver's) is left alone; its connections are watched when checked out.
+ */
+export function watchPoolConnections(pool: unknown): void {
+  if (!isEmitter(pool) || watchedPools.has(pool)) return;
+  watchedPools.add(pool);
+  (pool as unknown as { on(event: 'connect', listener: (client: unknown) => void): unknown }).on(
+    'connect',
+    (client) => {
+      watchConnection(client);
+    },
+  );
+}
+
+/** The login role and database a connection uses (never its password), for messages. */
+export interface ConnectionTarget {
+  user?: string | undefined;
+  database?: string | undefined;
+}
+
+const nonEmpty = (s: string | undefined) => (s === undefined || s === '' ? undefined : s);
+
+function fromUrl(connectionString: unknown): ConnectionTarget {
+  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\//i.test(connectionString)) return {};
+  try {
+    const url = new URL(connectionString);
+    return {
+      user: nonEmpty(decodeURIComponent(url.username)),
+      database: nonEmpty(decodeURIComponent(url.pathname.slice(1))),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The role and database a node-postgres pool (or client) connects as, resolved the way node-postgres
+ * does: the connection string first, then `user` / `database`, then PGUSER / PGDATABASE, then the
+ * operating-system user (and a database named after the role). Empty for other drivers.
+ */
+export function connectionTarget(poolOrClient: unknown): ConnectionTarget {
+  const p = poolOrClient as {
+    options?: { connectionString?: unknown; user?: unknown; database?: unknown };
+    user?: unknown;
+    database?: unknown;
+  } | null;
+  if (typeof p?.user === 'string' || typeof p?.database === 'string') {
+    // A node-postgres client has resolved them already.
+    return {
+      user: typeof p.user === 'string' ? p.user : undefined,
+      database: typeof p.database === 'string' ? p.database : undefined,
+    };
+  }
+  const options = p?.options;
+  if (typeof options !== 'object' || options === null) return {};
+  const url = fromUrl(options.connectionString);
+  const user =
+    url.user ??
+    (typeof options.user === 'string' ? nonEmpty(options.user) : undefined) ??
+    nonEmpty(process.env.PGUSER) ??
+    nonEmpty(pg.defaults.user ?? undefined);
+  const database =
+    url.database ??
+    (typeof options.database === 'string' ? nonEmpty(options.database) : undefined) ??
+    nonEmpty(process.env.PGDATABASE) ??
+    user;
+  return { user, database };
+}
+
+/** A node-postgres client watched from its construction, so even its connection attempt has a listener. */
+class WatchedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    watchConnection(this);
+  }
+}
+
 /**
  * A pool owned (and closed) by tenant-secrets. It keeps no session state: every call's log
  * suppression is transaction-local (see executor.ts), so it is safe behind PgBouncer or Supavisor
@@ -21,6 +141,7 @@ export function createOwnedPool(options: OwnedPoolOptions): PoolLike & pg.Pool {
     // Scripts (`node -e` one-liners) must exit when done, not wait for idle clients to time out.
     allowExitOnIdle: true,
     application_name: 'tenant-secrets',
+    Client: WatchedClient as unknown as new () => pg.ClientBase,
   });
   // An idle client losing its connection must not crash the process; the next query reports it.
   pool.on('error', () => undefined);

@@ -1,4 +1,9 @@
-import { ConfigurationError, DatabaseError, InvalidInputError } from '../base/errors.js';
+import {
+  ConfigurationError,
+  DatabaseError,
+  InvalidInputError,
+  PermissionDeniedError,
+} from '../base/errors.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SqlExecutor } from '../db/executor.js';
 import { quoteSchema } from '../db/schema-name.js';
@@ -175,7 +180,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Must run as the role that owns (or will own) the objects.
  * @throws {LegacySchemaError} the schema holds a `tenant_secrets` table tenant-secrets did not create.
  * @throws {SchemaNotReadyError} the database's schema is newer than this library.
- * @throws {DatabaseError} SQLSTATE 42501 when the role may not create or alter the objects.
+ * @throws {InvalidInputError} a role in grantTo / grantOperatorTo is malformed or does not exist.
+ * @throws {PermissionDeniedError} (SQLSTATE 42501) the role may not create or alter the objects.
  */
 export async function migrate(
   executor: SqlExecutor,
@@ -195,6 +201,7 @@ export async function migrate(
       'migrate',
       async (query) => {
         await query(`SELECT pg_catalog.set_config('lock_timeout', '${LOCK_TIMEOUT_MS}ms', true)`);
+        await checkRolesExist(query, options);
         for (const sql of statements) await query(sql);
         const applied = await query<{ name: string }>(
           `SELECT name FROM ${ts}.tenant_secret_migrations WHERE applied_at = pg_catalog.now() ORDER BY id`,
@@ -239,17 +246,45 @@ export async function migrate(
     } catch (error) {
       const state = sqlStateOf(error);
       if (state === '42501' && error instanceof DatabaseError) {
-        throw new DatabaseError(
-          'migrate (it must run as the role that owns the tenant-secrets schema; an application role checks readiness with ready() instead)',
-          '42501',
-          undefined,
-          error.cause,
-        );
+        throw new PermissionDeniedError({
+          operation: 'migrate',
+          grant: 'owner',
+          role: error instanceof PermissionDeniedError ? error.role : undefined,
+          ownerAction:
+            'install or upgrade it (run migrate() as that role; an application role checks readiness with ready() instead)',
+          cause: error.cause,
+        });
       }
       const retry = state !== undefined && RETRY_STATES.has(state) && Date.now() - started < RETRY_FOR_MS;
       if (!retry) throw error;
       // Back off with jitter, so that two migrators, or a migrator and a burst of traffic, drift apart.
       await sleep(Math.min(1000, 20 * 2 ** Math.min(tries, 6)) * (0.5 + Math.random()));
+    }
+  }
+}
+
+/**
+ * Every role named in grantTo / grantOperatorTo exists, before the installer grants to it: a missing
+ * one would otherwise fail deep in the installer's PL/pgSQL with a message about its internals.
+ */
+async function checkRolesExist(
+  query: <R>(sql: string, params?: readonly unknown[]) => Promise<R[]>,
+  options: MigrateOptions,
+): Promise<void> {
+  for (const field of ['grantTo', 'grantOperatorTo'] as const) {
+    const roles = options[field];
+    if (!roles || roles.length === 0) continue;
+    const missing = await query<{ role: string }>(
+      `SELECT r AS role FROM pg_catalog.unnest($1::text[]) AS r
+        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r)`,
+      [roles],
+    );
+    if (missing.length > 0) {
+      const names = missing.map((row) => `"${row.role}"`).join(', ');
+      throw new InvalidInputError(
+        `${field}: role ${names} does not exist on this server; create ${missing.length > 1 ? 'them' : 'it'} first (CREATE ROLE ... LOGIN), or correct the name`,
+        field,
+      );
     }
   }
 }
@@ -281,12 +316,12 @@ export async function schemaVersion(executor: SqlExecutor, schema: string): Prom
           () => undefined,
         );
       if (viaHealth !== undefined) return viaHealth;
-      throw new DatabaseError(
-        'status (it needs the owner or operator grants, migrate({ grantOperatorTo }); an application role checks readiness with ready())',
-        '42501',
-        undefined,
-        error.cause,
-      );
+      throw new PermissionDeniedError({
+        operation: 'status (an application role checks readiness with ready())',
+        grant: 'grantOperatorTo',
+        role: error instanceof PermissionDeniedError ? error.role : undefined,
+        cause: error.cause,
+      });
     }
     throw error;
   }
