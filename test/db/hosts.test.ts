@@ -113,7 +113,8 @@ beforeAll(async () => {
     port,
     user: 'postgres',
     password: 'postgres',
-    authMethod: 'trust',
+    // Trust: the URL's password (if any) is the suite server's; this server accepts it as any other.
+    initdbFlags: ['--auth=trust'],
     persistent: false,
     createPostgresUser: true,
     postgresFlags: ['-c', 'fsync=off', '-c', 'max_connections=50', '-c', 'listen_addresses=127.0.0.1'],
