@@ -237,9 +237,11 @@ async function startFormation() {
       ],
       { name: node },
     );
+    // The first node registered becomes the primary: node1, once the monitor has it (the standby can
+    // be created while node1 is still initialising: it waits for it).
     if (node === 'node1') {
-      await until('the first node to run as a single primary', async () =>
-        (await nodeStates()).some((n) => n.nodename === 'node1' && n.reportedstate === 'single'),
+      await until('the first node to register', async () =>
+        (await nodeStates()).some((n) => n.nodename === 'node1'),
       );
     }
   }

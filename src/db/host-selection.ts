@@ -63,11 +63,24 @@ function describe(error: unknown): string {
   return 'could not be reached';
 }
 
+/**
+ * Whether a failure to connect means the server is gone (no PostgreSQL answer at all, or one that is
+ * shutting down or crashed), rather than a refusal by a running server (53300, 28P01, 3D000...).
+ */
+function isGone(code: unknown): boolean {
+  return (
+    typeof code !== 'string' || /^E[A-Z]+$/.test(code) || code.startsWith('57P') || code.startsWith('08')
+  );
+}
+
 /** Which hosts to try, and which pooled connections to drop, for one pool. */
 export class HostSelector {
   readonly #hosts: readonly HostSpec[];
   readonly #random: boolean;
+  /** When each host last failed: it goes to the back of the order for `RECHECK_MS`. */
   readonly #marks = new Map<number, number>();
+  /** When each host was last found gone or read-only: connections opened before then are not reused. */
+  readonly #lostAt = new Map<number, number>();
   readonly #now: () => number;
 
   constructor(target: Pick<ConnectionTarget, 'hosts' | 'loadBalanceHosts'>, now = () => performance.now()) {
@@ -101,18 +114,25 @@ export class HostSelector {
     return this.#random ? (fresh[Math.floor(Math.random() * fresh.length)] ?? 0) : (fresh[0] ?? 0);
   }
 
-  /** The host failed (did not connect, or its session did not fit): try it last for a while. */
-  markFailed(index: number): void {
-    this.#marks.set(index, this.#now());
+  /**
+   * The host failed (did not connect, or its session did not fit): try it last for a while. `lost`:
+   * the server is gone or no longer takes writes (network failure, shut down, read-only), so the
+   * pool's connections to it are dropped too; a refusal such as too many connections or a wrong
+   * password says nothing about the connections already open.
+   */
+  markFailed(index: number, lost: boolean): void {
+    const now = this.#now();
+    this.#marks.set(index, now);
+    if (lost) this.#lostAt.set(index, now);
   }
 
   markGood(index: number): void {
     this.#marks.delete(index);
   }
 
-  /** A connection to `index` opened at `openedAt` predates its host's last failure: drop it. */
+  /** A connection to `index` opened at `openedAt` predates its host's loss: drop it. */
   isStale(index: number, openedAt: number): boolean {
-    const at = this.#marks.get(index);
+    const at = this.#lostAt.get(index);
     return at !== undefined && at >= openedAt;
   }
 
@@ -159,7 +179,7 @@ function clientClass(selector: HostSelector, attrs: TargetSessionAttrs): typeof 
         // The server refuses writes now (a primary demoted under us, or made read-only): this
         // connection is useless to tenant-secrets, and so are the others to this host.
         this.readOnlySeen = true;
-        if (attrs !== 'any') selector.markFailed(this.hostIndex);
+        if (attrs !== 'any') selector.markFailed(this.hostIndex, true);
       });
     }
 
@@ -186,8 +206,8 @@ function clientClass(selector: HostSelector, attrs: TargetSessionAttrs): typeof 
       try {
         await super.connect();
       } catch (error) {
-        selector.markFailed(this.hostIndex);
         const code = (error as { code?: unknown }).code;
+        selector.markFailed(this.hostIndex, isGone(code));
         tag(error, {
           host: this.label,
           reason: describe(error),
@@ -202,13 +222,13 @@ function clientClass(selector: HostSelector, attrs: TargetSessionAttrs): typeof 
         mismatch = await this.#mismatch();
       } catch (error) {
         await this.end().catch(() => undefined);
-        selector.markFailed(this.hostIndex);
+        selector.markFailed(this.hostIndex, isGone((error as { code?: unknown }).code));
         tag(error, { host: this.label, reason: describe(error), rejected: false, auth: false, error });
         throw error;
       }
       if (mismatch !== undefined) {
         await this.end().catch(() => undefined);
-        selector.markFailed(this.hostIndex);
+        selector.markFailed(this.hostIndex, true);
         const error = new SessionRejected(`${this.label} is ${mismatch}`);
         tag(error, { host: this.label, reason: mismatch, rejected: true, auth: false, error: undefined });
         throw error;
@@ -315,7 +335,10 @@ class TargetedPool extends pg.Pool {
         const failure = failureOf(error);
         // The pool's own refusals (busy pool, pool ended) are not about a host.
         if (!failure) throw error;
-        failures.push(failure);
+        // pg-pool's connection timeout (it closes the socket): say so, not "closed the connection".
+        const timedOut = /due to connection timeout/.test((error as Error).message);
+        const seconds = (this.options.connectionTimeoutMillis ?? 0) / 1000;
+        failures.push(timedOut ? { ...failure, reason: `did not answer within ${seconds} s` } : failure);
         if (failures.length >= hosts) throw noHostError(failures, error, this.#attrs);
         continue;
       }

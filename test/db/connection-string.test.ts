@@ -141,13 +141,13 @@ describe('HostSelector', () => {
     let now = 1000;
     const selector = new HostSelector({ hosts, loadBalanceHosts: 'disable' }, () => now);
     expect(selector.pick()).toBe(0);
-    selector.markFailed(0);
+    selector.markFailed(0, true);
     expect(selector.pick()).toBe(1);
     now += 1;
-    selector.markFailed(1);
+    selector.markFailed(1, true);
     expect(selector.pick()).toBe(2);
     now += 1;
-    selector.markFailed(2);
+    selector.markFailed(2, true);
     // All failed recently: the one that failed longest ago first.
     expect(selector.pick()).toBe(0);
     now += RECHECK_MS;
@@ -161,16 +161,22 @@ describe('HostSelector', () => {
     const selector = new HostSelector({ hosts, loadBalanceHosts: 'disable' }, () => now);
     const openedEarly = now;
     now = 5;
-    selector.markFailed(1);
+    selector.markFailed(1, true);
     expect(selector.isStale(1, openedEarly)).toBe(true);
     expect(selector.isStale(0, openedEarly)).toBe(false);
     now = 6;
     expect(selector.isStale(1, now)).toBe(false);
+    // A refusal by a running server (too many connections, a wrong password) reorders the hosts but
+    // leaves the connections already open in use.
+    now = 7;
+    selector.markFailed(0, false);
+    expect(selector.pick()).toBe(2);
+    expect(selector.isStale(0, openedEarly)).toBe(false);
   });
 
   it('load_balance_hosts=random spreads new connections over the hosts that have not failed', () => {
     const selector = new HostSelector({ hosts, loadBalanceHosts: 'random' });
-    selector.markFailed(2);
+    selector.markFailed(2, true);
     const seen = new Set<number>();
     for (let i = 0; i < 200; i++) seen.add(selector.pick());
     expect([...seen].sort()).toEqual([0, 1]);

@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -207,6 +208,51 @@ describe('several hosts in one connection string', () => {
     expect((error as DatabaseUnavailableError).mayHaveCommitted).toBe(false);
     expect((error as Error).message).toContain(`127.0.0.1:${deadPort}: connection refused (ECONNREFUSED)`);
     expect((error as Error).message).toContain(`127.0.0.1:${readOnlyServer.port}: read-only (`);
+  });
+
+  it('a host that accepts the TCP connection and never answers is left after connectionTimeoutMillis, and tried last for a while', async () => {
+    // A machine that hangs (or a black-holed address): the socket opens, nothing answers.
+    const held: Socket[] = [];
+    const silent = createServer((socket) => {
+      held.push(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentPort = (silent.address() as { port: number }).port;
+    try {
+      const name = await pairedDatabase(true);
+      const { user, password, writable } = credentials(name);
+      const auth = `${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ''}@`;
+      const url = (hosts: string) => `postgres://${auth}${hosts}/${name}?target_session_attrs=read-write`;
+      const m = createSecretsManager({
+        connectionString: url(`127.0.0.1:${silentPort},${writable}`),
+        masterKey: TEST_KEY,
+        auditSealIntervalMs: 0,
+        connectionTimeoutMillis: 500,
+        env: {},
+      });
+      opened.push(m);
+      await m.set('tenant-a', 'k', 'v1');
+      expect(held).toHaveLength(1);
+      // New connections (five calls at once) go straight to the writable host.
+      await Promise.all([1, 2, 3, 4, 5].map((i) => m.set('tenant-a', `k${i}`, 'v')));
+      expect(held).toHaveLength(1);
+      expect(await secretRows(name)).toBe(6);
+
+      const hung = createSecretsManager({
+        connectionString: url(`127.0.0.1:${silentPort},127.0.0.1:${silentPort}`),
+        masterKey: TEST_KEY,
+        connectionTimeoutMillis: 500,
+        env: {},
+      });
+      opened.push(hung);
+      const error = await hung.get('tenant-a', 'k').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DatabaseUnavailableError);
+      expect((error as Error).message).toContain(`127.0.0.1:${silentPort}: did not answer within 0.5 s`);
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
   });
 
   it('a primary that turns read-only under open connections: its connections are dropped, and the next call goes to the writable host', async () => {
