@@ -339,6 +339,7 @@ async function stopFormation() {
 const ledger = { writes: [], reads: [], failedWrites: [], unresolvedReads: [] };
 const errorsByType = new Map();
 const anomalies = [];
+let uncertainNotCommitted = 0;
 const acks = [];
 let stopping = false;
 
@@ -443,6 +444,7 @@ async function workLoop(m, slots, random) {
         }
         if (found?.version !== expected)
           anomalies.push(`after an uncertain ${op} of ${slot.tenant}/${slot.key}: version ${found?.version}`);
+        uncertainNotCommitted++;
       }
       ledger.failedWrites.push({ tenant: slot.tenant, key: slot.key, requestId, type });
       await sleep(100);
@@ -647,6 +649,7 @@ try {
     acknowledged: {
       writes: ledger.writes.length,
       writesResolvedByReading: ledger.writes.filter((w) => w.how === 'resolved by reading').length,
+      uncertainWritesFoundNotCommitted: uncertainNotCommitted,
       reads: ledger.reads.length,
       beforeKill: acksBeforeKill,
     },
