@@ -26,7 +26,10 @@ export interface ConnectionTarget {
   targetSessionAttrs: TargetSessionAttrs;
   /** libpq's `load_balance_hosts`: `random` tries the hosts in a random order per connection. */
   loadBalanceHosts: 'disable' | 'random';
-  /** True when the string was used as given (one host, none of the parameters above). */
+  /**
+   * True when the string was used as given (one host, none of the parameters above): node-postgres
+   * alone reads it, host and port included.
+   */
   unchanged: boolean;
 }
 
@@ -116,10 +119,8 @@ function parseUrl(url: string, given: boolean): ConnectionTarget {
       `connection string: load_balance_hosts must be disable or random (got ${JSON.stringify(balance.slice(0, 40))})`,
     );
   }
-  const unchanged = given && hosts.length === 1 && params.size === 0;
-  if (unchanged) {
-    return { ...single(url), hosts };
-  }
+  // One host and none of the parameters above: node-postgres reads the string exactly as before.
+  if (given && hosts.length === 1 && params.size === 0) return single(url);
   // node-postgres reads the rest of the string: give it the first host only (a host it can parse),
   // and none of the parameters read here. The host and port of each connection are set per attempt.
   const first = hostList.split(',')[0] ?? '';
