@@ -12,7 +12,10 @@ import type { CacheOptions } from '../secrets/cache.js';
 
 /** Options of {@link createSecretsManager}. Each falls back to an environment variable, then a default. */
 export interface SecretsManagerOptions {
-  /** PostgreSQL connection string. Env: `DATABASE_URL`. */
+  /**
+   * PostgreSQL connection string. Env: `DATABASE_URL`. For a primary and its standbys, list every
+   * host with `target_session_attrs=read-write` (libpq's syntax; docs/scaling.md, "High availability").
+   */
   connectionString?: string;
   /** An existing `pg` Pool (or compatible) to use instead; `close()` leaves it open. */
   pool?: PoolLike;

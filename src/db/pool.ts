@@ -1,4 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { parseConnectionTarget } from './connection-string.js';
+import { createTargetedPool } from './host-selection.js';
 import type { PoolLike } from './queryable.js';
 
 export interface OwnedPoolOptions {
@@ -130,11 +132,12 @@ class WatchedClient extends pg.Client {
 /**
  * A pool owned (and closed) by tenant-secrets. It keeps no session state: every call's log
  * suppression is transaction-local (see executor.ts), so it is safe behind PgBouncer or Supavisor
- * in transaction mode.
+ * in transaction mode. A connection string may list several hosts with `target_session_attrs`, as
+ * libpq reads it (host-selection.ts): each new connection then goes to the host that fits.
+ * @throws {ConfigurationError} a malformed host list, port or `target_session_attrs`.
  */
 export function createOwnedPool(options: OwnedPoolOptions): PoolLike & pg.Pool {
-  const pool = new pg.Pool({
-    connectionString: options.connectionString,
+  const pool = createTargetedPool(parseConnectionTarget(options.connectionString), {
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
     idleTimeoutMillis: 30_000,
