@@ -1,8 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { InvalidInputError } from '../base/errors.js';
-import type { TxQuery } from '../db/executor.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { MASTER_KEY_ID_PATTERN } from '../crypto/master-key.js';
+import type { TxQuery } from '../db/executor.js';
 
 /**
  * Audit anchors: signed checkpoints of the whole trail (sql/functions/84_audit_verify.sql).
@@ -53,7 +53,14 @@ const ZERO_MAC = Buffer.alloc(32);
 /** The MAC of an anchor (see the format above). */
 export function anchorMac(
   auditKey: Buffer,
-  fields: { counter: bigint; masterKeyId: string; chains: bigint; records: bigint; headsDigest: Buffer; prevMac: Buffer },
+  fields: {
+    counter: bigint;
+    masterKeyId: string;
+    chains: bigint;
+    records: bigint;
+    headsDigest: Buffer;
+    prevMac: Buffer;
+  },
 ): Buffer {
   const int8 = (n: bigint) => {
     const b = Buffer.alloc(8);

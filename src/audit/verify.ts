@@ -3,10 +3,17 @@ import type { AuditContext } from '../base/audit-context.js';
 import { InvalidInputError } from '../base/errors.js';
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
-import type { TxQuery } from '../db/executor.js';
 import type { MasterKey } from '../crypto/master-key.js';
+import type { TxQuery } from '../db/executor.js';
 import type { ResignResult } from '../keys/rotation.js';
-import { type AnchorRow, type AuditAnchor, appendAnchor, checkAnchorMac, parseAnchor, toAnchor } from './anchors.js';
+import {
+  type AnchorRow,
+  type AuditAnchor,
+  appendAnchor,
+  checkAnchorMac,
+  parseAnchor,
+  toAnchor,
+} from './anchors.js';
 import type { SealResult } from './seal.js';
 
 /**
@@ -250,7 +257,11 @@ export function verifyOperations(
    */
   async function checkAnchors(given: AuditAnchor | undefined): Promise<AuditProblem[]> {
     const out: AuditProblem[] = [];
-    const problem = (reason: AuditProblemReason, counter: number | null, masterKeyId?: string): AuditProblem => ({
+    const problem = (
+      reason: AuditProblemReason,
+      counter: number | null,
+      masterKeyId?: string,
+    ): AuditProblem => ({
       chainId: '',
       seq: counter,
       id: null,
@@ -266,7 +277,13 @@ export function verifyOperations(
     if (newest) {
       const mac = checkAnchorMac(keyring, newest);
       if (mac !== 'ok') {
-        out.push(problem(mac === 'forged' ? 'anchor_forged' : 'anchor_unknown_key', Number(newest.counter), newest.master_key_id));
+        out.push(
+          problem(
+            mac === 'forged' ? 'anchor_forged' : 'anchor_unknown_key',
+            Number(newest.counter),
+            newest.master_key_id,
+          ),
+        );
       } else if (
         !newest.heads_digest.equals(now?.d_digest ?? Buffer.alloc(0)) ||
         newest.chains !== now?.d_chains ||
@@ -430,14 +447,20 @@ export function verifyOperations(
         anchor = await core.transaction(
           'verifyAudit',
           async (query) => {
-            await signCheckpoints(verifiedEnds.filter((e) => !badChains.has(e.chainId)), query);
+            await signCheckpoints(
+              verifiedEnds.filter((e) => !badChains.has(e.chainId)),
+              query,
+            );
             return appendAnchor(query, qs, keyring);
           },
           { quiet: false },
         );
         await options.publishAnchor?.(anchor);
       } else {
-        const [row] = await core.plain<AnchorRow>('verifyAudit', `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`);
+        const [row] = await core.plain<AnchorRow>(
+          'verifyAudit',
+          `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`,
+        );
         anchor = row ? toAnchor(row) : null;
       }
       const firstBad = problems[0];
@@ -538,7 +561,9 @@ export function verifyOperations(
         `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`,
       );
       if (newest && newest.master_key_id !== keyring.current.id && checkAnchorMac(keyring, newest) === 'ok') {
-        await core.transaction('resignAuditCheckpoints', (query) => appendAnchor(query, qs, keyring), { quiet: false });
+        await core.transaction('resignAuditCheckpoints', (query) => appendAnchor(query, qs, keyring), {
+          quiet: false,
+        });
       }
       return out;
     },

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DatabaseUnavailableError, type TenantSecretsError } from '../base/errors.js';
 import { toTenantSecretsError } from './driver-errors.js';
-import { connectionTarget, watchConnection, watchPoolConnections } from './pool.js';
+import { connectionTarget } from './pool.js';
 import type { PoolClientLike, PoolLike, Queryable } from './queryable.js';
+import { watchConnection, watchPoolConnections } from './watch.js';
 
 /**
  * How tenant-secrets runs SQL. Every call that carries key material or a value is preceded, in the

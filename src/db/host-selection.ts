@@ -3,6 +3,7 @@ import pg from 'pg';
 import { ConfigurationError, DatabaseReadOnlyError, DatabaseUnavailableError } from '../base/errors.js';
 import type { ConnectionTarget, HostSpec, TargetSessionAttrs } from './connection-string.js';
 import { sanitizedCause } from './driver-errors.js';
+import { watchConnection } from './watch.js';
 
 /**
  * Connections of a pool to the right server of a multi-host connection string, the way libpq's
@@ -165,6 +166,8 @@ function clientClass(selector: HostSelector, attrs: TargetSessionAttrs): typeof 
 
     constructor(config?: pg.ClientConfig) {
       super(config);
+      // An 'error' listener from construction on, as for every client the library creates (watch.ts).
+      watchConnection(this);
       this.hostIndex = selector.pick();
       const spec = selector.hosts[this.hostIndex];
       // Read by Client#connect for the socket and TLS, and by pgpass for the password of this host.

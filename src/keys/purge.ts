@@ -50,7 +50,8 @@ export function purgeOperations(core: Core) {
         // Mark the tenant (no new data key, its key retired), let writes that began before end, then
         // delete: no writer in flight leaves a row behind under a deleted key.
         const begun = await phase('begin');
-        if (begun[0]?.status === 'invalid_input') throw new InvalidInputError('invalid tenant id', 'tenantId');
+        if (begun[0]?.status === 'invalid_input')
+          throw new InvalidInputError('invalid tenant id', 'tenantId');
         await waitForTransactionsInFlight(core, 'purgeTenant');
         rows = await phase('finish');
       }

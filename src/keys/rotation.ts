@@ -10,8 +10,8 @@ import {
 } from '../base/errors.js';
 import { assertOptions, assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
-import { waitForTransactionsInFlight } from './in-flight.js';
 import { MASTER_KEY_ID_PATTERN } from '../crypto/master-key.js';
+import { waitForTransactionsInFlight } from './in-flight.js';
 
 /** Progress of a batched key operation: units done so far out of the units found at the start. */
 export interface KeyProgress {

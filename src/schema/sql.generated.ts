@@ -6600,6 +6600,10 @@ BEGIN
     'registered', (SELECT COALESCE(pg_catalog.jsonb_agg(m.master_key_id ORDER BY m.master_key_id), '[]'::jsonb)
                      FROM :TS.tenant_secret_master_keys m WHERE m.master_key_id = ANY (v_ids)),
     'quiet_success_path', :TS._ts_owner_may_quiet(),
+    'owner', (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p WHERE p.oid = ':TS.tenant_secret_quiet()'::regprocedure),
+    'caller', COALESCE(NULLIF(pg_catalog.current_setting('role'), 'none'), session_user::text),
+    'logging', (SELECT pg_catalog.jsonb_object_agg(s.name, s.setting) FROM pg_catalog.pg_settings s
+                 WHERE s.name IN ('log_statement', 'log_min_duration_statement', 'log_parameter_max_length')),
     'sealer', (SELECT pg_catalog.jsonb_build_object('last_sealed_at', s.last_sealed_at, 'sealed_total', s.sealed_total)
                  FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1));
 END
@@ -6633,7 +6637,7 @@ $$;`,
     file: "95_admin.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_health()
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_app text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'app');
   v_ops text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'operator');
@@ -6649,9 +6653,15 @@ BEGIN
     'unprotected_tables', COALESCE((
       SELECT pg_catalog.jsonb_agg(c.oid::regclass::text ORDER BY c.relname)
         FROM pg_catalog.pg_class c
-       WHERE c.oid IN (SELECT :TS._ts_tables())
-         AND (NOT c.relrowsecurity
-              OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_truncate'))),
+       WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND (NOT c.relrowsecurity OR (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+              WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_truncate'
+                AND p.proname = '_ts_guard_truncate' AND p.pronamespace = c.relnamespace)
+ OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                 WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_write'
+                   AND p.proname = '_ts_guard_write' AND p.pronamespace = c.relnamespace
+                   AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
+                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0)))),
       '[]'::jsonb),
     'grants', pg_catalog.jsonb_build_object('app', pg_catalog.to_jsonb(v_app), 'operator', pg_catalog.to_jsonb(v_ops)),
     'logging', (SELECT pg_catalog.jsonb_object_agg(s.name, pg_catalog.jsonb_build_object('value', s.reset_val, 'session', s.setting))
@@ -6666,11 +6676,16 @@ BEGIN
     'pgaudit_log_parameter', pg_catalog.current_setting('pgaudit.log_parameter', true),
     'registered_master_keys', (SELECT COALESCE(pg_catalog.jsonb_agg(m.master_key_id ORDER BY m.master_key_id), '[]'::jsonb)
                                  FROM :TS.tenant_secret_master_keys m),
-    'sealer', (SELECT pg_catalog.jsonb_build_object('last_sealed_at', s.last_sealed_at, 'sealed_total', s.sealed_total,
-                                                     'passes', s.passes,
-                                                     'pending', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_audit_pending),
-                                                     'oldest_pending', (SELECT pg_catalog.min(p.occurred_at) FROM :TS.tenant_secret_audit_pending p))
-                 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1));
+    'owner', (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p WHERE p.oid = ':TS.tenant_secret_quiet()'::regprocedure),
+    'sealer', :TS._ts_sealer_state() || pg_catalog.jsonb_build_object(
+                'oldest_pending', (SELECT pg_catalog.min(p.occurred_at) FROM :TS.tenant_secret_audit_pending p)),
+    'audit_sequence_moved', :TS._ts_audit_sequence_moved(),
+    'keys_without_access_digest', (SELECT pg_catalog.count(*) FROM :TS.tenant_secret_keys k
+                                    WHERE k.state = 'active' AND (k.access_digest IS NULL OR k.dek_check IS NULL)),
+    'anchors', (SELECT pg_catalog.jsonb_build_object('count', pg_catalog.count(*), 'newest', pg_catalog.max(a.counter),
+                                                     'newest_at', pg_catalog.max(a.created_at))
+                  FROM :TS.tenant_secret_audit_anchors a),
+    'now', pg_catalog.clock_timestamp());
 END
 $$;`,
   },

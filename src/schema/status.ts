@@ -128,7 +128,9 @@ export function parameterLoggingRemedy(owner: string, roles: readonly string[]):
   const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
   const who = [...new Set(roles)].filter((r) => r !== '').map(quote);
   return `as a superuser, either GRANT SET ON PARAMETER log_parameter_max_length TO ${quote(owner)} (PostgreSQL 15+: then every call keeps its parameters out of the log), or ${
-    who.length > 0 ? who.map((r) => `ALTER ROLE ${r} SET log_parameter_max_length = 0`).join('; ') : 'ALTER ROLE <each role using tenant-secrets> SET log_parameter_max_length = 0'
+    who.length > 0
+      ? who.map((r) => `ALTER ROLE ${r} SET log_parameter_max_length = 0`).join('; ')
+      : 'ALTER ROLE <each role using tenant-secrets> SET log_parameter_max_length = 0'
   }; where neither is possible (a managed service without superuser, e.g. Supabase), keep statement logging with parameters off (log_statement = 'none' or 'ddl', log_min_duration_statement = -1) for these roles`;
 }
 
@@ -258,7 +260,10 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
   base.keysWithoutAccessDigest = Number(health.keys_without_access_digest ?? 0);
   base.anchors = {
     count: Number(health.anchors?.count ?? 0),
-    newest: health.anchors?.newest === null || health.anchors?.newest === undefined ? null : Number(health.anchors.newest),
+    newest:
+      health.anchors?.newest === null || health.anchors?.newest === undefined
+        ? null
+        : Number(health.anchors.newest),
     newestAt: date(health.anchors?.newest_at ?? null),
   };
   base.logging.suppressedOnSuccess = health.quiet_success_path;
@@ -381,7 +386,11 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
       message: `the audit sealer failed ${s.consecutiveFailures} time(s) in a row (last error ${s.lastError ?? 'unknown'}${s.lastAttemptAt ? ` at ${s.lastAttemptAt.toISOString()}` : ''}); ${s.pending} record(s) wait, the oldest for ${Math.round(age)} s. A statement timeout shrinks its batches by itself (now ${s.batchLimit ?? '?'}); otherwise see the sealer runbook`,
     });
   }
-  if (s.lockHeld && s.pending > 0 && (s.sinceLastSealSeconds === null || s.sinceLastSealSeconds > SEALER_STALLED_SECONDS)) {
+  if (
+    s.lockHeld &&
+    s.pending > 0 &&
+    (s.sinceLastSealSeconds === null || s.sinceLastSealSeconds > SEALER_STALLED_SECONDS)
+  ) {
     problems.push({
       severity: 'error',
       code: 'sealer_stalled',
