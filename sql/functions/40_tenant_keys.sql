@@ -261,3 +261,75 @@ COMMENT ON FUNCTION :TS.tenant_secret_register_master_key(text, bytea, bytea, js
   'tenant-secrets: register a master key (id and proof key) allowed to vouch for new tenants; owner, or a caller proving a registered key.';
 COMMENT ON FUNCTION :TS.tenant_secret_unregister_master_key(text, boolean, jsonb) IS
   'tenant-secrets: unregister a master key so it can no longer vouch for tenants (retired or leaked keys); owner or operator.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Tenant pins
+-- ---------------------------------------------------------------------------------------------
+-- Several applications with their own master keys may share one installation; each registered key
+-- may create the first data key of any tenant that has none. A pin (operators only) restricts that
+-- for a tenant id (p_kind 'tenant') or every tenant id starting with a prefix ('prefix') to the given
+-- master keys. Existing data keys are not affected: only the holder of the master key that wraps them
+-- can use them anyway.
+
+-- Creates or replaces a pin. Returns 'ok' or 'invalid_input'. Audited on the system chain.
+CREATE FUNCTION :TS.tenant_secret_pin(p_kind text, p_pattern text, p_master_key_ids text[], p_ctx jsonb DEFAULT '{}'::jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_ctx jsonb := :TS._ts_ctx_safe(p_ctx);
+  v_ok boolean;
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  PERFORM :TS._ts_require_operator();
+  v_ok := p_kind IN ('tenant', 'prefix') AND p_pattern IS NOT NULL AND p_pattern <> ''
+      AND pg_catalog.octet_length(p_pattern) <= 128 AND p_pattern ~ '^[A-Za-z0-9][A-Za-z0-9._:@-]*$'
+      AND pg_catalog.cardinality(p_master_key_ids) BETWEEN 1 AND 16
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p_master_key_ids) i(id) WHERE NOT :TS._ts_master_key_id_valid(i.id))
+      AND :TS._ts_ctx_invalid(p_ctx) IS NULL;
+  IF NOT COALESCE(v_ok, false) THEN
+    PERFORM :TS._ts_audit(NULL, 'tenant.pinned', NULL, NULL, 'failure', 'INVALID_INPUT', v_ctx, NULL);
+    RETURN 'invalid_input';
+  END IF;
+  INSERT INTO :TS.tenant_secret_pins AS p (kind, pattern, master_key_ids, created_by)
+  VALUES (p_kind, p_pattern, ARRAY(SELECT DISTINCT i.id FROM pg_catalog.unnest(p_master_key_ids) i(id) ORDER BY 1),
+          :TS._ts_ctx_actor(v_ctx))
+  ON CONFLICT (kind, pattern) DO UPDATE SET master_key_ids = EXCLUDED.master_key_ids, created_at = pg_catalog.now(),
+                                            created_by = EXCLUDED.created_by;
+  PERFORM :TS._ts_audit(NULL, 'tenant.pinned', NULL, NULL, 'success', NULL, v_ctx,
+    pg_catalog.jsonb_build_object('kind', p_kind, 'pattern', p_pattern, 'master_key_ids', pg_catalog.to_jsonb(p_master_key_ids)));
+  RETURN 'ok';
+END
+$$;
+
+-- Removes a pin. Returns 'ok' or 'not_found'. Audited on the system chain.
+CREATE FUNCTION :TS.tenant_secret_unpin(p_kind text, p_pattern text, p_ctx jsonb DEFAULT '{}'::jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_ctx jsonb := :TS._ts_ctx_safe(p_ctx);
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  PERFORM :TS._ts_require_operator();
+  DELETE FROM :TS.tenant_secret_pins p WHERE p.kind = p_kind AND p.pattern = p_pattern;
+  IF NOT FOUND THEN
+    RETURN 'not_found';
+  END IF;
+  PERFORM :TS._ts_audit(NULL, 'tenant.unpinned', NULL, NULL, 'success', NULL, v_ctx,
+    pg_catalog.jsonb_build_object('kind', p_kind, 'pattern', p_pattern));
+  RETURN 'ok';
+END
+$$;
+
+CREATE FUNCTION :TS.tenant_secret_pins_list()
+RETURNS TABLE (kind text, pattern text, master_key_ids text[], created_at timestamptz, created_by text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT :TS._ts_require_operator();
+  SELECT p.kind, p.pattern, p.master_key_ids, p.created_at, p.created_by FROM :TS.tenant_secret_pins p ORDER BY p.kind, p.pattern
+$$;
+
+COMMENT ON FUNCTION :TS.tenant_secret_pin(text, text, text[], jsonb) IS
+  'tenant-secrets: pin a tenant id (or a prefix) to the master keys allowed to create its first data key; operators.';
+COMMENT ON FUNCTION :TS.tenant_secret_unpin(text, text, jsonb) IS
+  'tenant-secrets: remove a tenant pin; operators.';
+COMMENT ON FUNCTION :TS.tenant_secret_pins_list() IS
+  'tenant-secrets: the tenant pins; operators.';

@@ -68,24 +68,14 @@ $$;
 
 -- The sealer's state for status(), by the database's clock: whether a sealer holds the lock now,
 -- when it last sealed and last tried, its last error and consecutive failures, the batch size it
--- uses, and the backlog (count, age of the oldest pending record in seconds).
+-- uses, and the backlog (count, age of the oldest pending record in seconds). Reads only (it works on
+-- a read-only server): a held row lock shows as the row's xmax naming a transaction still running.
 CREATE FUNCTION :TS._ts_sealer_state() RETURNS jsonb
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-  v_free boolean;
-  s record;
-BEGIN
-  -- Probing the lock needs a savepoint: SKIP LOCKED would also skip the row while a sealer holds it,
-  -- which is exactly what we want to know.
-  BEGIN
-    PERFORM 1 FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1 FOR UPDATE NOWAIT;
-    v_free := true;
-  EXCEPTION WHEN lock_not_available THEN
-    v_free := false;
-  END;
-  SELECT x.* INTO s FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1;
-  RETURN pg_catalog.jsonb_build_object(
-    'lock_held', NOT v_free,
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'lock_held', EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                          WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
+                            AND l.transactionid = s.xmax AND s.xmax <> '0'::xid),
     'last_sealed_at', s.last_sealed_at, 'last_attempt_at', s.last_attempt_at,
     'last_error', s.last_error, 'consecutive_failures', s.consecutive_failures, 'batch_limit', s.batch_limit,
     'sealed_total', s.sealed_total,
@@ -93,8 +83,8 @@ BEGIN
     'oldest_pending_age_seconds', (SELECT EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - pg_catalog.min(p.occurred_at))
                                      FROM :TS.tenant_secret_audit_pending p),
     'since_last_seal_seconds', EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - s.last_sealed_at),
-    'now', pg_catalog.clock_timestamp());
-END
+    'now', pg_catalog.clock_timestamp())
+    FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1
 $$;
 
 COMMENT ON FUNCTION :TS.tenant_secret_audit_seal(integer, boolean) IS

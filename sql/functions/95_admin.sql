@@ -149,7 +149,7 @@ $$;
 -- the server's logging settings, registered master keys and the audit sealer's backlog.
 CREATE FUNCTION :TS.tenant_secret_health()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_app text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'app');
   v_ops text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'operator');

@@ -103,6 +103,12 @@ export interface VerifyAuditOptions {
   anchor?: AuditAnchor | string;
   /** Called with the new anchor once it is stored (publish it: write-once storage, a log, a ticket). */
   publishAnchor?: (anchor: AuditAnchor) => void | Promise<void>;
+  /**
+   * After an investigation of `checkpoints_changed` or an anchor problem: store checkpoints and a new
+   * anchor over the checkpoints as they are now anyway, so later verifications start from here. The
+   * problems are still reported by this call, and its `audit.verified` record says it re-anchored.
+   */
+  reanchor?: boolean;
 }
 
 export interface AuditVerification {
@@ -363,7 +369,10 @@ export function verifyOperations(
       let afterSeq: string | null = null;
       let afterHash: Buffer | null = null;
       const given = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
-      const anchorProblems = await checkAnchors(given);
+      // The newest anchor is checked by a full verification, and before any verification stores
+      // checkpoints (a new anchor must never sign checkpoints changed behind the last one's back).
+      const anchorProblems =
+        scope === null || options.checkpoint !== false || given ? await checkAnchors(given) : [];
       for (const problem of anchorProblems) addProblem(problem);
       const verifiedEnds: { chainId: string; seq: number; hash: Buffer }[] = [];
       for (;;) {
@@ -431,10 +440,14 @@ export function verifyOperations(
           regAfter = Number(last);
         }
       }
-      // Chain order, then seq; at one seq, what the chain walk found before what a checkpoint shows.
-      const rank = (p: AuditProblem) => (p.reason.startsWith('checkpoint_') ? 1 : 0);
+      // Chain order, then seq; at one seq, what the chain walk found before what a checkpoint shows;
+      // problems of the anchors (all chains at once) after every chain's.
+      const rank = (p: AuditProblem) =>
+        p.reason.startsWith('checkpoint_') ? 1 : p.reason.startsWith('anchor_') || p.reason === 'checkpoints_changed' ? 2 : 0;
       problems.sort((a, b) =>
-        a.chainId < b.chainId
+        rank(a) === 2 || rank(b) === 2
+          ? rank(a) - rank(b) || (a.seq ?? 0) - (b.seq ?? 0)
+          : a.chainId < b.chainId
           ? -1
           : a.chainId > b.chainId
             ? 1
@@ -443,7 +456,7 @@ export function verifyOperations(
       // The checkpoints of the chains that verified, and the anchor over every checkpoint, in one
       // transaction: the newest anchor always signs the checkpoints as they are.
       let anchor: AuditAnchor | null = null;
-      if (options.checkpoint !== false && anchorProblems.length === 0) {
+      if (options.checkpoint !== false && (anchorProblems.length === 0 || options.reanchor === true)) {
         anchor = await core.transaction(
           'verifyAudit',
           async (query) => {
@@ -490,6 +503,9 @@ export function verifyOperations(
             problems: problems.length,
             heads_digest: result.headsDigest,
             first_bad: firstBad && { chain_id: firstBad.chainId, seq: firstBad.seq, reason: firstBad.reason },
+            anchor: anchor?.counter,
+            anchor_checked: given !== undefined || undefined,
+            reanchored: (options.reanchor === true && anchorProblems.length > 0) || undefined,
           }),
           JSON.stringify(core.sqlContext(options.context)),
         ],

@@ -1,6 +1,7 @@
 import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ConfigurationError } from '../base/errors.js';
+import { isDigestOfCommonWord } from './weak-keys.js';
 
 /** How to make a valid key, quoted in every key error. */
 export const KEYGEN_HINT =
@@ -14,12 +15,23 @@ const MIN_DISTINCT_BYTES = 12;
 /** Master key fingerprint ids: `mk_` and 16 lowercase hex digits. */
 export const MASTER_KEY_ID_PATTERN = /^mk_[0-9a-f]{16}$/;
 
+/** A byte of text: printable ASCII, a tab, a newline or a carriage return. */
+const isTextByte = (b: number) => (b >= 0x20 && b <= 0x7e) || b === 0x09 || b === 0x0a || b === 0x0d;
+/**
+ * Bytes of text (or a trailing NUL) above which 32 bytes are text, not a key: a passphrase encoded as
+ * a key, `echo … | base64` (its newline included), a C string with its NUL. Each byte of a random key
+ * is one of these with probability 98/256, so 30 or more of 32 happens about once in 10^10 keys.
+ */
+const MIN_TEXT_BYTES = 30;
+
 /** Why 32 bytes are evidently not random, or undefined. */
 function notRandom(bytes: Buffer): string | undefined {
   if (new Set(bytes).size < MIN_DISTINCT_BYTES) return 'too few distinct bytes';
-  // Printable ASCII in every byte: text (a password, a phrase) encoded as a key. A random key is
-  // printable with probability (95/256)^32, about 10^-14.
-  if (bytes.every((b) => b >= 0x20 && b <= 0x7e)) return 'it is printable text, not random bytes';
+  const text = bytes.filter((b, i) => isTextByte(b) || (b === 0 && i === bytes.length - 1)).length;
+  if (text >= MIN_TEXT_BYTES) {
+    return `it is text (${text} of its 32 bytes are printable characters${bytes[31] === 0x0a ? ', ending in a newline' : bytes[31] === 0 ? ', ending in a NUL' : ''}), not random bytes`;
+  }
+  if (isDigestOfCommonWord(bytes)) return 'it is the SHA-256 of a common password or word';
   // A short pattern repeated (period of at most 8 bytes).
   for (let period = 1; period <= 8; period++) {
     if (bytes.every((b, i) => i < period || b === bytes[i - period])) return 'it repeats a short pattern';

@@ -3396,6 +3396,81 @@ $$;`,
   'tenant-secrets: unregister a master key so it can no longer vouch for tenants (retired or leaked keys); owner or operator.';`,
   },
   {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_pin(p_kind text, p_pattern text, p_master_key_ids text[], p_ctx jsonb DEFAULT '{}'::jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_ctx jsonb := :TS._ts_ctx_safe(p_ctx);
+  v_ok boolean;
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  PERFORM :TS._ts_require_operator();
+  v_ok := p_kind IN ('tenant', 'prefix') AND p_pattern IS NOT NULL AND p_pattern <> ''
+      AND pg_catalog.octet_length(p_pattern) <= 128 AND p_pattern ~ '^[A-Za-z0-9][A-Za-z0-9._:@-]*$'
+      AND pg_catalog.cardinality(p_master_key_ids) BETWEEN 1 AND 16
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p_master_key_ids) i(id) WHERE NOT :TS._ts_master_key_id_valid(i.id))
+      AND :TS._ts_ctx_invalid(p_ctx) IS NULL;
+  IF NOT COALESCE(v_ok, false) THEN
+    PERFORM :TS._ts_audit(NULL, 'tenant.pinned', NULL, NULL, 'failure', 'INVALID_INPUT', v_ctx, NULL);
+    RETURN 'invalid_input';
+  END IF;
+  INSERT INTO :TS.tenant_secret_pins AS p (kind, pattern, master_key_ids, created_by)
+  VALUES (p_kind, p_pattern, ARRAY(SELECT DISTINCT i.id FROM pg_catalog.unnest(p_master_key_ids) i(id) ORDER BY 1),
+          :TS._ts_ctx_actor(v_ctx))
+  ON CONFLICT (kind, pattern) DO UPDATE SET master_key_ids = EXCLUDED.master_key_ids, created_at = pg_catalog.now(),
+                                            created_by = EXCLUDED.created_by;
+  PERFORM :TS._ts_audit(NULL, 'tenant.pinned', NULL, NULL, 'success', NULL, v_ctx,
+    pg_catalog.jsonb_build_object('kind', p_kind, 'pattern', p_pattern, 'master_key_ids', pg_catalog.to_jsonb(p_master_key_ids)));
+  RETURN 'ok';
+END
+$$;`,
+  },
+  {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_unpin(p_kind text, p_pattern text, p_ctx jsonb DEFAULT '{}'::jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  v_ctx jsonb := :TS._ts_ctx_safe(p_ctx);
+BEGIN
+  PERFORM :TS._ts_guard(true);
+  PERFORM :TS._ts_require_operator();
+  DELETE FROM :TS.tenant_secret_pins p WHERE p.kind = p_kind AND p.pattern = p_pattern;
+  IF NOT FOUND THEN
+    RETURN 'not_found';
+  END IF;
+  PERFORM :TS._ts_audit(NULL, 'tenant.unpinned', NULL, NULL, 'success', NULL, v_ctx,
+    pg_catalog.jsonb_build_object('kind', p_kind, 'pattern', p_pattern));
+  RETURN 'ok';
+END
+$$;`,
+  },
+  {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_pins_list()
+RETURNS TABLE (kind text, pattern text, master_key_ids text[], created_at timestamptz, created_by text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT :TS._ts_require_operator();
+  SELECT p.kind, p.pattern, p.master_key_ids, p.created_at, p.created_by FROM :TS.tenant_secret_pins p ORDER BY p.kind, p.pattern
+$$;`,
+  },
+  {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_pin(text, text, text[], jsonb) IS
+  'tenant-secrets: pin a tenant id (or a prefix) to the master keys allowed to create its first data key; operators.';`,
+  },
+  {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_unpin(text, text, jsonb) IS
+  'tenant-secrets: remove a tenant pin; operators.';`,
+  },
+  {
+    file: "40_tenant_keys.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_pins_list() IS
+  'tenant-secrets: the tenant pins; operators.';`,
+  },
+  {
     file: "50_write.sql",
     sql: String.raw`CREATE FUNCTION :TS._ts_audit_invalid(
   p_tenant text, p_action text, p_key text, p_field text, p_ctx jsonb) RETURNS boolean
@@ -5640,22 +5715,11 @@ $$;`,
   {
     file: "80_audit_seal.sql",
     sql: String.raw`CREATE FUNCTION :TS._ts_sealer_state() RETURNS jsonb
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-  v_free boolean;
-  s record;
-BEGIN
-  -- Probing the lock needs a savepoint: SKIP LOCKED would also skip the row while a sealer holds it,
-  -- which is exactly what we want to know.
-  BEGIN
-    PERFORM 1 FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1 FOR UPDATE NOWAIT;
-    v_free := true;
-  EXCEPTION WHEN lock_not_available THEN
-    v_free := false;
-  END;
-  SELECT x.* INTO s FROM :TS.tenant_secret_audit_sealer x WHERE x.id = 1;
-  RETURN pg_catalog.jsonb_build_object(
-    'lock_held', NOT v_free,
+LANGUAGE sql STABLE AS $$
+  SELECT pg_catalog.jsonb_build_object(
+    'lock_held', EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                          WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
+                            AND l.transactionid = s.xmax AND s.xmax <> '0'::xid),
     'last_sealed_at', s.last_sealed_at, 'last_attempt_at', s.last_attempt_at,
     'last_error', s.last_error, 'consecutive_failures', s.consecutive_failures, 'batch_limit', s.batch_limit,
     'sealed_total', s.sealed_total,
@@ -5663,8 +5727,8 @@ BEGIN
     'oldest_pending_age_seconds', (SELECT EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - pg_catalog.min(p.occurred_at))
                                      FROM :TS.tenant_secret_audit_pending p),
     'since_last_seal_seconds', EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - s.last_sealed_at),
-    'now', pg_catalog.clock_timestamp());
-END
+    'now', pg_catalog.clock_timestamp())
+    FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1
 $$;`,
   },
   {
@@ -6637,7 +6701,7 @@ $$;`,
     file: "95_admin.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_health()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_app text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'app');
   v_ops text[] := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'operator');

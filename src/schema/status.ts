@@ -349,7 +349,7 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
   }
   if (base.logging.mayLogParameters) {
     problems.push({
-      severity: 'error',
+      severity: 'warning',
       code: 'parameters_logged',
       message: `the server logs statements (log_statement=${base.logging.logStatement}, log_min_duration_statement=${base.logging.logMinDurationStatement}) with their bind parameters (log_parameter_max_length=${base.logging.logParameterMaxLength}), and the schema owner ${health.owner} may not suppress them per call: written values and data keys would reach the log. Remedy: ${parameterLoggingRemedy(health.owner, [...base.grants.app, ...base.grants.operator])}`,
     });
@@ -490,7 +490,7 @@ export async function readiness(
     logging.log_statement === 'all' || Number(logging.log_min_duration_statement ?? -1) >= 0;
   if (logsStatements && logging.log_parameter_max_length !== '0' && !raw.quiet_success_path) {
     status.problems.push({
-      severity: 'error',
+      severity: 'warning',
       code: 'parameters_logged',
       message: `the server logs this role's statements with their bind parameters (log_statement=${logging.log_statement}, log_min_duration_statement=${logging.log_min_duration_statement}, log_parameter_max_length=${logging.log_parameter_max_length}) and the schema owner ${raw.owner} may not suppress them per call: written values and data keys would reach the log. Remedy: ${parameterLoggingRemedy(raw.owner, [raw.caller])}`,
     });

@@ -394,11 +394,13 @@ describe('status, sql, keygen, docs', () => {
     expect(report.problems).toEqual([
       expect.objectContaining({ severity: 'warning', code: 'parameters_logged' }),
     ]);
+    // The exact remedy, naming the owner.
+    expect(report.problems[0].message).toContain(`GRANT SET ON PARAMETER log_parameter_max_length TO "${owner}"`);
     const human = await cli(['status'], { env: ownerEnv });
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/params logged\s+yes/);
     expect(human.stderr).toMatch(/warning: the server logs statements .*with their bind parameters/);
-    expect(human.stderr).toContain('set log_parameter_max_length = 0');
+    expect(human.stderr).toContain('SET log_parameter_max_length = 0');
   });
 
   it('sql prints the installer without a database; the script installs, re-applies, and upgrades', async () => {

@@ -1,5 +1,5 @@
 // suite-scope: once — master-key validation, no database
-import { randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError, generateMasterKey, MasterKey } from '../../src/index.js';
@@ -27,6 +27,29 @@ const printable = (n: number) => Buffer.from(Array.from({ length: n }, () => 0x2
 
 describe('keys that are evidently not random are refused, naming keygen', () => {
   it.each([
+    ['base64 of a 31-character passphrase and the newline `echo` adds', Buffer.from('my very secret passphrase 2026!\n', 'ascii')],
+    ['31 characters of text and a trailing NUL', Buffer.concat([printable(31), Buffer.from([0])])],
+    ['text with two bytes that are not printable', Buffer.concat([printable(30), Buffer.from([0x01, 0x0a])])],
+  ])('text-like bytes: %s', (_label, bytes) => {
+    expect(bytes).toHaveLength(32);
+    for (const encoding of ['base64', 'hex', 'base64url'] as const) {
+      expect(refusal(bytes, encoding)).toMatch(/is text/);
+    }
+  });
+
+  it.each(['password', 'secret', 'changeme', 'hello', 'correcthorsebatterystaple', 'Password', 'admin'])(
+    'the SHA-256 of a common word (%s), with or without the newline of `echo`',
+    (word) => {
+      for (const text of [word, `${word}\n`]) {
+        const bytes = createHash('sha256').update(text).digest();
+        for (const encoding of ['base64', 'hex'] as const) {
+          expect(refusal(bytes, encoding)).toMatch(/SHA-256 of a common password or word/);
+        }
+      }
+    },
+  );
+
+  it.each([
     ['a 32-character passphrase', Buffer.from('correct horse battery staple 123', 'ascii')],
     ['32 random printable ASCII characters', printable(32)],
     ['a 32-character hex string taken as bytes', Buffer.from(randomBytes(16).toString('hex'), 'ascii')],
@@ -34,7 +57,7 @@ describe('keys that are evidently not random are refused, naming keygen', () => 
   ])('printable text: %s', (_label, bytes) => {
     expect(bytes).toHaveLength(32);
     for (const encoding of ['base64', 'hex', 'base64url'] as const) {
-      expect(refusal(bytes, encoding)).toMatch(/printable text|distinct/);
+      expect(refusal(bytes, encoding)).toMatch(/is text|distinct/);
     }
   });
 
