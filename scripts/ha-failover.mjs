@@ -500,7 +500,7 @@ try {
   const options = { connectionString: uri, masterKey, maxVersions: 1000, maxConnections: 4, env: {} };
   const admin = createSecretsManager({ ...options, actor: 'ha-admin' });
   managers.push(admin);
-  await admin.migrate();
+  await admin.installation.migrate();
 
   const slots = [];
   const loops = [];
@@ -578,10 +578,10 @@ try {
   const verifier = createSecretsManager({ ...options, actor: 'ha-verifier' });
   managers.push(verifier);
   for (let i = 0; i < 20; i++) {
-    const sealed = await verifier.sealAudit({ wait: true });
+    const sealed = await verifier.auditTrail.seal({ wait: true });
     if (sealed.pending === 0) break;
   }
-  const verification = await verifier.verifyAudit();
+  const verification = await verifier.auditTrail.verify();
 
   let lost = 0;
   const wrong = [];
@@ -605,7 +605,7 @@ try {
   for (let t = 0; t < TENANTS; t++) {
     let cursor;
     do {
-      const page = await verifier.audit(`tenant-${t}`, { limit: 1000, ...(cursor && { cursor }) });
+      const page = await verifier.auditTrail.query(`tenant-${t}`, { limit: 1000, ...(cursor && { cursor }) });
       for (const r of page.records) {
         if (r.requestId) records.set(r.requestId, [...(records.get(r.requestId) ?? []), r]);
       }

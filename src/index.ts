@@ -20,14 +20,21 @@ export {
   rotateTenantSecret,
   setTenantSecret,
 } from './api/env.js';
-export {
-  createSecretsManager,
-  type ManagerStatus,
-  type SecretsManager,
-  type TransactionSecrets,
-} from './api/manager.js';
+export type {
+  AuditTrailApi,
+  InstallationApi,
+  KeysApi,
+  ManagerStatus,
+  MigrateCallOptions,
+  SchemaSqlOptions,
+  SecretsApi,
+  SecretsManager,
+  TransactionSecrets,
+} from './api/interfaces.js';
+export { createSecretsManager } from './api/manager.js';
+export { type SealAuditOptions, sealAudit } from './api/seal-audit.js';
+export { type AuditAnchor, parseAnchor } from './audit/anchors.js';
 export { auditRecordToJsonLine, type ExportAuditOptions } from './audit/export.js';
-export type { AuditOperations } from './audit/operations.js';
 export type { PruneAuditOptions, PruneAuditResult } from './audit/prune.js';
 export type { AuditOutcome, AuditPage, AuditQueryOptions, AuditRecord } from './audit/query.js';
 export type { SealOptions, SealResult } from './audit/seal.js';
@@ -46,6 +53,7 @@ export type { Settings } from './core/core.js';
 export { Keyring, type TenantKeyBundle } from './crypto/keyring.js';
 export { generateMasterKey, MASTER_KEY_ID_PATTERN, MasterKey } from './crypto/master-key.js';
 export type { PoolClientLike, PoolLike, Queryable, QueryResultLike } from './db/queryable.js';
+export type { PinOptions, TenantPin } from './keys/pins.js';
 export type { PurgeTenantResult } from './keys/purge.js';
 export type { RegistrationResult, UnregistrationResult } from './keys/registration.js';
 export type {
@@ -68,6 +76,7 @@ export {
   type DatabaseStatus,
   databaseStatus,
   type ReadyStatus,
+  type SealerStatus,
   type StatusProblem,
 } from './schema/status.js';
 export type { CacheOptions } from './secrets/cache.js';

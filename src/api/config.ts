@@ -1,9 +1,10 @@
+import { inspect } from 'node:util';
 import type { AuditContext } from '../base/audit-context.js';
 import { ConfigurationError } from '../base/errors.js';
 import type { OperationLogger } from '../base/telemetry.js';
 import { assertAuditText } from '../base/validation.js';
 import type { Settings } from '../core/core.js';
-import { Keyring } from '../crypto/keyring.js';
+import { DEFAULT_KEY_CACHE_ENTRIES, Keyring } from '../crypto/keyring.js';
 import { MasterKey } from '../crypto/master-key.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
@@ -110,10 +111,46 @@ export interface ResolvedConfig {
   logger: OperationLogger | undefined;
 }
 
-function resolveKeyring(
-  options: SecretsManagerOptions,
+/**
+ * A keyring that is not configured: the manager can be created (a module-level
+ * `createSecretsManager()` in an app whose build step has no key), and every use of a key fails with
+ * this error instead. Printing it shows nothing.
+ */
+function unconfiguredKeyring(error: ConfigurationError): Keyring {
+  return new Proxy(Object.create(Keyring.prototype) as Keyring, {
+    get(_target, property) {
+      if (property === inspect.custom || property === 'toJSON') return () => 'Keyring(not configured)';
+      if (property === 'then') return undefined;
+      throw error;
+    },
+  });
+}
+
+/** A pool that is not configured: every query fails with `error`; `end()` does nothing. */
+function unconfiguredPool(error: ConfigurationError): PoolLike {
+  return {
+    query: () => Promise.reject(error),
+    connect: () => Promise.reject(error),
+    end: () => Promise.resolve(),
+  };
+}
+
+const NO_MASTER_KEY =
+  'no master key: TENANT_SECRETS_MASTER_KEY is not set and no `masterKey` option was given (32 random bytes as base64 or hex; `npx tenant-secrets keygen` makes one)';
+const NO_DATABASE = 'no database: pass `connectionString` or `pool`, or set DATABASE_URL';
+
+/**
+ * The keyring from options, else from the environment (TENANT_SECRETS_MASTER_KEY and
+ * TENANT_SECRETS_PREVIOUS_MASTER_KEYS). The library and the CLI both resolve keys here.
+ * @param onMissing what to do when neither gives a current key: `'throw'` now, or `'defer'` to the
+ *   first use of a key (an explicit empty or malformed key always throws now).
+ * @throws {ConfigurationError} naming the setting, never the key.
+ */
+export function resolveKeyring(
+  options: Pick<SecretsManagerOptions, 'keyring' | 'masterKey' | 'previousMasterKeys'>,
   env: Record<string, string | undefined>,
-  cacheEntries: number,
+  cacheEntries: number = DEFAULT_KEY_CACHE_ENTRIES,
+  onMissing: 'throw' | 'defer' = 'throw',
 ): Keyring {
   if (options.keyring !== undefined) {
     if (!(options.keyring instanceof Keyring)) throw new ConfigurationError('keyring must be a Keyring');
@@ -121,9 +158,9 @@ function resolveKeyring(
   }
   const current = options.masterKey ?? env.TENANT_SECRETS_MASTER_KEY;
   if (current === undefined || current === '') {
-    throw new ConfigurationError(
-      'no master key: pass `masterKey` or set TENANT_SECRETS_MASTER_KEY (32 random bytes as base64 or hex; `npx tenant-secrets keygen` makes one)',
-    );
+    const error = new ConfigurationError(NO_MASTER_KEY);
+    if (onMissing === 'defer' && options.masterKey === undefined) return unconfiguredKeyring(error);
+    throw error;
   }
   if (typeof current !== 'string' && !(current instanceof MasterKey)) {
     throw new ConfigurationError(
@@ -147,9 +184,68 @@ function resolveKeyring(
           `previousMasterKeys (entry ${index + 1}) must be a string or a MasterKey`,
         );
       }
-      return MasterKey.parse(key, `TENANT_SECRETS_PREVIOUS_MASTER_KEYS (entry ${index + 1})`);
+      return MasterKey.parse(key.trim(), `TENANT_SECRETS_PREVIOUS_MASTER_KEYS (entry ${index + 1})`);
     });
   return new Keyring(parsedCurrent, parsedPrevious, cacheEntries);
+}
+
+/**
+ * The schema from options, else TENANT_SECRETS_SCHEMA, else `public`; checked as an identifier.
+ * @throws {ConfigurationError}
+ */
+export function resolveSchema(schema: unknown, env: Record<string, string | undefined>): string {
+  const resolved = schema ?? env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
+  if (typeof resolved !== 'string') throw new ConfigurationError('schema must be a string');
+  quoteSchema(resolved);
+  return resolved;
+}
+
+/**
+ * The audit actor from options, else TENANT_SECRETS_ACTOR, else `fallback`.
+ * @throws {ConfigurationError} not 1-200 printable characters.
+ */
+export function resolveActor(
+  actor: unknown,
+  env: Record<string, string | undefined>,
+  fallback = 'app',
+): string {
+  const resolved = actor ?? (env.TENANT_SECRETS_ACTOR || undefined) ?? fallback;
+  try {
+    assertAuditText(resolved, 'actor');
+  } catch {
+    throw new ConfigurationError('actor must be 1-200 printable characters');
+  }
+  return resolved as string;
+}
+
+/**
+ * The pool: `options.pool`, else one created for `connectionString` or DATABASE_URL.
+ * @param onMissing `'defer'`: when neither is set, a pool whose every query fails with the
+ *   ConfigurationError (reported at first use, or by `ready()`).
+ */
+export function resolvePool(
+  options: Pick<SecretsManagerOptions, 'pool' | 'connectionString'>,
+  env: Record<string, string | undefined>,
+  pool: { max: number; connectionTimeoutMillis: number },
+  onMissing: 'throw' | 'defer' = 'throw',
+): { pool: PoolLike; ownsPool: boolean } {
+  if (options.pool !== undefined) {
+    checkPool(options.pool);
+    if (options.connectionString !== undefined) {
+      throw new ConfigurationError('pass either `pool` or `connectionString`, not both');
+    }
+    return { pool: options.pool, ownsPool: false };
+  }
+  const connectionString = options.connectionString ?? env.DATABASE_URL;
+  if (connectionString === undefined || connectionString === '') {
+    const error = new ConfigurationError(NO_DATABASE);
+    if (onMissing === 'defer' && options.connectionString === undefined) {
+      return { pool: unconfiguredPool(error), ownsPool: false };
+    }
+    throw error;
+  }
+  if (typeof connectionString !== 'string') throw new ConfigurationError('connectionString must be a string');
+  return { pool: createOwnedPool({ connectionString, ...pool }), ownsPool: true };
 }
 
 function integerSetting(value: unknown, fallback: number, min: number, max: number, name: string): number {
@@ -174,8 +270,9 @@ function checkPool(pool: unknown): asserts pool is PoolLike {
 }
 
 /**
- * Resolves options in one fixed order: explicit option, then environment, then default.
- * Everything is checked here, at start-up, so a bad key or setting fails before the first request.
+ * Resolves options in one fixed order: explicit option, then environment, then default. Everything
+ * given is checked here, at start-up, so a bad key or setting fails before the first request; a key or
+ * database the environment does not give fails at first use instead.
  * @throws {ConfigurationError}
  */
 export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConfig {
@@ -198,16 +295,12 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
     'keyCacheEntries',
   );
   const lockTimeoutMs = integerSetting(options.lockTimeoutMs, 10_000, 100, 600_000, 'lockTimeoutMs');
-  const keyring = resolveKeyring(options, env, keyCacheEntries);
-  const schema = options.schema ?? env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
-  if (typeof schema !== 'string') throw new ConfigurationError('schema must be a string');
-  quoteSchema(schema);
-  const actor = options.actor ?? env.TENANT_SECRETS_ACTOR ?? 'app';
-  try {
-    assertAuditText(actor, 'actor');
-  } catch {
-    throw new ConfigurationError('actor must be 1-200 printable characters');
-  }
+  // A key or database missing from the environment is reported at first use (and by ready()), so
+  // an app may create its manager at module level and still build without them; a key or setting
+  // passed explicitly, or present and malformed, fails here.
+  const keyring = resolveKeyring(options, env, keyCacheEntries, 'defer');
+  const schema = resolveSchema(options.schema, env);
+  const actor = resolveActor(options.actor, env);
   const settings: Settings = {
     maxVersions: integerSetting(options.maxVersions, 10, 2, 1000, 'maxVersions'),
     previousVersionGraceSeconds: integerSetting(
@@ -254,23 +347,12 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
   if (cache !== false && (typeof cache !== 'object' || cache === null || Array.isArray(cache))) {
     throw new ConfigurationError('cache must be false or an object { ttlMs, maxEntries }');
   }
-  let pool = options.pool;
-  let ownsPool = false;
-  if (pool !== undefined) {
-    checkPool(pool);
-    if (options.connectionString !== undefined) {
-      throw new ConfigurationError('pass either `pool` or `connectionString`, not both');
-    }
-  } else {
-    const connectionString = options.connectionString ?? env.DATABASE_URL;
-    if (!connectionString) {
-      throw new ConfigurationError('no database: pass `connectionString` or `pool`, or set DATABASE_URL');
-    }
-    if (typeof connectionString !== 'string')
-      throw new ConfigurationError('connectionString must be a string');
-    pool = createOwnedPool({ connectionString, max: maxConnections, connectionTimeoutMillis });
-    ownsPool = true;
-  }
+  const { pool, ownsPool } = resolvePool(
+    options,
+    env,
+    { max: maxConnections, connectionTimeoutMillis },
+    'defer',
+  );
   return {
     pool,
     ownsPool,

@@ -1,4 +1,4 @@
-import { type AuditOperations, auditOperations } from '../audit/operations.js';
+import { auditOperations } from '../audit/operations.js';
 import { createBackgroundSealer, SealBatch, sealOperations } from '../audit/seal.js';
 import type { AuditContext } from '../base/audit-context.js';
 import { ConfigurationError, InvalidInputError } from '../base/errors.js';
@@ -6,167 +6,108 @@ import { createTelemetry, type Telemetry } from '../base/telemetry.js';
 import { assertTenantId } from '../base/validation.js';
 import { type Core, createCore } from '../core/core.js';
 import { DataKeys } from '../crypto/data-keys.js';
-import type { TenantKeyBundle } from '../crypto/keyring.js';
 import { poolExecutor, type SqlExecutor, transactionExecutor } from '../db/executor.js';
 import type { Queryable } from '../db/queryable.js';
 import { quoteSchema } from '../db/schema-name.js';
-import { type PurgeOperations, purgeOperations } from '../keys/purge.js';
-import {
-  type RegistrationResult,
-  registrationOperations,
-  type UnregistrationResult,
-} from '../keys/registration.js';
-import { type KeyOperations, type KeyStatus, keyOperations } from '../keys/rotation.js';
-import { type LegacyOperations, legacyOperations } from '../legacy/import.js';
-import { type MigrateResult, migrate } from '../schema/migrate.js';
-import { type DatabaseStatus, type ReadyStatus, readiness, statusOn } from '../schema/status.js';
+import { pinOperations } from '../keys/pins.js';
+import { purgeOperations } from '../keys/purge.js';
+import { registrationOperations } from '../keys/registration.js';
+import { keyOperations } from '../keys/rotation.js';
+import { legacyOperations } from '../legacy/import.js';
+import { exportSchemaSql, migrate } from '../schema/migrate.js';
+import { readiness, statusOn } from '../schema/status.js';
 import { SecretCache } from '../secrets/cache.js';
-import { type LifecycleOperations, lifecycleOperations } from '../secrets/lifecycle.js';
-import { type GetOptions, type SecretOperations, secretOperations } from '../secrets/operations.js';
+import { lifecycleOperations } from '../secrets/lifecycle.js';
+import {
+  type GetOptions,
+  type ReadResult,
+  type SecretOperations,
+  secretOperations,
+} from '../secrets/operations.js';
 import { resolveConfig, type SecretsManagerOptions } from './config.js';
+import type {
+  AuditTrailApi,
+  InstallationApi,
+  KeysApi,
+  MigrateCallOptions,
+  SecretsApi,
+  SecretsManager,
+  TransactionSecrets,
+} from './interfaces.js';
 
-/** `status()`: the database's state and, once the schema is up to date, `keyStatus()`. */
-export interface ManagerStatus extends DatabaseStatus {
-  /** `keyStatus()` (per master key usage, `readyToDropPrevious`); null while the schema is not up to date. */
-  keys: KeyStatus | null;
+export type {
+  AuditTrailApi,
+  InstallationApi,
+  KeysApi,
+  ManagerStatus,
+  SecretsApi,
+  SecretsManager,
+  TransactionSecrets,
+} from './interfaces.js';
+
+/** A telemetry span around one operation, under its one public name. */
+type Span = <A extends unknown[], R>(
+  name: string,
+  fn: (...args: A) => Promise<R>,
+) => (...args: A) => Promise<R>;
+
+function spans(telemetry: Telemetry): Span {
+  return (name, fn) =>
+    (...args) =>
+      telemetry.run(name, () => fn(...args));
 }
 
-/** The operations that run inside a caller's transaction (see `inTransaction`). */
-export type TransactionSecrets = SecretOperations &
-  LifecycleOperations &
-  Pick<PurgeOperations, 'purgeTenant'> & {
-    /** The same, with another audit context. */
-    withContext(context: AuditContext): TransactionSecrets;
+/** What a value-changing operation makes stale in the manager's read cache. */
+interface Forget {
+  /** The operation, followed by forgetting its secret (whatever the outcome). */
+  secret<A extends [string, string, ...unknown[]], R>(
+    fn: (...args: A) => Promise<R>,
+  ): (...args: A) => Promise<R>;
+  /** The operation, followed by forgetting every secret of its tenant. */
+  tenant<A extends [string, ...unknown[]], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R>;
+}
+
+function forgetting(cache: SecretCache | undefined): Forget {
+  const after =
+    (drop: (args: unknown[]) => void) =>
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await fn(...args);
+      } finally {
+        drop(args);
+      }
+    };
+  if (!cache) return { secret: (fn) => fn, tenant: (fn) => fn };
+  return {
+    secret: after(([tenantId, keyName]) => {
+      if (typeof tenantId === 'string' && typeof keyName === 'string') cache.invalidate(tenantId, keyName);
+    }),
+    tenant: after(([tenantId]) => {
+      if (typeof tenantId === 'string') cache.invalidate(tenantId);
+    }),
   };
-
-export interface SecretsManager
-  extends SecretOperations,
-    LifecycleOperations,
-    AuditOperations,
-    KeyOperations,
-    PurgeOperations,
-    LegacyOperations {
-  /** Schema holding tenant-secrets' objects. */
-  readonly schema: string;
-  /** Fingerprint ids of the configured master keys, current first (never the keys). */
-  readonly masterKeyIds: readonly string[];
-  /**
-   * Brings the schema to this library's version, repairs what was changed by hand, removes triggers,
-   * rules and policies it did not create, revokes privileges it did not grant, and registers the
-   * configured master keys (idempotent; safe when several processes run it at once). Run it as the
-   * role that owns the schema (an operator step); application roles call `ready()`.
-   * @param options.grantTo application roles: EXECUTE on the data-plane functions only.
-   * @param options.grantOperatorTo operator roles: also audit, key rotation, purge and import.
-   *   Both are recorded in the database; omitted, the recorded roles are kept.
-   */
-  migrate(options?: {
-    grantTo?: readonly string[];
-    grantOperatorTo?: readonly string[];
-  }): Promise<MigrateResult>;
-  /** A manager sharing this one's pool whose audit records carry `context` (actor, request id, ip, user agent). */
-  withContext(context: AuditContext): SecretsManager;
-  /**
-   * The data-plane operations bound to a transaction the caller owns, so they commit or roll back
-   * with the caller's own statements. `db` is anything with `query(text, values) → { rows }` on that
-   * transaction: a `pg` client between BEGIN and COMMIT, or a three-line adapter for Kysely, Drizzle
-   * or postgres.js (docs/transactions.md). A refused call (not found, conflict, ...) does not abort
-   * the transaction; a database error does.
-   */
-  inTransaction(db: Queryable): TransactionSecrets;
-  /**
-   * The tenant's key bundle for SQL-side callers of `upsert_tenant_secret` / `get_tenant_secret`
-   * (e.g. Supabase RPC): narrow per-tenant keys and proofs, never the master key. Treat it as a
-   * secret (it is the capability for that tenant) and keep it server-side.
-   */
-  tenantKeyBundle(tenantId: string): TenantKeyBundle;
-  /**
-   * Schema version, drift, foreign triggers/rules/policies, unexpected privileges, logging settings,
-   * the audit sealer's backlog, `keyStatus()`, and a list of `problems`. Needs operator grants.
-   * @throws {DatabaseUnavailableError} the database cannot be reached.
-   */
-  status(): Promise<ManagerStatus>;
-  /**
-   * Readiness check for an application role (works with `migrate({ grantTo })`'s grants): schema
-   * version, functions as released, current master key registered.
-   * @throws {SchemaNotReadyError} what is missing, and what the owner should run.
-   */
-  ready(): Promise<ReadyStatus>;
-  /**
-   * Registers the keyring's master keys in the database so they may vouch for new tenants. The owner
-   * may always; another role may when its keyring holds an already registered key (e.g. an
-   * application during a master-key rotation). `migrate()` and `rotateMasterKey()` do it.
-   */
-  registerMasterKey(): Promise<RegistrationResult>;
-  /**
-   * Unregisters a master key by id so it can no longer vouch for tenants: the last step of retiring a
-   * key (or of containing a leaked one) once its successor is registered. Owner or operator roles.
-   * Data keys it still wraps keep working for holders of that key until `rotateMasterKey()` moves
-   * them. Refused for the only registered key unless `force`.
-   */
-  unregisterMasterKey(masterKeyId: string, options?: { force?: boolean }): Promise<UnregistrationResult>;
-  /** Seals what this process left pending, writes cached-read audit records, closes the pool if tenant-secrets created it. */
-  close(): Promise<void>;
 }
 
-/** Operation names that are not calls of their own (not wrapped by telemetry). */
-const NOT_TRACED = new Set(['exportAudit']);
-
-/** Wraps every async method of `ops` in a telemetry span. */
-function traced<T extends object>(ops: T, telemetry: Telemetry): T {
-  const out: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(ops)) {
-    if (typeof value !== 'function' || NOT_TRACED.has(name)) {
-      out[name] = value;
-      continue;
-    }
-    out[name] = (...args: unknown[]) =>
-      telemetry.run(name, () => (value as (...a: unknown[]) => Promise<unknown>)(...args));
-  }
-  return out as T;
-}
-
-/** Value-changing operations, and what they make stale in the cache. */
-const INVALIDATES_SECRET = [
-  'set',
-  'rotate',
-  'delete',
-  'destroy',
-  'rollback',
-  'restore',
-  'updateMetadata',
-  'destroyVersions',
-];
-const INVALIDATES_TENANT = ['purgeTenant', 'rotateTenantKey'];
-
-function cached<T extends SecretOperations & Record<string, unknown>>(
-  ops: T,
+/**
+ * `get` and `getWithVersion` through the read cache: a hit is answered from memory (and its audit
+ * record written in the next flush), a miss reads and fills the cache unless a write to the same
+ * secret raced it (read tickets). Either way the span carries the operation's own name.
+ */
+function cachedReads(
+  getWithVersion: SecretOperations['getWithVersion'],
   cache: SecretCache,
   telemetry: Telemetry,
   actorOf: (context: AuditContext | undefined) => string,
-): T {
-  const out: Record<string, unknown> = { ...ops };
+): Pick<SecretsApi, 'get' | 'getWithVersion'> {
   const usable = (options: GetOptions) =>
     options.version === undefined && options.allowExpired !== true && options.fresh !== true;
-  const getWithVersion = async (tenantId: string, keyName: string, options: GetOptions = {}) => {
-    if (usable(options)) {
-      assertTenantId(tenantId);
-      const hit = cache.get(tenantId, keyName);
-      if (hit) {
-        cache.recordHit(tenantId, keyName, hit.version, actorOf(options.context));
-        return telemetry.run(
-          'get',
-          async () => ({ value: hit.value, version: hit.version, expiresAt: hit.expiresAt }),
-          {
-            cached: true,
-          },
-        );
-      }
-    }
-    if (!usable(options)) return ops.getWithVersion(tenantId, keyName, options);
+  const miss = async (tenantId: string, keyName: string, options: GetOptions) => {
+    if (!usable(options)) return getWithVersion(tenantId, keyName, options);
     const ticket = cache.beginRead();
-    let found: Awaited<ReturnType<typeof ops.getWithVersion>>;
+    let found: ReadResult | null;
     try {
-      found = await ops.getWithVersion(tenantId, keyName, options);
+      found = await getWithVersion(tenantId, keyName, options);
     } catch (error) {
       cache.done(ticket);
       throw error;
@@ -175,34 +116,60 @@ function cached<T extends SecretOperations & Record<string, unknown>>(
     else cache.done(ticket);
     return found;
   };
-  out.getWithVersion = getWithVersion;
-  out.get = async (tenantId: string, keyName: string, options: GetOptions = {}) =>
-    (await getWithVersion(tenantId, keyName, options))?.value ?? null;
-  for (const name of INVALIDATES_SECRET) {
-    const fn = ops[name] as
-      | ((tenantId: string, keyName: string, ...rest: unknown[]) => Promise<unknown>)
-      | undefined;
-    if (!fn) continue;
-    out[name] = async (tenantId: string, keyName: string, ...rest: unknown[]) => {
-      try {
-        return await fn(tenantId, keyName, ...rest);
-      } finally {
-        if (typeof tenantId === 'string' && typeof keyName === 'string') cache.invalidate(tenantId, keyName);
+  const read = (name: string, tenantId: string, keyName: string, options: GetOptions = {}) => {
+    if (usable(options)) {
+      assertTenantId(tenantId);
+      const hit = cache.get(tenantId, keyName);
+      if (hit) {
+        cache.recordHit(tenantId, keyName, hit.version, actorOf(options.context));
+        const result: ReadResult = { value: hit.value, version: hit.version, expiresAt: hit.expiresAt };
+        return telemetry.run(name, async () => result, { cached: true });
       }
-    };
-  }
-  for (const name of INVALIDATES_TENANT) {
-    const fn = ops[name] as ((tenantId: string, ...rest: unknown[]) => Promise<unknown>) | undefined;
-    if (!fn) continue;
-    out[name] = async (tenantId: string, ...rest: unknown[]) => {
-      try {
-        return await fn(tenantId, ...rest);
-      } finally {
-        if (typeof tenantId === 'string') cache.invalidate(tenantId);
-      }
-    };
-  }
-  return out as T;
+    }
+    return telemetry.run(name, () => miss(tenantId, keyName, options));
+  };
+  return {
+    getWithVersion: (tenantId, keyName, options) => read('getWithVersion', tenantId, keyName, options),
+    get: async (tenantId, keyName, options) => (await read('get', tenantId, keyName, options))?.value ?? null,
+  };
+}
+
+/** The data plane on one core; reads go through `readCache` when given, writes always forget. */
+function dataPlane(
+  core: Core,
+  telemetry: Telemetry,
+  cache: SecretCache | undefined,
+  readCache: boolean,
+): SecretsApi {
+  const span = spans(telemetry);
+  const forget = forgetting(cache);
+  const secrets = secretOperations(core);
+  const lifecycle = lifecycleOperations(core);
+  const reads =
+    cache && readCache
+      ? cachedReads(
+          secrets.getWithVersion,
+          cache,
+          telemetry,
+          (context) => core.sqlContext(context).actor ?? 'app',
+        )
+      : { get: span('get', secrets.get), getWithVersion: span('getWithVersion', secrets.getWithVersion) };
+  return {
+    set: span('set', forget.secret(secrets.set)),
+    get: reads.get,
+    getWithVersion: reads.getWithVersion,
+    getMany: span('getMany', lifecycle.getMany),
+    rotate: span('rotate', forget.secret(secrets.rotate)),
+    delete: span('delete', forget.secret(secrets.delete)),
+    restore: span('restore', forget.secret(lifecycle.restore)),
+    rollback: span('rollback', forget.secret(lifecycle.rollback)),
+    destroy: span('destroy', forget.secret(lifecycle.destroy)),
+    destroyVersions: span('destroyVersions', forget.secret(lifecycle.destroyVersions)),
+    updateMetadata: span('updateMetadata', forget.secret(lifecycle.updateMetadata)),
+    list: span('list', secrets.list),
+    versions: span('versions', secrets.versions),
+    purgeDeleted: span('purgeDeleted', lifecycle.purgeDeleted),
+  };
 }
 
 interface Shared {
@@ -216,75 +183,118 @@ interface Shared {
   close: () => Promise<void>;
 }
 
-function transactionSecrets(core: Core, telemetry: Telemetry): TransactionSecrets {
+function transactionSecrets(core: Core, shared: Shared): TransactionSecrets {
+  const span = spans(shared.telemetry);
+  // Reads see the caller's transaction, never the cache; writes still make the cache forget.
   return {
-    ...traced(
-      {
-        ...secretOperations(core),
-        ...lifecycleOperations(core),
-        purgeTenant: purgeOperations(core).purgeTenant,
-      },
-      telemetry,
+    ...dataPlane(core, shared.telemetry, shared.cache, false),
+    purgeTenant: span('purgeTenant', forgetting(shared.cache).tenant(purgeOperations(core).purgeTenant)),
+    withContext: (context) => transactionSecrets(core.withContext(context), shared),
+  };
+}
+
+function auditTrailOf(core: Core, shared: Shared): AuditTrailApi {
+  const span = spans(shared.telemetry);
+  const audit = auditOperations(core, shared.sealBatch);
+  return {
+    seal: span('sealAudit', audit.sealAudit),
+    query: span('audit', audit.audit),
+    // A generator: each record is yielded as it is read, so it is not one span.
+    export: audit.exportAudit,
+    verify: span('verifyAudit', audit.verifyAudit),
+    prune: span('pruneAudit', audit.pruneAudit),
+    resignCheckpoints: span('resignAuditCheckpoints', audit.resignAuditCheckpoints),
+  };
+}
+
+function keysOf(core: Core, shared: Shared, auditTrail: AuditTrailApi): KeysApi {
+  const span = spans(shared.telemetry);
+  const forget = forgetting(shared.cache);
+  const registration = registrationOperations(core);
+  const rotation = keyOperations(core, {
+    resignAuditCheckpoints: auditTrail.resignCheckpoints,
+    registerMasterKey: registration.registerMasterKey,
+  });
+  const pins = pinOperations(core);
+  return {
+    register: span('registerMasterKey', registration.registerMasterKey),
+    unregister: span('unregisterMasterKey', registration.unregisterMasterKey),
+    rotateMaster: span('rotateMasterKey', rotation.rotateMasterKey),
+    rotateTenant: span('rotateTenantKey', forget.tenant(rotation.rotateTenantKey)),
+    purgeTenant: span('purgeTenant', forget.tenant(purgeOperations(core).purgeTenant)),
+    status: span('keyStatus', rotation.keyStatus),
+    bundle(tenantId) {
+      assertTenantId(tenantId);
+      return core.keyring.bundleFor(tenantId);
+    },
+    pin: span('pinTenant', pins.pinTenant),
+    unpin: span('unpinTenant', pins.unpinTenant),
+    pins: span('tenantPins', pins.tenantPins),
+  };
+}
+
+function installationOf(core: Core, shared: Shared, keys: KeysApi): InstallationApi {
+  const span = spans(shared.telemetry);
+  return {
+    migrate: span('migrate', (options: MigrateCallOptions = {}) =>
+      migrate(shared.base, {
+        schema: core.schema,
+        grantTo: options.grantTo,
+        grantOperatorTo: options.grantOperatorTo,
+        keyring: core.keyring,
+        context: core.sqlContext(),
+      }),
     ),
-    withContext: (context) => transactionSecrets(core.withContext(context), telemetry),
+    ready: span('ready', () => readiness(shared.base, core.schema, core.keyring.ids)),
+    status: span('status', async () => {
+      const base = await statusOn(shared.base, core.schema);
+      const ready = base.schemaVersion >= base.libraryVersion;
+      return { ...base, keys: ready ? await keys.status() : null };
+    }),
+    importLegacy: span('importLegacy', legacyOperations(core).importLegacy),
+    sql: (options = {}) => exportSchemaSql({ ...options, schema: core.schema }),
   };
 }
 
 function build(core: Core, shared: Shared): SecretsManager {
-  const { telemetry, cache } = shared;
-  const audit = auditOperations(core, shared.sealBatch);
-  const registration = registrationOperations(core);
-  const keys = keyOperations(core, {
-    resignAuditCheckpoints: audit.resignAuditCheckpoints,
-    registerMasterKey: registration.registerMasterKey,
-  });
-  let ops = traced(
-    {
-      ...secretOperations(core),
-      ...lifecycleOperations(core),
-      ...audit,
-      ...keys,
-      ...purgeOperations(core),
-      ...legacyOperations(core),
-      ...registration,
-    },
-    telemetry,
-  );
-  if (cache) ops = cached(ops, cache, telemetry, (context) => core.sqlContext(context).actor ?? 'app');
+  const auditTrail = auditTrailOf(core, shared);
+  const keys = keysOf(core, shared, auditTrail);
+  const installation = installationOf(core, shared, keys);
   return {
-    ...ops,
+    ...dataPlane(core, shared.telemetry, shared.cache, true),
     schema: core.schema,
-    masterKeyIds: core.keyring.ids,
-    migrate: (options = {}) =>
-      telemetry.run('migrate', () =>
-        migrate(shared.base, {
-          schema: core.schema,
-          grantTo: options.grantTo,
-          grantOperatorTo: options.grantOperatorTo,
-          keyring: core.keyring,
-          context: core.sqlContext(),
-        }),
-      ),
+    get masterKeyIds() {
+      return core.keyring.ids;
+    },
+    auditTrail,
+    keys,
+    installation,
     withContext: (context) => build(core.withContext(context), shared),
     inTransaction(db: Queryable) {
       if (typeof db !== 'object' || db === null || typeof (db as Queryable).query !== 'function') {
         throw new InvalidInputError('inTransaction needs an object with query(text, values)', 'db');
       }
-      return transactionSecrets(core.withExecutor(transactionExecutor(db, () => shared.prelude)), telemetry);
-    },
-    async status() {
-      return telemetry.run('status', async () => {
-        const base = await statusOn(shared.base, core.schema);
-        const ready = base.schemaVersion >= base.libraryVersion;
-        return { ...base, keys: ready ? await keys.keyStatus() : null };
-      });
-    },
-    ready: () => telemetry.run('ready', () => readiness(shared.base, core.schema, core.keyring.ids)),
-    tenantKeyBundle(tenantId) {
-      assertTenantId(tenantId);
-      return core.keyring.bundleFor(tenantId);
+      return transactionSecrets(core.withExecutor(transactionExecutor(db, () => shared.prelude)), shared);
     },
     close: shared.close,
+    // The names of release 0.2, kept for one release.
+    migrate: installation.migrate,
+    ready: installation.ready,
+    status: installation.status,
+    importLegacy: installation.importLegacy,
+    sealAudit: auditTrail.seal,
+    audit: auditTrail.query,
+    exportAudit: auditTrail.export,
+    verifyAudit: auditTrail.verify,
+    pruneAudit: auditTrail.prune,
+    resignAuditCheckpoints: auditTrail.resignCheckpoints,
+    registerMasterKey: keys.register,
+    unregisterMasterKey: keys.unregister,
+    rotateMasterKey: keys.rotateMaster,
+    rotateTenantKey: keys.rotateTenant,
+    purgeTenant: keys.purgeTenant,
+    keyStatus: keys.status,
+    tenantKeyBundle: keys.bundle,
   };
 }
 

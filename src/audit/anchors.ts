@@ -146,6 +146,14 @@ export function checkAnchorMac(keyring: Keyring, row: AnchorRow): 'ok' | 'forged
 }
 
 /**
+ * The first statement of a transaction that will write checkpoints and an anchor: such transactions
+ * queue on this lock before holding any other, so they never deadlock on a lock upgrade.
+ */
+export async function lockAnchors(query: TxQuery, qs: string): Promise<void> {
+  await query(`SELECT ${qs}.tenant_secret_audit_anchor_lock()`);
+}
+
+/**
  * Appends the next anchor over the checkpoint rows as they are in this transaction, signed with the
  * current master key's audit key. Call it in the transaction that changed the checkpoints.
  */

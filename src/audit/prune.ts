@@ -2,7 +2,7 @@ import type { AuditContext } from '../base/audit-context.js';
 import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError } from '../base/errors.js';
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
-import { appendAnchor } from './anchors.js';
+import { appendAnchor, lockAnchors } from './anchors.js';
 import { checkpointMac, type verifyOperations } from './verify.js';
 
 export interface PruneAuditOptions {
@@ -94,6 +94,7 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
       const { result, rows } = await core.transaction(
         'pruneAudit',
         async (query) => {
+          await lockAnchors(query, qs);
           const result = await query<PruneRow>(
             `SELECT * FROM ${qs}.tenant_secret_audit_prune($1, $2, $3::text::jsonb, $4)`,
             [

@@ -3,6 +3,9 @@ import { InvalidInputError } from '../base/errors.js';
 import type { Telemetry } from '../base/telemetry.js';
 import type { Core } from '../core/core.js';
 
+/** What sealing needs: SQL that carries no secret, and the schema. No keyring: sealing holds no key. */
+export type SealRunner = Pick<Core, 'plain' | 'qs'>;
+
 /** What one `sealAudit()` call did. */
 export interface SealResult {
   /** Records chained by this call. */
@@ -75,7 +78,7 @@ export class SealBatch {
  * exports seal first; `sealAudit()` is there for jobs. Every call seals in bounded batches, one
  * transaction each, and a failed pass is recorded in the database for `status()`.
  */
-export function sealOperations(core: Core, batch = new SealBatch()) {
+export function sealOperations(core: SealRunner, batch = new SealBatch()) {
   const { qs } = core;
   async function sealOnce(limit: number, wait: boolean): Promise<SealResult> {
     const rows = await core.plain<SealRow>(

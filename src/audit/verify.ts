@@ -11,6 +11,7 @@ import {
   type AuditAnchor,
   appendAnchor,
   checkAnchorMac,
+  lockAnchors,
   parseAnchor,
   toAnchor,
 } from './anchors.js';
@@ -193,7 +194,12 @@ export function verifyOperations(
   seal: (options?: { context?: AuditContext }) => Promise<SealResult>,
 ) {
   const { qs, keyring } = core;
-  const auditKeys = new Map(keyring.keys.map((key) => [key.id, key.deriveAuditKey()]));
+  // Derived at first use: a manager may be created before its key is configured.
+  let derived: Map<string, Buffer> | undefined;
+  const auditKeyOf = (id: string) => {
+    derived ??= new Map(keyring.keys.map((key) => [key.id, key.deriveAuditKey()]));
+    return derived.get(id);
+  };
   const keyById = (id: string) => keyring.keys.find((key) => key.id === id);
 
   function macMatches(row: {
@@ -205,7 +211,7 @@ export function verifyOperations(
   }): boolean {
     const key = keyById(row.master_key_id);
     if (!key) return false;
-    const expected = checkpointMac(key, row.chain_id, BigInt(row.seq), row.hash, auditKeys.get(key.id));
+    const expected = checkpointMac(key, row.chain_id, BigInt(row.seq), row.hash, auditKeyOf(key.id));
     return row.mac.length === expected.length && timingSafeEqual(row.mac, expected);
   }
 
@@ -241,7 +247,7 @@ export function verifyOperations(
     ends: { chainId: string; seq: number; hash: Buffer }[],
     query: TxQuery,
   ): Promise<void> {
-    const auditKey = auditKeys.get(keyring.current.id);
+    const auditKey = auditKeyOf(keyring.current.id);
     for (let i = 0; i < ends.length; i += SIGN_BATCH) {
       const batch = ends.slice(i, i + SIGN_BATCH);
       await query(
@@ -443,15 +449,19 @@ export function verifyOperations(
       // Chain order, then seq; at one seq, what the chain walk found before what a checkpoint shows;
       // problems of the anchors (all chains at once) after every chain's.
       const rank = (p: AuditProblem) =>
-        p.reason.startsWith('checkpoint_') ? 1 : p.reason.startsWith('anchor_') || p.reason === 'checkpoints_changed' ? 2 : 0;
+        p.reason.startsWith('checkpoint_')
+          ? 1
+          : p.reason.startsWith('anchor_') || p.reason === 'checkpoints_changed'
+            ? 2
+            : 0;
       problems.sort((a, b) =>
         rank(a) === 2 || rank(b) === 2
           ? rank(a) - rank(b) || (a.seq ?? 0) - (b.seq ?? 0)
           : a.chainId < b.chainId
-          ? -1
-          : a.chainId > b.chainId
-            ? 1
-            : (a.seq ?? 0) - (b.seq ?? 0) || rank(a) - rank(b),
+            ? -1
+            : a.chainId > b.chainId
+              ? 1
+              : (a.seq ?? 0) - (b.seq ?? 0) || rank(a) - rank(b),
       );
       // The checkpoints of the chains that verified, and the anchor over every checkpoint, in one
       // transaction: the newest anchor always signs the checkpoints as they are.
@@ -460,6 +470,7 @@ export function verifyOperations(
         anchor = await core.transaction(
           'verifyAudit',
           async (query) => {
+            await lockAnchors(query, qs);
             await signCheckpoints(
               verifiedEnds.filter((e) => !badChains.has(e.chainId)),
               query,
@@ -524,7 +535,7 @@ export function verifyOperations(
      */
     async resignAuditCheckpoints(): Promise<ResignResult> {
       const out: ResignResult = { resigned: 0, alreadyCurrent: 0, invalid: 0 };
-      const currentKey = auditKeys.get(keyring.current.id);
+      const currentKey = auditKeyOf(keyring.current.id);
       let afterChain: string | null = null;
       let afterSeq: string | null = null;
       for (;;) {
@@ -577,9 +588,14 @@ export function verifyOperations(
         `SELECT * FROM ${qs}.tenant_secret_audit_anchors(NULL)`,
       );
       if (newest && newest.master_key_id !== keyring.current.id && checkAnchorMac(keyring, newest) === 'ok') {
-        await core.transaction('resignAuditCheckpoints', (query) => appendAnchor(query, qs, keyring), {
-          quiet: false,
-        });
+        await core.transaction(
+          'resignAuditCheckpoints',
+          async (query) => {
+            await lockAnchors(query, qs);
+            return appendAnchor(query, qs, keyring);
+          },
+          { quiet: false },
+        );
       }
       return out;
     },

@@ -1,14 +1,16 @@
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { resolveActor, resolveKeyring, resolveSchema } from '../api/config.js';
 import { createSecretsManager, type SecretsManager } from '../api/manager.js';
+import { sealAudit } from '../api/seal-audit.js';
 import type { SealResult } from '../audit/seal.js';
 import { ConfigurationError } from '../base/errors.js';
-import { Keyring } from '../crypto/keyring.js';
+import type { Keyring } from '../crypto/keyring.js';
 import { schemaExecutor } from '../db/executor.js';
 import { createOwnedPool } from '../db/pool.js';
 import type { PoolLike } from '../db/queryable.js';
-import { DEFAULT_SCHEMA, quoteSchema } from '../db/schema-name.js';
+import { quoteSchema } from '../db/schema-name.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion } from '../schema/migrate.js';
 import type { EmbeddedDatabase } from './embedded.js';
 import { note } from './io.js';
@@ -54,25 +56,28 @@ export function databaseTarget(): DatabaseTarget {
   );
 }
 
+/** TENANT_SECRETS_SCHEMA, else `public` (the library's resolver). */
 export function cliSchema(): string {
-  const schema = env.TENANT_SECRETS_SCHEMA ?? DEFAULT_SCHEMA;
-  quoteSchema(schema);
-  return schema;
+  return resolveSchema(undefined, env);
 }
 
-/** The keyring from TENANT_SECRETS_MASTER_KEY (+ _PREVIOUS_MASTER_KEYS). Errors name the variable, never the value. */
+/**
+ * The keyring from TENANT_SECRETS_MASTER_KEY (+ _PREVIOUS_MASTER_KEYS), by the library's resolver.
+ * Errors name the variable, never the value.
+ */
 export function cliKeyring(): Keyring {
-  return Keyring.parse(env.TENANT_SECRETS_MASTER_KEY ?? '', env.TENANT_SECRETS_PREVIOUS_MASTER_KEYS);
+  return resolveKeyring({}, env);
 }
 
 /** Audit actor of CLI calls: TENANT_SECRETS_ACTOR, else `cli:<os user>`. */
 function cliActor(): string {
-  if (env.TENANT_SECRETS_ACTOR) return env.TENANT_SECRETS_ACTOR;
+  let fallback = 'cli';
   try {
-    return `cli:${userInfo().username}`.slice(0, 200);
+    fallback = `cli:${userInfo().username}`.slice(0, 200);
   } catch {
-    return 'cli';
+    // no user name (container without passwd entry): `cli`
   }
+  return resolveActor(undefined, env, fallback);
 }
 
 /** Default location of the embedded database's files. */
@@ -148,31 +153,12 @@ export async function withDatabase<T>(
 }
 
 /**
- * Seals every committed pending audit record through the SQL entry point a periodic job would call
- * (`tenant_secret_audit_seal`), in batches until none is left; waits for a sealer already running.
- * Sealing needs no master key: a job that only seals never holds one.
+ * Seals every committed pending audit record with the library's keyless `sealAudit()` (the entry
+ * point of a periodic job): batches until none is left, waiting for a sealer already running. Needs no
+ * master key: a job that only seals never holds one.
  */
-export async function sealPending(db: CliDatabase): Promise<SealResult> {
-  const executor = schemaExecutor(db.pool, db.qs);
-  const limit = 10_000;
-  let sealed = 0;
-  for (;;) {
-    const [row] = await executor.plain<{
-      sealed: number;
-      pending: string | null;
-      oldest_pending: Date | null;
-      busy: boolean;
-    }>('sealAudit', `SELECT * FROM ${db.qs}.tenant_secret_audit_seal($1, $2)`, [limit, true]);
-    sealed += row?.sealed ?? 0;
-    if (!row || row.busy || row.sealed < limit) {
-      return {
-        sealed,
-        pending: Number(row?.pending ?? 0),
-        oldestPending: row?.oldest_pending ?? null,
-        busy: row?.busy ?? false,
-      };
-    }
-  }
+export function sealPending(db: CliDatabase): Promise<SealResult> {
+  return sealAudit({ pool: db.pool, schema: db.schema, env: {} });
 }
 
 /** A secrets manager on the CLI's database; the master key is checked before any database is touched. */
@@ -186,7 +172,7 @@ export async function withManager<T>(
     const manager = createSecretsManager({ pool: db.pool, keyring, schema: db.schema, actor: cliActor() });
     try {
       // The embedded development database registers whatever key the developer configures.
-      if (db.embedded && options.migrate !== false) await manager.registerMasterKey();
+      if (db.embedded && options.migrate !== false) await manager.keys.register();
       return await fn(manager, db);
     } finally {
       await manager.close();

@@ -29,7 +29,8 @@ export function isDigestOfCommonWord(bytes: Buffer): boolean {
     digests = new Set();
     for (const word of WORDS) {
       for (const cased of [word, word.toUpperCase(), `${word[0]?.toUpperCase()}${word.slice(1)}`]) {
-        for (const text of [cased, `${cased}\n`]) digests.add(createHash('sha256').update(text).digest('hex'));
+        for (const text of [cased, `${cased}\n`])
+          digests.add(createHash('sha256').update(text).digest('hex'));
       }
     }
   }

@@ -6145,6 +6145,32 @@ $$;`,
   },
   {
     file: "84_audit_verify.sql",
+    sql: String.raw`CREATE FUNCTION :TS._ts_lock_anchors() RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  IF pg_catalog.current_setting('lock_timeout') = '0' THEN
+    PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  END IF;
+  EXECUTE 'LOCK TABLE ' || (SELECT pg_catalog.string_agg(t::pg_catalog.regclass::text, ', ' ORDER BY t)
+                              FROM pg_catalog.unnest(ARRAY[':TS.tenant_secret_audit_anchors'::pg_catalog.regclass::pg_catalog.oid,
+                                                           ':TS.tenant_secret_audit_checkpoints'::pg_catalog.regclass::pg_catalog.oid]) t)
+       || ' IN SHARE ROW EXCLUSIVE MODE';
+END
+$$;`,
+  },
+  {
+    file: "84_audit_verify.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_audit_anchor_lock()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM :TS._ts_require_operator();
+  PERFORM :TS._ts_lock_anchors();
+END
+$$;`,
+  },
+  {
+    file: "84_audit_verify.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_audit_anchor_add(
   p_counter bigint, p_master_key_id text, p_chains bigint, p_records bigint, p_heads_digest bytea,
   p_prev_mac bytea, p_mac bytea)
@@ -6154,15 +6180,15 @@ DECLARE
   v_last record;
   v_now record;
 BEGIN
-  PERFORM :TS._ts_guard(true);
+  -- Before the guard's ROW EXCLUSIVE locks: no upgrade (a no-op after tenant_secret_audit_anchor_lock()).
   PERFORM :TS._ts_require_operator();
+  PERFORM :TS._ts_lock_anchors();
+  PERFORM :TS._ts_guard(true);
   IF NOT :TS._ts_master_key_id_valid(p_master_key_id) OR p_counter IS NULL OR p_counter < 1
      OR pg_catalog.octet_length(p_heads_digest) IS DISTINCT FROM 32 OR pg_catalog.octet_length(p_prev_mac) IS DISTINCT FROM 32
      OR pg_catalog.octet_length(p_mac) IS DISTINCT FROM 32 OR p_chains < 0 OR p_records < 0 THEN
     RAISE EXCEPTION 'tenant-secrets: malformed audit anchor' USING ERRCODE = 'TS400';
   END IF;
-  -- One anchor at a time, and no checkpoint change while it is written.
-  LOCK TABLE :TS.tenant_secret_audit_anchors, :TS.tenant_secret_audit_checkpoints IN SHARE ROW EXCLUSIVE MODE;
   SELECT a.counter, a.mac INTO v_last FROM :TS.tenant_secret_audit_anchors a ORDER BY a.counter DESC LIMIT 1;
   IF p_counter <> COALESCE(v_last.counter, 0) + 1
      OR p_prev_mac <> COALESCE(v_last.mac, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) THEN
@@ -6217,6 +6243,11 @@ $$;`,
     file: "84_audit_verify.sql",
     sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_audit_anchors(bigint) IS
   'tenant-secrets: signed audit anchors from a counter on (or the newest).';`,
+  },
+  {
+    file: "84_audit_verify.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_audit_anchor_lock() IS
+  'tenant-secrets: first statement of a transaction that writes checkpoints and an audit anchor (orders such transactions).';`,
   },
   {
     file: "84_audit_verify.sql",

@@ -1,9 +1,9 @@
 import type { AuditContext } from '../base/audit-context.js';
 import { ConflictError, IntegrityError, UnknownMasterKeyError } from '../base/errors.js';
 import type { Core } from '../core/core.js';
+import { type SqlStatus, statusError } from '../core/status.js';
 import type { UnwrapFailure, WrappedDataKey } from '../crypto/data-keys.js';
 import { openSecret } from '../crypto/sealed.js';
-import { type SqlStatus, statusError } from './status.js';
 
 /**
  * The library's data path: reads and writes that hand the database no key-encryption key.

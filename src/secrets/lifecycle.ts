@@ -1,11 +1,12 @@
 import type { AuditContext } from '../base/audit-context.js';
 import { InvalidInputError, SecretNotFoundError } from '../base/errors.js';
 import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../base/validation.js';
+import { callChecked, type StatusRow } from '../core/call.js';
 import type { Core } from '../core/core.js';
+import { statusError } from '../core/status.js';
 import { dataPath } from './data-path.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
-import { type SqlStatus, statusError } from './status.js';
 
 /** Most names one `getMany` call reads (and versions one `destroyVersions` call destroys). */
 export const MAX_BATCH = 100;
@@ -45,12 +46,6 @@ export interface DestroyVersionsResult {
   destroyed: number[];
 }
 
-interface StatusRow {
-  status: SqlStatus;
-  version: number | null;
-  detail: string | null;
-}
-
 /** The secret lifecycle operations, bound to one manager core. */
 export function lifecycleOperations(core: Core) {
   const { qs } = core;
@@ -88,20 +83,14 @@ export function lifecycleOperations(core: Core) {
         max_versions: core.settings.maxVersions,
         grace_seconds: core.settings.previousVersionGraceSeconds,
       };
-      const rows = await core.query<StatusRow>(
+      const row = await callChecked<StatusRow>(
+        core,
         'rollback',
         `SELECT status, version, detail FROM ${qs}.tenant_secret_rollback($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb)`,
         [tenantId, keyName, version, bundle(tenantId), JSON.stringify(opts), ctxJson(options.context)],
+        { about: { tenantId, keyName, expectedVersion: options.ifVersion }, required: ['version'] },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
-      throw statusError(row?.status ?? 'integrity', {
-        tenantId,
-        keyName,
-        expectedVersion: options.ifVersion,
-        version: row?.version,
-        detail: row?.detail,
-      });
+      return { version: row.version as number };
     },
 
     /**
@@ -115,17 +104,21 @@ export function lifecycleOperations(core: Core) {
       assertOptions(options, ['context'], 'restore');
       assertTenantId(tenantId);
       assertKeyName(keyName);
-      const rows = await core.query<{ status: SqlStatus; version: number | null }>(
+      const row = await callChecked<StatusRow>(
+        core,
         'restore',
         `SELECT status, version FROM ${qs}.tenant_secret_restore($1, $2, $3, $4::text::jsonb)`,
         [tenantId, keyName, bundle(tenantId), ctxJson(options.context)],
+        {
+          about: { tenantId, keyName },
+          required: ['version'],
+          refine: (refused) =>
+            refused.status === 'not_found'
+              ? new SecretNotFoundError(tenantId, keyName, 'no deleted secret to restore')
+              : undefined,
+        },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
-      if (row?.status === 'not_found') {
-        throw new SecretNotFoundError(tenantId, keyName, 'no deleted secret to restore');
-      }
-      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+      return { version: row.version as number };
     },
 
     /**
@@ -140,16 +133,14 @@ export function lifecycleOperations(core: Core) {
       assertOptions(options, ['context'], 'destroy');
       assertTenantId(tenantId);
       assertKeyName(keyName);
-      const rows = await core.query<{ status: SqlStatus; versions_destroyed: number | null }>(
+      const row = await callChecked<StatusRow & { versions_destroyed: number | null }>(
+        core,
         'destroy',
         `SELECT status, versions_destroyed FROM ${qs}.tenant_secret_destroy($1, $2, $3, $4::text::jsonb)`,
         [tenantId, keyName, bundle(tenantId), ctxJson(options.context)],
+        { about: { tenantId, keyName }, required: ['versions_destroyed'] },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.versions_destroyed !== null) {
-        return { versionsDestroyed: row.versions_destroyed };
-      }
-      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+      return { versionsDestroyed: row.versions_destroyed as number };
     },
 
     /**
@@ -174,20 +165,24 @@ export function lifecycleOperations(core: Core) {
         throw new InvalidInputError(`versions must be an array of 1 to ${MAX_BATCH} versions`, 'versions');
       }
       for (const v of versions) assertVersion(v, 'versions');
-      const rows = await core.query<{ status: SqlStatus; destroyed: number[] | null; detail: string | null }>(
+      const row = await callChecked<StatusRow & { destroyed: number[] | null }>(
+        core,
         'destroyVersions',
         `SELECT status, destroyed, detail FROM ${qs}.tenant_secret_destroy_versions($1, $2, $3::integer[], $4, $5::text::jsonb)`,
         [tenantId, keyName, [...new Set(versions)], bundle(tenantId), ctxJson(options.context)],
+        {
+          about: { tenantId, keyName },
+          required: ['destroyed'],
+          refine: (refused) =>
+            refused.status === 'invalid_input' && refused.detail === 'current_version'
+              ? new InvalidInputError(
+                  'versions must not include the current version (destroy the secret, or write a new version first)',
+                  'versions',
+                )
+              : undefined,
+        },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.destroyed !== null) return { destroyed: row.destroyed };
-      if (row?.status === 'invalid_input' && row.detail === 'current_version') {
-        throw new InvalidInputError(
-          'versions must not include the current version (destroy the secret, or write a new version first)',
-          'versions',
-        );
-      }
-      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+      return { destroyed: row.destroyed as number[] };
     },
 
     /**
@@ -201,14 +196,14 @@ export function lifecycleOperations(core: Core) {
     async purgeDeleted(options: PurgeOptions = {}): Promise<number> {
       assertOptions(options, ['tenantId', 'context'], 'purgeDeleted');
       if (options.tenantId !== undefined) assertTenantId(options.tenantId);
-      const rows = await core.query<{ status: SqlStatus; purged: number }>(
+      const row = await callChecked<StatusRow & { purged: number | null }>(
+        core,
         'purgeDeleted',
         `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::text::jsonb)`,
         [options.tenantId ?? null, ctxJson(options.context)],
+        { about: { tenantId: options.tenantId ?? '', keyName: '' }, required: ['purged'] },
       );
-      const row = rows[0];
-      if (row?.status === 'ok') return row.purged;
-      throw statusError(row?.status ?? 'integrity', { tenantId: options.tenantId ?? '', keyName: '' });
+      return row.purged as number;
     },
 
     /**
@@ -313,7 +308,8 @@ export function lifecycleOperations(core: Core) {
         );
       }
       if (options.ifVersion !== undefined) assertVersion(options.ifVersion, 'ifVersion');
-      const rows = await core.query<StatusRow>(
+      const row = await callChecked<StatusRow>(
+        core,
         'updateMetadata',
         `SELECT status, version, detail FROM ${qs}.tenant_secret_update_metadata($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb)`,
         [
@@ -324,16 +320,9 @@ export function lifecycleOperations(core: Core) {
           JSON.stringify({ if_version: options.ifVersion }),
           ctxJson(options.context),
         ],
+        { about: { tenantId, keyName, expectedVersion: options.ifVersion }, required: ['version'] },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.version !== null) return { version: row.version };
-      throw statusError(row?.status ?? 'integrity', {
-        tenantId,
-        keyName,
-        expectedVersion: options.ifVersion,
-        version: row?.version,
-        detail: row?.detail,
-      });
+      return { version: row.version as number };
     },
   };
 }

@@ -7,7 +7,9 @@ import {
   assertVersion,
   encodeValue,
 } from '../base/validation.js';
+import { callChecked, type StatusRow } from '../core/call.js';
 import type { Core } from '../core/core.js';
+import { type SqlStatus, statusError } from '../core/status.js';
 import { dataPath } from './data-path.js';
 import {
   metadataOptions,
@@ -16,7 +18,6 @@ import {
   type SecretMetadataRow,
   toSecretMetadata,
 } from './metadata.js';
-import { type SqlStatus, statusError } from './status.js';
 
 export interface CallOptions {
   /** Audit context for this call only (merged over the manager's). */
@@ -148,8 +149,9 @@ export function secretOperations(core: Core) {
     // The tenant has no data key yet, or one from an earlier release: write once with the key
     // bundle, which creates it (or fills its access digest and data-key check).
     const ctx = core.sqlContext(context);
-    const rows = await core.query<WriteRow>(
-      mode === 'set' ? 'set' : 'rotate',
+    const row = await callChecked<WriteRow>(
+      core,
+      mode,
       `SELECT status, version, detail FROM ${qs}.tenant_secret_write($1, $2, $3, $4, $5, $6, $7::text::jsonb)`,
       [
         tenantId,
@@ -160,16 +162,9 @@ export function secretOperations(core: Core) {
         JSON.stringify(options),
         JSON.stringify(ctx),
       ],
+      { about: { tenantId, keyName, expectedVersion }, required: ['version'] },
     );
-    const row = rows[0];
-    if (row?.status === 'ok' && row.version !== null) return { version: row.version };
-    throw statusError(row?.status ?? 'integrity', {
-      tenantId,
-      keyName,
-      expectedVersion,
-      version: row?.version,
-      detail: row?.detail,
-    });
+    return { version: row.version as number };
   }
 
   const settingsOptions = (grace?: number) => {
@@ -321,7 +316,8 @@ export function secretOperations(core: Core) {
           'recoveryWindowDays',
         );
       }
-      const rows = await core.query<{ status: SqlStatus; version: number | null; purge_after: Date | null }>(
+      const row = await callChecked<StatusRow & { purge_after: Date | null }>(
+        core,
         'delete',
         `SELECT status, version, purge_after FROM ${qs}.tenant_secret_delete($1, $2, $3, $4::text::jsonb, $5::text::jsonb)`,
         [
@@ -331,13 +327,9 @@ export function secretOperations(core: Core) {
           JSON.stringify({ recovery_days: days }),
           JSON.stringify(core.sqlContext(options.context)),
         ],
+        { about: { tenantId, keyName }, required: ['version', 'purge_after'] },
       );
-      const row = rows[0];
-      if (row?.status === 'ok' && row.version !== null && row.purge_after !== null) {
-        return { version: row.version, purgeAfter: row.purge_after };
-      }
-      if (row?.status === 'not_found') throw new SecretNotFoundError(tenantId, keyName);
-      throw statusError(row?.status ?? 'integrity', { tenantId, keyName });
+      return { version: row.version as number, purgeAfter: row.purge_after as Date };
     },
 
     /** Names and metadata of a tenant's secrets, ordered by name; never values. */

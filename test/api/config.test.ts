@@ -58,9 +58,10 @@ describe('master key parsing', () => {
         env: { TENANT_SECRETS_MASTER_KEY: 'short' },
       }),
     ).toThrow(ConfigurationError);
-    expect(() => createSecretsManager({ connectionString: 'postgres://127.0.0.1:1/none', env: {} })).toThrow(
-      /no master key/,
-    );
+    // An explicit empty key is a mistake in the code: refused now.
+    expect(() =>
+      createSecretsManager({ connectionString: 'postgres://127.0.0.1:1/none', masterKey: '', env: {} }),
+    ).toThrow(/no master key/);
     expect(() =>
       createSecretsManager({
         connectionString: 'postgres://127.0.0.1:1/none',
@@ -72,10 +73,34 @@ describe('master key parsing', () => {
     ).toThrow(/PREVIOUS_MASTER_KEYS \(entry 2\)/);
   });
 
-  it('requires a database setting', () => {
-    expect(() => createSecretsManager({ env: { TENANT_SECRETS_MASTER_KEY: generateMasterKey() } })).toThrow(
-      /DATABASE_URL/,
-    );
+  // An app may create its manager at module level; a build step (next build) has no key or
+  // database in its environment. What the environment lacks is reported when it is needed.
+  it('a key or database missing from the environment is reported at first use and by ready(), not at creation', async () => {
+    const noKey = createSecretsManager({ connectionString: 'postgres://127.0.0.1:1/none', env: {} });
+    await expect(noKey.get('acme', 'stripe')).rejects.toThrow(ConfigurationError);
+    await expect(noKey.set('acme', 'stripe', 'v')).rejects.toThrow(/TENANT_SECRETS_MASTER_KEY is not set/);
+    await expect(noKey.ready()).rejects.toThrow(ConfigurationError);
+    await expect(noKey.installation.ready()).rejects.toThrow(/TENANT_SECRETS_MASTER_KEY/);
+    expect(() => noKey.masterKeyIds).toThrow(ConfigurationError);
+    expect(() => noKey.keys.bundle('acme')).toThrow(ConfigurationError);
+    expect(inspect(noKey)).not.toMatch(/undefined is not/);
+    await noKey.close();
+
+    const noDatabase = createSecretsManager({ env: { TENANT_SECRETS_MASTER_KEY: generateMasterKey() } });
+    await expect(noDatabase.get('acme', 'stripe')).rejects.toThrow(/DATABASE_URL/);
+    await expect(noDatabase.ready()).rejects.toThrow(ConfigurationError);
+    await expect(noDatabase.auditTrail.seal()).rejects.toThrow(/DATABASE_URL/);
+    await noDatabase.close();
+
+    const neither = createSecretsManager({ env: {} });
+    await expect(neither.getMany('acme', ['a'])).rejects.toThrow(ConfigurationError);
+    await neither.close();
+  });
+
+  it('an explicit empty connection string is refused at creation', () => {
+    expect(() =>
+      createSecretsManager({ connectionString: '', env: { TENANT_SECRETS_MASTER_KEY: generateMasterKey() } }),
+    ).toThrow(/DATABASE_URL/);
   });
 
   it('validates tunables and the schema name', () => {

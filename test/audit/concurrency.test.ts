@@ -162,3 +162,25 @@ describe('the sealer', () => {
     expect(await manager.verifyAudit()).toMatchObject({ ok: true });
   });
 });
+
+describe('checkpoints and anchors written at once', () => {
+  it('concurrent verifications, re-signings and prunes all succeed: they queue instead of deadlocking', async () => {
+    for (let t = 0; t < 6; t++) await manager.set(`t-anchor-${t}`, 'k', 'v');
+    await manager.auditTrail.seal();
+    const before = (await manager.auditTrail.verify()).anchor?.counter ?? 0;
+    const runs = await Promise.allSettled([
+      ...Array.from({ length: 4 }, () => manager.auditTrail.verify()),
+      ...Array.from({ length: 2 }, () => manager.auditTrail.resignCheckpoints()),
+      manager.auditTrail.prune({ olderThan: new Date(Date.now() - 365 * 86_400_000) }),
+      ...Array.from({ length: 6 }, (_, t) => manager.set(`t-anchor-${t}`, 'k', 'w')),
+    ]);
+    const failed = runs
+      .filter((r) => r.status === 'rejected')
+      .map((r) => (r as PromiseRejectedResult).reason);
+    expect(failed).toEqual([]);
+    const after = await manager.auditTrail.verify();
+    expect(after.ok).toBe(true);
+    // Each verification appended one anchor, in one chain (counter strictly increasing, no fork).
+    expect(after.anchor?.counter ?? 0).toBeGreaterThanOrEqual(before + 5);
+  });
+});

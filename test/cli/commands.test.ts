@@ -395,7 +395,9 @@ describe('status, sql, keygen, docs', () => {
       expect.objectContaining({ severity: 'warning', code: 'parameters_logged' }),
     ]);
     // The exact remedy, naming the owner.
-    expect(report.problems[0].message).toContain(`GRANT SET ON PARAMETER log_parameter_max_length TO "${owner}"`);
+    expect(report.problems[0].message).toContain(
+      `GRANT SET ON PARAMETER log_parameter_max_length TO "${owner}"`,
+    );
     const human = await cli(['status'], { env: ownerEnv });
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/params logged\s+yes/);

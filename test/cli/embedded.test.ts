@@ -152,10 +152,15 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
   it('Ctrl-C (SIGINT) mid-command: the command leaves the server and exits 130 (--json: ABORTED)', async () => {
     const dataDir = join(base, 'interrupted');
     const holder = await startEmbedded(dataDir);
-    const manager = createSecretsManager({ connectionString: holder.url, masterKey: TEST_KEY });
+    // No background sealer: its own wait on the lock below must not pass for the command's.
+    const manager = createSecretsManager({
+      connectionString: holder.url,
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+    });
     const locker = new pg.Client({ connectionString: holder.url });
     try {
-      await manager.migrate();
+      await manager.installation.migrate();
       await manager.set('tenant-x', 'k', 'v');
       await locker.connect();
       await locker.query('BEGIN');
@@ -175,7 +180,7 @@ describe('embedded PostgreSQL: sharing and taking over', () => {
           await client.end();
         }
       };
-      while (!(await waiting())) await tick();
+      while (!(owners(dataDir).includes(child.pid as number) && (await waiting()))) await tick();
       expect(owners(dataDir)).toEqual([process.pid, child.pid]);
       child.kill('SIGINT');
       const result = await done;

@@ -27,7 +27,10 @@ const printable = (n: number) => Buffer.from(Array.from({ length: n }, () => 0x2
 
 describe('keys that are evidently not random are refused, naming keygen', () => {
   it.each([
-    ['base64 of a 31-character passphrase and the newline `echo` adds', Buffer.from('my very secret passphrase 2026!\n', 'ascii')],
+    [
+      'base64 of a 31-character passphrase and the newline `echo` adds',
+      Buffer.from('my very secret passphrase 2026!\n', 'ascii'),
+    ],
     ['31 characters of text and a trailing NUL', Buffer.concat([printable(31), Buffer.from([0])])],
     ['text with two bytes that are not printable', Buffer.concat([printable(30), Buffer.from([0x01, 0x0a])])],
   ])('text-like bytes: %s', (_label, bytes) => {

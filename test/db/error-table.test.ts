@@ -3,10 +3,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_TABLE, type ErrorKind, EXIT } from '../../src/base/error-table.js';
 import { TenantSecretsError } from '../../src/base/errors.js';
 import { exitCodeFor } from '../../src/cli/exit-codes.js';
+import { statusError } from '../../src/core/status.js';
 import { DATA_PLANE_FUNCTIONS, toTenantSecretsError } from '../../src/db/driver-errors.js';
 import { schemaExecutor } from '../../src/db/executor.js';
 import { createOwnedPool } from '../../src/db/pool.js';
-import { statusError } from '../../src/secrets/status.js';
 import { setupManager } from '../support/db.js';
 
 /**

@@ -5,7 +5,7 @@ import { createSecretsManager } from 'tenant-secrets';
 
 const secrets = createSecretsManager({ actor: 'migrate' });
 try {
-  const { applied, version } = await secrets.migrate();
+  const { applied, version } = await secrets.installation.migrate();
   console.error(
     `tenant-secrets schema version ${version}${applied.length ? `; applied ${applied.join(', ')}` : ''}`,
   );

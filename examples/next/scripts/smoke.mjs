@@ -121,7 +121,7 @@ step('the secret stored by the server action reads back as version 1');
 if (process.env.DATABASE_URL && process.env.TENANT_SECRETS_MASTER_KEY) {
   const secrets = createSecretsManager({ actor: 'smoke' });
   try {
-    const { records } = await secrets.audit(tenant, { limit: 100 });
+    const { records } = await secrets.auditTrail.query(tenant, { limit: 100 });
     const fromRequests = records.filter((record) => record.requestId === requestId);
     assert.ok(fromRequests.length > 0, 'no audit record carries the request id');
     for (const record of fromRequests) {

@@ -97,7 +97,7 @@ export function audit(program: Command): void {
         throw new InvalidInputError('--outcome must be success or failure', '--outcome');
       }
       const page = await withManager((manager) =>
-        manager.audit(tenant ?? null, {
+        manager.auditTrail.query(tenant ?? null, {
           since: parseDate(opts.since, '--since'),
           until: parseDate(opts.until, '--until'),
           action: opts.action,
@@ -139,7 +139,7 @@ export function audit(program: Command): void {
       const until = parseDate(opts.until, '--until');
       let lines = 0;
       await withManager(async (manager) => {
-        for await (const line of manager.exportAudit({ ...chain, since, until })) {
+        for await (const line of manager.auditTrail.export({ ...chain, since, until })) {
           await writeLine(line);
           lines++;
         }
@@ -168,7 +168,7 @@ export function audit(program: Command): void {
       const progress = createCounter({ label: 'verifying audit chains' });
       const verification = await withManager(async (manager) => {
         try {
-          return await manager.verifyAudit({
+          return await manager.auditTrail.verify({
             ...chain,
             onProgress: (p) => progress.update(`${p.records} record(s) in ${p.chainsDone} chain(s) checked`),
           });
@@ -247,7 +247,7 @@ export function audit(program: Command): void {
     .action(async (opts: { olderThan: string; tenant?: string; system?: boolean; json?: boolean }) => {
       const chain = chainOption(opts);
       const olderThan = parseAge(opts.olderThan, '--older-than');
-      const result = await withManager((manager) => manager.pruneAudit({ ...chain, olderThan }));
+      const result = await withManager((manager) => manager.auditTrail.prune({ ...chain, olderThan }));
       if (opts.json) printJson(result);
       else
         note(

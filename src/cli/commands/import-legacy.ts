@@ -46,7 +46,7 @@ ${examples(
       const interrupt = interruptSignal();
       const result = await withManager(
         (manager) =>
-          manager.importLegacy({
+          manager.installation.importLegacy({
             legacyKey: key,
             batchSize,
             signal: interrupt.signal,

@@ -31,7 +31,7 @@ export function rotateMasterKey(program: Command): void {
       const interrupt = interruptSignal();
       const result = await withManager(async (manager) => {
         note(`re-wrapping data keys under master key ${manager.masterKeyIds[0]} (Ctrl-C stops; resumable)`);
-        return manager.rotateMasterKey({
+        return manager.keys.rotateMaster({
           batchSize,
           signal: interrupt.signal,
           onProgress: ({ done, total }) => progress.update(done, total),
@@ -74,7 +74,7 @@ export function rotateTenantKey(program: Command): void {
       const progress = lazyProgress('re-encrypting ciphertexts');
       const interrupt = interruptSignal();
       const result = await withManager((manager) =>
-        manager.rotateTenantKey(tenant, {
+        manager.keys.rotateTenant(tenant, {
           batchSize,
           signal: interrupt.signal,
           onProgress: ({ done, total }) => progress.update(done, total),
@@ -108,7 +108,7 @@ ${examples('tenant-secrets purge-tenant tenant-123            # asks: type the t
     .action(async (tenant: string, opts: { yes?: boolean; json?: boolean }) => {
       checkNames(tenant);
       await confirmIrreversible(`purging tenant ${tenant} (every secret and data key)`, tenant, opts.yes);
-      const result = await withManager((manager) => manager.purgeTenant(tenant));
+      const result = await withManager((manager) => manager.keys.purgeTenant(tenant));
       if (opts.json) return printJson({ tenant, ...result });
       note(
         `purged tenant ${tenant}: ${result.keys} data key(s), ${result.secrets} secret(s), ${result.versions} version(s)`,
@@ -140,7 +140,7 @@ ${examples('tenant-secrets unregister-master-key mk_0123456789abcdef', 'tenant-s
     )
     .action(async (id: string, opts: { force?: boolean; json?: boolean }) => {
       const result = await withManager((manager) =>
-        manager.unregisterMasterKey(id, { force: opts.force === true }),
+        manager.keys.unregister(id, { force: opts.force === true }),
       );
       if (opts.json) return printJson(result);
       note(

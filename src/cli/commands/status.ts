@@ -67,7 +67,9 @@ ${examples('tenant-secrets status', 'tenant-secrets status --json | jq .problems
       const configured = process.env.TENANT_SECRETS_MASTER_KEY ? cliKeyring().ids : [];
       // With a master key: the manager's status() (adds keyStatus()); without: databaseStatus().
       const report = configured.length
-        ? await withManager(async (manager, db) => toReport(db, configured, await manager.status()))
+        ? await withManager(async (manager, db) =>
+            toReport(db, configured, await manager.installation.status()),
+          )
         : await withDatabase(async (db) =>
             toReport(db, configured, await databaseStatus(db.pool, db.schema)),
           );

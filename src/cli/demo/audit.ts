@@ -46,7 +46,7 @@ export const auditTrail: DemoStep = {
       'transaction, sharing no lock with other operations, with a SHA-256 digest of its content and no seq.',
     );
     say('Refused attempts are recorded too: the stranger, the tampered read, the missing secret.');
-    const sealed = await manager.sealAudit();
+    const sealed = await manager.auditTrail.seal();
     say();
     say(
       `sealAudit() -> ${sealed.sealed} records sealed; ${await count('tenant_secret_audit_pending')} pending`,
@@ -99,7 +99,7 @@ export const auditTrail: DemoStep = {
 export const verifyAudit: DemoStep = {
   title: 'Verify the audit trail',
   async run({ manager, say }) {
-    const result = await manager.verifyAudit();
+    const result = await manager.auditTrail.verify();
     if (!result.ok) throw new Error('demo: the audit trail failed verification');
     say(
       `verifyAudit() -> ok: ${result.chains} chains, ${result.records} records (${result.sealed} pending sealed first): every digest and link recomputed`,
@@ -123,7 +123,7 @@ export const tamperedAuditRecord: DemoStep = {
     );
     if (!row) throw new Error('demo: no audit record to tamper with');
     const verifyFails = async (what: string) => {
-      const result = await manager.verifyAudit();
+      const result = await manager.auditTrail.verify();
       const bad = result.firstBad;
       if (result.ok || !bad) throw new Error(`demo: ${what} was not detected`);
       say(
@@ -131,7 +131,7 @@ export const tamperedAuditRecord: DemoStep = {
       );
     };
     const verifiesAgain = async () => {
-      const result = await manager.verifyAudit();
+      const result = await manager.auditTrail.verify();
       if (!result.ok) throw new Error('demo: the restored audit trail does not verify');
       return result.ok;
     };

@@ -74,7 +74,7 @@ export const rotateMasterKey: DemoStep = {
             },
           } as unknown as NodeJS.WritableStream);
       let progress: ReturnType<typeof createProgress> | undefined;
-      const result = await rotating.rotateMasterKey({
+      const result = await rotating.keys.rotateMaster({
         batchSize: 10,
         onProgress: async ({ done, total }) => {
           progress ??= createProgress({
@@ -91,7 +91,7 @@ export const rotateMasterKey: DemoStep = {
       say(
         `rotateMasterKey() -> ${result.rewrapped} data keys re-wrapped in ${result.batches} batches; no secret re-encrypted`,
       );
-      const status = await rotating.keyStatus();
+      const status = await rotating.keys.status();
       say(
         `keyStatus() -> ${Object.entries(status.byMasterKey)
           .map(([id, u]) => `${id}: ${u.keys} keys`)
