@@ -6,7 +6,7 @@ import { createTelemetry, type Telemetry } from '../base/telemetry.js';
 import { assertTenantId } from '../base/validation.js';
 import { type Core, createCore } from '../core/core.js';
 import { DataKeys } from '../crypto/data-keys.js';
-import { poolExecutor, type SqlExecutor, transactionExecutor } from '../db/executor.js';
+import { poolExecutor, quietPrelude, type SqlExecutor, transactionExecutor } from '../db/executor.js';
 import type { Queryable } from '../db/queryable.js';
 import { quoteSchema } from '../db/schema-name.js';
 import { pinOperations } from '../keys/pins.js';
@@ -307,7 +307,7 @@ function build(core: Core, shared: Shared): SecretsManager {
 export function createSecretsManager(options: SecretsManagerOptions = {}): SecretsManager {
   const config = resolveConfig(options);
   const qs = quoteSchema(config.schema);
-  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet(${config.lockTimeoutMs})`;
+  const prelude = quietPrelude(qs, config.lockTimeoutMs);
   const dataKeys = new DataKeys(config.keyring, config.keyCacheEntries);
   const sealBatch = new SealBatch();
   const base = poolExecutor(config.pool, () => prelude, { preparedStatements: config.preparedStatements });

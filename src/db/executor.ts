@@ -462,8 +462,17 @@ function guardCallerConnection(db: unknown): { failure(): Error | undefined; don
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
 /** The executor the library uses on a pool for one schema (the prelude names that schema's function). */
+/**
+ * The statement that starts every call carrying a key or value: `tenant_secret_quiet()` keeps bind
+ * parameters out of the server log for the rest of the transaction and bounds lock waits (0: keep
+ * the session's lock_timeout). The one place it is written.
+ */
+export function quietPrelude(qs: string, lockTimeoutMs: number = DEFAULT_LOCK_TIMEOUT_MS): string {
+  return `SELECT FROM ${qs}.tenant_secret_quiet(${Math.trunc(lockTimeoutMs)})`;
+}
+
 export function schemaExecutor(pool: PoolLike, qs: string): SqlExecutor {
-  const prelude = `SELECT FROM ${qs}.tenant_secret_quiet(${DEFAULT_LOCK_TIMEOUT_MS})`;
+  const prelude = quietPrelude(qs);
   return poolExecutor(pool, () => prelude);
 }
 

@@ -5,7 +5,7 @@ import {
   PermissionDeniedError,
 } from '../base/errors.js';
 import type { Keyring } from '../crypto/keyring.js';
-import type { SqlExecutor } from '../db/executor.js';
+import { quietPrelude, type SqlExecutor } from '../db/executor.js';
 import { quoteSchema } from '../db/schema-name.js';
 import type { InstallerOptions } from './installer.js';
 import { isGrantableRole } from './roles.js';
@@ -216,7 +216,7 @@ export async function migrate(
         );
         const registered: string[] = [];
         // Proof keys travel as parameters: keep them out of the server log from here on.
-        if (options.keyring) await query(`SELECT FROM ${ts}.tenant_secret_quiet(0)`);
+        if (options.keyring) await query(quietPrelude(ts, 0));
         for (const { id, proofKey } of options.keyring?.proofKeys() ?? []) {
           const rows = await query<{ status: string }>(
             `SELECT ${ts}.tenant_secret_register_master_key($1, $2, NULL, $3::text::jsonb) AS status`,
