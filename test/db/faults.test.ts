@@ -218,12 +218,17 @@ describe('terminated backends during multi-statement operations', () => {
     // Another migrator holds the lock, so the child's first migrate() waits on it when it is killed.
     const holder = new pg.Client({ connectionString: directUrlFor(db.name) });
     await holder.connect();
-    await holder.query(`SELECT pg_advisory_lock(1951622499, hashtext('public'))`);
+    // (on an empty database, a first install's CREATE TABLE of the migrations table waits for one
+    // still uncommitted in another transaction, as two first installs at once do).
+    await holder.query('BEGIN');
+    await holder.query(
+      'CREATE TABLE public.tenant_secret_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      void holder.query(`SELECT pg_advisory_unlock_all()`).then(() => holder.end());
+      void holder.query('ROLLBACK').then(() => holder.end());
     };
     const run = await runFaultChild({
       scenario: 'migrate',

@@ -84,9 +84,9 @@ describe.skipIf(!viaPgBouncer())('through PgBouncer in transaction pooling mode'
     await manager.set(tenant, 'k0', 'v0');
     expect((await poolOf(db.name))?.pool_mode).toBe('transaction');
 
-    // Hold the tenant's lock exclusively, directly (as a tenant-key rotation does): every write takes
-    // it shared and blocks, so the first `poolSize` calls occupy every server connection and the
-    // others wait inside PgBouncer.
+    // Hold a lock on the secrets table, directly, that every write conflicts with (SHARE against a
+    // writer's ROW EXCLUSIVE): the first `poolSize` calls block in the server, occupying every server
+    // connection, and the others wait inside PgBouncer.
     const holder = new pg.Client({ connectionString: new URL(`/${db.name}`, inject('adminUrl')).toString() });
     await holder.connect();
     const holderPid =
@@ -94,7 +94,7 @@ describe.skipIf(!viaPgBouncer())('through PgBouncer in transaction pooling mode'
     let calls: Promise<{ version: number }>[] = [];
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock(1951622705, hashtext(\'"public"\' || $1))', [tenant]);
+      await holder.query('LOCK TABLE public.tenant_secrets IN SHARE MODE');
       calls = Array.from({ length: clients }, (_, i) => manager.set(tenant, `k${i + 1}`, `v${i + 1}`));
       await until(
         `${poolSize} calls in the server and ${clients - poolSize} waiting in PgBouncer`,
