@@ -1,30 +1,29 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Keyring, type SecretsManager } from '../../src/index.js';
-import { adminQuery, setupManager, TEST_KEY } from '../support/db.js';
+import { adminQuery, connectForTest, directUrlFor, setupManager, TEST_KEY } from '../support/db.js';
 
 /**
  * Audit context is data, not control, and the SQL write path enforces the library's rules: a SQL-side
  * caller (RPC) passing an 8 MB context, escape sequences, unknown fields, or metadata the library would
  * refuse gets `invalid_input` (a status, not a raised error), the refusal is audited, and the offending
  * text is recorded nowhere.
+ *
+ * The loops here are long (a few hundred SQL calls each): every test runs on a connection of its own
+ * and checks its abort signal, so a test that times out on a slow machine stops at its next call
+ * instead of running on into the tests after it.
  */
 let manager: SecretsManager;
 let db: { name: string; url: string };
-let client: pg.Client;
 const T = 'sql-inputs';
 let bundle: Buffer;
 
 beforeAll(async () => {
   ({ manager, db } = await setupManager({ auditSealIntervalMs: 0 }));
-  client = new pg.Client({ connectionString: db.url });
-  await client.connect();
   await manager.set(T, 'k', 'v1');
   await manager.set(T, 'k', 'v2');
   bundle = manager.tenantKeyBundle(T).bytes;
 });
-afterAll(() => client.end());
 
 /** Hostile contexts, each carrying a marker that must never be recorded. */
 function hostileContexts(): { label: string; marker: string; ctx: string }[] {
@@ -112,30 +111,52 @@ const ENTRY_POINTS: { action: string; sql: string }[] = [
   },
 ];
 
-/** Every audit record written since `fromId`, as text. */
-async function recordsSince(
-  fromId: number,
-): Promise<{ action: string; error_code: string | null; details: { field?: string } | null; t: string }[]> {
-  return adminQuery(
-    db.name,
-    'SELECT action, error_code, details, row_to_json(a)::text AS t FROM tenant_secret_audit a WHERE id > $1 ORDER BY id',
-    [fromId],
-  );
+/**
+ * Reads of the audit trail, on one direct superuser connection per test (a new connection per read
+ * made these loops of a few hundred calls slow enough to time out on a busy machine).
+ */
+async function auditReader(signal: AbortSignal) {
+  const admin = await connectForTest(directUrlFor(db.name));
+  return {
+    /** The newest audit record's id. */
+    lastId: async () => {
+      signal.throwIfAborted();
+      const r = await admin.query<{ id: string }>(
+        'SELECT coalesce(max(id), 0) AS id FROM tenant_secret_audit',
+      );
+      return Number(r.rows[0]?.id);
+    },
+    /** Every audit record written since `fromId`, as text. */
+    recordsSince: async (
+      fromId: number,
+    ): Promise<
+      { action: string; error_code: string | null; details: { field?: string } | null; t: string }[]
+    > =>
+      (
+        await admin.query(
+          'SELECT action, error_code, details, row_to_json(a)::text AS t FROM tenant_secret_audit a WHERE id > $1 ORDER BY id',
+          [fromId],
+        )
+      ).rows,
+  };
 }
-const lastId = async () =>
-  (await adminQuery<{ id: string }>(db.name, 'SELECT coalesce(max(id), 0) AS id FROM tenant_secret_audit'))[0]
-    ?.id;
 
 describe('audit context is data, not control', () => {
-  it('every entry point refuses hostile contexts as invalid_input, audited without the offending text', async () => {
+  it('every entry point refuses hostile contexts as invalid_input, audited without the offending text', async ({
+    signal,
+  }) => {
+    const client = await connectForTest(db.url);
+    const { lastId, recordsSince } = await auditReader(signal);
     const before = await adminQuery<{ t: string }>(
       db.name,
       "SELECT json_agg(s)::text AS t FROM tenant_secrets s WHERE tenant_id = 'sql-inputs'",
     );
     let tried = 0;
     for (const { label, marker, ctx } of hostileContexts()) {
+      signal.throwIfAborted();
       for (const { action, sql } of ENTRY_POINTS) {
-        const from = Number(await lastId());
+        signal.throwIfAborted();
+        const from = await lastId();
         const r = await client.query(sql, [T, 'k', bundle, ctx]);
         tried++;
         const row = r.rows[0] ?? {};
@@ -161,9 +182,14 @@ describe('audit context is data, not control', () => {
     expect(await manager.get(T, 'k')).toBe('v2');
   });
 
-  it('operator entry points that proceed record the call without the offending context', async () => {
+  it('operator entry points that proceed record the call without the offending context', async ({
+    signal,
+  }) => {
+    const client = await connectForTest(db.url);
+    const { lastId, recordsSince } = await auditReader(signal);
     for (const { marker, ctx } of hostileContexts()) {
-      const from = Number(await lastId());
+      signal.throwIfAborted();
+      const from = await lastId();
       await client.query('SELECT tenant_secret_audit_verified(true, $1, $2::jsonb)', ['{"checked": 0}', ctx]);
       await client.query('SELECT tenant_secret_finish_master_rotation($1, 0, 0, 0, $2::jsonb)', [
         manager.masterKeyIds[0],
@@ -256,9 +282,14 @@ describe('the SQL write path enforces the metadata rules of update_metadata', ()
     { label: 'not JSON', metadata: '{"description": MARK', field: '*' },
   ];
 
-  it('tenant_secret_write and tenant_secret_update_metadata refuse the same metadata, audited, nothing stored', async () => {
+  it('tenant_secret_write and tenant_secret_update_metadata refuse the same metadata, audited, nothing stored', async ({
+    signal,
+  }) => {
+    const client = await connectForTest(db.url);
+    const { lastId, recordsSince } = await auditReader(signal);
     for (const { label, metadata, field } of BAD) {
-      const from = Number(await lastId());
+      signal.throwIfAborted();
+      const from = await lastId();
       const write = await client.query(
         `SELECT status, detail FROM tenant_secret_write($1, 'new-name', '\\x41', $2, 'set', $3)`,
         [T, bundle, metadata],
@@ -291,7 +322,10 @@ describe('the SQL write path enforces the metadata rules of update_metadata', ()
     expect(row?.labels).toEqual({});
   });
 
-  it('the library refuses the same metadata in Node (typed InvalidInputError), before anything is sent', async () => {
+  it('the library refuses the same metadata in Node (typed InvalidInputError), before anything is sent', async ({
+    signal,
+  }) => {
+    const { lastId, recordsSince } = await auditReader(signal);
     const cases: [string, Parameters<SecretsManager['set']>[3]][] = [
       ['description', { description: 'd'.repeat(1001) }],
       ['description', { description: 'a\u0000b' }],
@@ -303,8 +337,9 @@ describe('the SQL write path enforces the metadata rules of update_metadata', ()
       ['expiresAt', { expiresAt: new Date(Date.UTC(10000, 0, 1)) }],
       ['rotateAfter', { rotateAfter: new Date(Number.NaN) }],
     ];
-    const from = Number(await lastId());
+    const from = await lastId();
     for (const [field, options] of cases) {
+      signal.throwIfAborted();
       await expect(manager.set(T, 'k', 'v3', options)).rejects.toMatchObject({
         code: 'INVALID_INPUT',
         field,
@@ -318,7 +353,10 @@ describe('the SQL write path enforces the metadata rules of update_metadata', ()
 });
 
 describe('master key ids are validated wherever they are accepted', () => {
-  it('register, readiness, rewrap, master-rotation, checkpoint functions refuse malformed ids', async () => {
+  it('register, readiness, rewrap, master-rotation, checkpoint functions refuse malformed ids', async ({
+    signal,
+  }) => {
+    const client = await connectForTest(db.url);
     const proof = Keyring.parse(TEST_KEY).bundleBytes('');
     const BAD_IDS = [
       `mk_${'a'.repeat(100_000)}`,
@@ -330,6 +368,7 @@ describe('master key ids are validated wherever they are accepted', () => {
       'MK_0123456789abcdef',
     ];
     for (const id of BAD_IDS) {
+      signal.throwIfAborted();
       const raised = (sql: string, params: unknown[]) =>
         client.query(sql, params).then(
           (r) => String(Object.values(r.rows[0] ?? {})[0]),

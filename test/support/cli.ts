@@ -1,6 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
 
 /** The built CLI (`npm test` builds first), driven as a subprocess, as an operator would. */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli', 'main.js');
@@ -11,15 +12,35 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * A child started inside a test is killed when the test ends (passed, failed or timed out), so a test
+ * that timed out on a slow machine leaves no process behind working on its database. Started from a
+ * hook, it is the hook's to stop.
+ */
+export function killWhenTestEnds<
+  T extends { exitCode: number | null; signalCode: string | null; kill(signal: NodeJS.Signals): boolean },
+>(child: T): T {
+  try {
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+  } catch {
+    // Not inside a test (a hook or the file's top level).
+  }
+  return child;
+}
+
 /** Starts the CLI with a clean environment: nothing inherited but PATH and HOME. */
 export function startCli(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, [CLI, ...args], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  return killWhenTestEnds(
+    spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /** Writes `input` to the child's stdin (not a terminal), then collects its output and exit code. */
@@ -61,10 +82,12 @@ export function runOnTerminal(
 ): Promise<{ code: number | null; output: string }> {
   const command = [process.execPath, CLI, ...args].join(' ');
   return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', command, '/dev/null'], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = killWhenTestEnds(
+      spawn('script', ['-qefc', command, '/dev/null'], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
     let output = '';
     let sent = false;
     const collect = (d: Buffer) => {

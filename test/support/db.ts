@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, inject } from 'vitest';
+import { afterAll, inject, onTestFinished } from 'vitest';
 import { createSecretsManager, type SecretsManager, type SecretsManagerOptions } from '../../src/index.js';
 
 /** The server's superuser, always direct (never through PgBouncer). */
@@ -60,6 +60,19 @@ export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url:
 
 export const TEST_KEY = randomBytes(32).toString('base64');
 export const OTHER_KEY = randomBytes(32).toString('base64');
+
+/**
+ * A connection that lives as long as the calling test: closed when the test ends, whether it passed,
+ * failed or timed out. A test that timed out keeps running in the background (JavaScript cannot stop
+ * it); with its own connection closed, its next query fails instead of interleaving with the next
+ * test's work on a shared one. Call it inside a test, not in a hook.
+ */
+export async function connectForTest(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  onTestFinished(() => client.end().catch(() => undefined));
+  return client;
+}
 
 /** A migrated database and a manager on it (closed after the file); through PgBouncer when the suite is. */
 export async function setupManager(

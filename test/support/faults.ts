@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { killWhenTestEnds } from './cli.js';
 import { directUrlFor } from './db.js';
 
 export interface ChildEvent {
@@ -56,10 +57,12 @@ export function runFaultChild(options: ChildOptions): Promise<ChildRun> {
     randomFrom: options.randomFrom ?? 1,
     params: options.params ?? {},
   };
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', fileURLToPath(new URL('./fault-child.ts', import.meta.url))],
-    { env: { ...process.env, FAULT_CONFIG: JSON.stringify(config) }, stdio: ['ignore', 'pipe', 'pipe'] },
+  const child = killWhenTestEnds(
+    spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./fault-child.ts', import.meta.url))],
+      { env: { ...process.env, FAULT_CONFIG: JSON.stringify(config) }, stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
   );
   const events: ChildEvent[] = [];
   let stderr = '';
