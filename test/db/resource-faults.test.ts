@@ -258,6 +258,7 @@ describe('pool exhausted and server down are told apart', () => {
 });
 
 describe('statement_timeout', () => {
+  const SEALS_PER_STATEMENT = 4;
   const role = `ts_slow_${suffix}`;
   let db: { name: string; url: string };
   const tenants = Array.from({ length: 30 }, (_, i) => `st-${i}`);
@@ -270,17 +271,28 @@ describe('statement_timeout', () => {
     for (const t of tenants) await owner.set(t, 'k', `value ${t}`);
     for (let i = 0; i < 30; i++) await owner.set('st-big', `k${i}`, `big ${i}`);
     await owner.close();
-    // Sealing a ciphertext (wrapping a key, encrypting a value) now takes 10 ms: batches of the
-    // default size take far longer than the role's statement_timeout.
+    // The limits are made deterministic rather than left to the clock (a busy machine makes any
+    // statement slow): sealing a ciphertext (wrapping a key, encrypting a value) now sleeps 10 ms,
+    // so a real statement_timeout of 5 ms cancels any statement that seals; and a statement that
+    // seals more than SEALS_PER_STATEMENT values is cancelled with SQLSTATE 57014, exactly as a
+    // role's statement_timeout cancels a batch too large for it, whatever the machine's speed.
     await adminQuery(
       db.name,
       `DO $$DECLARE d text;
        BEGIN
          SELECT pg_get_functiondef('public._ts_seal(bytea, bytea, bytea, bytea)'::regprocedure) INTO d;
-         EXECUTE regexp_replace(d, E'\\nBEGIN\\n', E'\\nBEGIN\\n  PERFORM pg_catalog.pg_sleep(0.01);\\n');
+         EXECUTE regexp_replace(d, E'\\nBEGIN\\n', E'\\nBEGIN\\n' ||
+           E'  PERFORM pg_catalog.pg_sleep(0.01);\\n' ||
+           E'  IF pg_catalog.current_setting(''ts_test.statement'', true) IS DISTINCT FROM pg_catalog.statement_timestamp()::text THEN\\n' ||
+           E'    PERFORM pg_catalog.set_config(''ts_test.statement'', pg_catalog.statement_timestamp()::text, true);\\n' ||
+           E'    PERFORM pg_catalog.set_config(''ts_test.seals'', ''0'', true);\\n' ||
+           E'  END IF;\\n' ||
+           E'  PERFORM pg_catalog.set_config(''ts_test.seals'', (pg_catalog.current_setting(''ts_test.seals'')::int + 1)::text, true);\\n' ||
+           E'  IF pg_catalog.current_setting(''ts_test.seals'')::int > ${SEALS_PER_STATEMENT} THEN\\n' ||
+           E'    RAISE EXCEPTION ''canceling statement due to statement timeout'' USING ERRCODE = ''query_canceled'';\\n' ||
+           E'  END IF;\\n');
        END$$`,
     );
-    await adminQuery('postgres', `ALTER ROLE ${role} IN DATABASE ${db.name} SET statement_timeout = '100ms'`);
   });
   afterAll(async () => {
     await adminQuery(db.name, `DROP OWNED BY ${role} CASCADE`).catch(() => undefined);
@@ -299,10 +311,7 @@ describe('statement_timeout', () => {
       expect((error as Error).cause).toMatchObject({ code: '57014' });
     } finally {
       await m.close();
-      await adminQuery(
-        'postgres',
-        `ALTER ROLE ${role} IN DATABASE ${db.name} SET statement_timeout = '100ms'`,
-      );
+      await adminQuery('postgres', `ALTER ROLE ${role} IN DATABASE ${db.name} RESET statement_timeout`);
     }
     const owner = managerOn(db.url);
     try {
@@ -317,7 +326,7 @@ describe('statement_timeout', () => {
     try {
       const result = await m.rotateMasterKey();
       expect(result.rewrapped).toBe(tenants.length + 1);
-      expect(result.batchSize).toBeLessThan(100);
+      expect(result.batchSize).toBeLessThanOrEqual(SEALS_PER_STATEMENT);
       expect(result.batchSize).toBeGreaterThanOrEqual(1);
       for (const t of tenants) expect(await m.get(t, 'k')).toBe(`value ${t}`);
       console.info(`statement_timeout: master-key rotation ended with batchSize ${result.batchSize}`);
@@ -331,7 +340,7 @@ describe('statement_timeout', () => {
     try {
       const result = await m.rotateTenantKey('st-big');
       expect(result.reencrypted).toBe(60);
-      expect(result.batchSize).toBeLessThan(100);
+      expect(result.batchSize).toBeLessThanOrEqual(SEALS_PER_STATEMENT);
       for (let i = 0; i < 30; i++) expect(await m.get('st-big', `k${i}`)).toBe(`big ${i}`);
       console.info(`statement_timeout: tenant-key rotation ended with batchSize ${result.batchSize}`);
       await adminQuery('postgres', `ALTER ROLE ${role} IN DATABASE ${db.name} SET statement_timeout = '5ms'`);
@@ -346,10 +355,7 @@ describe('statement_timeout', () => {
         await strict.close();
       }
     } finally {
-      await adminQuery(
-        'postgres',
-        `ALTER ROLE ${role} IN DATABASE ${db.name} SET statement_timeout = '100ms'`,
-      );
+      await adminQuery('postgres', `ALTER ROLE ${role} IN DATABASE ${db.name} RESET statement_timeout`);
       await m.close();
     }
   });
