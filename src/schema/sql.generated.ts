@@ -2099,7 +2099,7 @@ COMMENT ON FUNCTION :TS.tenant_secret_key_status() IS
   },
   {
     id: 6,
-    name: "round2",
+    name: "audit_sealing_key_proofs",
     sql: String.raw`-- tenant-secrets migration 000006: tables for concurrent audit appends, key proofs and self-repair.
 --
 -- Tables only: since this release every function lives in sql/functions/*.sql and is re-created by

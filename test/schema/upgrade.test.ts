@@ -171,7 +171,7 @@ describe('upgrade from release 0.1.0 with data', () => {
     expect(oldRecords).toBeGreaterThan(40);
     const result = await manager.migrate();
     expect(result).toMatchObject({
-      applied: ['round2', 'access_tokens_anchors_guards'],
+      applied: ['audit_sealing_key_proofs', 'access_tokens_anchors_guards'],
       functionsInstalled: true,
       registered: [key.id],
     });
