@@ -1,9 +1,17 @@
 import { inspect } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSecretsManager } from '../../src/index.js';
 import { adminQuery, setupManager, TEST_KEY } from '../support/db.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The cache keeps time with Node's clock (Date.now). Tests that cross ttlMs or expiresAt fake that
+ * clock alone (I/O timers stay real) and move it by hand, so a busy machine, where any call can take
+ * longer than a short ttlMs, changes nothing.
+ */
+const fakeNodeClock = () => vi.useFakeTimers({ toFake: ['Date'] });
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 async function readsOf(dbName: string, tenant: string) {
   return adminQuery<{ version: number; cached: boolean; count: number | null; actor: string }>(
@@ -50,8 +58,9 @@ describe('opt-in in-process cache', () => {
     const cached = createSecretsManager({
       connectionString: db.url,
       masterKey: TEST_KEY,
-      cache: { ttlMs: 200 },
+      cache: { ttlMs: 60_000 },
     });
+    fakeNodeClock();
     try {
       await cached.set('cache-b', 'k', 'v1');
       expect(await cached.get('cache-b', 'k')).toBe('v1');
@@ -60,8 +69,11 @@ describe('opt-in in-process cache', () => {
       await other.set('cache-b', 'k', 'v3');
       expect(await cached.get('cache-b', 'k')).toBe('v2'); // another process's write: stale until ttlMs
       expect(await cached.get('cache-b', 'k', { fresh: true })).toBe('v3'); // unless asked fresh
-      await sleep(400);
-      expect(await cached.get('cache-b', 'k')).toBe('v3');
+      await other.set('cache-b', 'k', 'v4');
+      vi.setSystemTime(Date.now() + 59_000);
+      expect(await cached.get('cache-b', 'k')).toBe('v2'); // still within ttlMs (a fresh read bypasses the cache)
+      vi.setSystemTime(Date.now() + 1_000);
+      expect(await cached.get('cache-b', 'k')).toBe('v4'); // ttlMs over: read again
       await cached.delete('cache-b', 'k');
       expect(await cached.get('cache-b', 'k')).toBeNull();
     } finally {
@@ -84,13 +96,22 @@ describe('opt-in in-process cache', () => {
       expect(JSON.stringify(Object.entries(cached).filter(([, v]) => typeof v !== 'function'))).not.toContain(
         'zq81',
       );
-      const expiresAt = new Date(Date.now() + 300);
+      // Expiring in 30 s (well within ttlMs): the database's clock passes expiresAt only when the
+      // test moves expires_at into the past; Node's clock, only when the test moves it.
+      const expiresAt = new Date(Date.now() + 30_000);
       await cached.set('cache-c', 'soon', 'expiring', { expiresAt });
+      fakeNodeClock();
       const first = await cached.getWithVersion('cache-c', 'soon'); // from the database
       const again = await cached.getWithVersion('cache-c', 'soon'); // from the cache: the same shape
       expect(first).toEqual({ value: 'expiring', version: 1, expiresAt });
       expect(again).toEqual(first);
-      await sleep(500);
+      await adminQuery(
+        db.name,
+        `UPDATE tenant_secrets SET expires_at = now() - interval '1 second' WHERE tenant_id = 'cache-c' AND key_name = 'soon'`,
+      );
+      expect(await cached.get('cache-c', 'soon')).toBe('expiring'); // Node's clock: still before expiresAt
+      vi.setSystemTime(expiresAt);
+      // Past expiresAt the cache does not serve it (ttlMs has 30 s left): the database says it expired.
       await expect(cached.get('cache-c', 'soon')).rejects.toMatchObject({ code: 'EXPIRED' });
     } finally {
       await cached.close();
