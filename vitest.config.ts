@@ -44,21 +44,16 @@ function leftOut(folder: string): string[] {
 }
 
 /**
- * Timeouts are sized from measured durations, at least three times the slowest test of the folder on
- * a loaded 2-core machine (the whole suite beside four other jobs, load average 10-16). Slowest test
- * per folder there: package 54 s (tsc on the installed package; over 60 s in a run at load 20),
- * cli 44 s (child processes, embedded servers), audit 27 s, schema 25 s, db 21 s, secrets 19 s,
- * every other folder under 15 s; test/audit/scale and partitions set their own for their largest. A timeout is not a
- * speed check (the bench is): a test that times out also stops, since its connections and child
+ * Timeouts are sized from measured durations: the whole suite run beside four other jobs on this
+ * 2-core machine, once at load average 10-16 and once at about 20. Slowest test per folder at load
+ * 20: cli 106 s (child processes, embedded servers), package 60 s (tsc on the installed package),
+ * schema 45 s, secrets 44 s, db 42 s, suite 41 s, keys 27 s, the others under 15 s (idle: a few
+ * seconds each). Every timeout is at least twice the slowest test at load 20; the few largest
+ * tests (test/audit/scale, partitions) set their own. A timeout is not a speed check (the bench
+ * is): it catches a hang. A test that times out also stops, since its connections and child
  * processes end with it (test/support/db.ts connectForTest, test/support/cli.ts killWhenTestEnds).
  */
-const TEST_TIMEOUT_MS: Record<string, number> = {
-  package: 240_000,
-  cli: 180_000,
-  audit: 90_000,
-  schema: 90_000,
-  db: 90_000,
-};
+const TEST_TIMEOUT_MS: Record<string, number> = { cli: 300_000, package: 240_000 };
 
 export default defineConfig({
   test: {
@@ -76,8 +71,8 @@ export default defineConfig({
         name: folder,
         include: [`test/${folder}/**/*.test.ts`],
         exclude: ['**/node_modules/**', ...leftOut(folder)],
-        testTimeout: TEST_TIMEOUT_MS[folder] ?? 60_000,
-        hookTimeout: 120_000,
+        testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
+        hookTimeout: 240_000,
       },
     })),
   },

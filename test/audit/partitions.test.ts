@@ -174,7 +174,7 @@ describe('verification at scale', () => {
       await manager.close();
       await pool.end();
     }
-  }, 120_000);
+  }, 240_000);
 });
 
 describe('verification pages', () => {
