@@ -2447,15 +2447,27 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -6928,15 +6940,27 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -6973,15 +6997,27 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -7010,15 +7046,27 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
