@@ -43,7 +43,7 @@ interface Case {
   /** The row of the table in docs/audit.md. */
   tampering: string;
   /** What the owner does, after `acme` has 6 records checkpointed and 3 more sealed since. */
-  tamper: (sql: (text: string) => Promise<unknown>) => Promise<void>;
+  tamper: (sql: (text: string) => Promise<unknown>) => Promise<unknown>;
   /** Detected by a verification without an anchor / with the anchor of the last verification. */
   withoutAnchor: boolean;
   withAnchor: boolean;
