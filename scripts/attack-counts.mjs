@@ -2,7 +2,7 @@
 // SECURITY.md (between the attack-counts markers), so the published numbers are never typed by hand.
 //
 //   npx vitest run --reporter=json --outputFile=attacks.json $(node scripts/attack-counts.mjs --files)
-//   node scripts/attack-counts.mjs attacks.json           rewrite the block in SECURITY.md
+//   node scripts/attack-counts.mjs attacks.json [more.json…]  rewrite the block in SECURITY.md
 //   node scripts/attack-counts.mjs attacks.json --check   exit 1 when SECURITY.md differs
 //
 // One attack = one test case (a case of a table-driven test counts once per case). Only passing
@@ -56,10 +56,13 @@ export const KINDS = [
 const START = '<!-- attack-counts:start (scripts/attack-counts.mjs writes this block) -->';
 const END = '<!-- attack-counts:end -->';
 
-function block(report) {
+function block(reports) {
+  // A file in a later report replaces its results from an earlier one (a file run again).
   const byFile = new Map();
-  for (const file of report.testResults ?? []) {
-    byFile.set(relative(root, file.name).split('\\').join('/'), file.assertionResults ?? []);
+  for (const report of reports) {
+    for (const file of report.testResults ?? []) {
+      byFile.set(relative(root, file.name).split('\\').join('/'), file.assertionResults ?? []);
+    }
   }
   const problems = [];
   const rows = [];
@@ -97,12 +100,12 @@ if (args.includes('--files')) {
   console.log(KINDS.flatMap((k) => k.files).join(' '));
   process.exit(0);
 }
-const reportPath = args.find((a) => !a.startsWith('--'));
-if (!reportPath) {
-  console.error('usage: node scripts/attack-counts.mjs <vitest-json-report> [--check] | --files');
+const reportPaths = args.filter((a) => !a.startsWith('--'));
+if (reportPaths.length === 0) {
+  console.error('usage: node scripts/attack-counts.mjs <vitest-json-report>... [--check] | --files');
   process.exit(2);
 }
-const { text, problems } = block(JSON.parse(readFileSync(reportPath, 'utf8')));
+const { text, problems } = block(reportPaths.map((p) => JSON.parse(readFileSync(p, 'utf8'))));
 for (const p of problems) console.error(`not held: ${p}`);
 const path = join(root, 'SECURITY.md');
 const doc = readFileSync(path, 'utf8');
