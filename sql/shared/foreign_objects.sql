@@ -7,6 +7,7 @@
 --                types and collations, its own table and our sequences (ours call only now() and
 --                nextval()): a function, an operator, a domain or a type of someone else's making
 --                would run as whoever inserts;
+--   check        a CHECK constraint that depends on anything but the same (it runs as whoever writes);
 --   foreign_key  a foreign key of another table referencing ours (its checks read our tables as their
 --                owner, which tells whether a row exists, and block our deletes); named by the table
 --                that carries it.
@@ -43,6 +44,26 @@ SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::t
                     WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
                       WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
                     WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (:OUR_TABLES) AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
                                   WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
                     ELSE false END)

@@ -2469,6 +2469,27 @@ SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::t
                                   WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
                     ELSE false END)
 UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -6976,6 +6997,27 @@ SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::t
                                   WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
                     ELSE false END)
 UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -7033,6 +7075,27 @@ SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::t
                                   WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
                     ELSE false END)
 UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -7078,6 +7141,27 @@ SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::t
                     WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
                       WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
                     WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
                                   WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
                     ELSE false END)

@@ -331,7 +331,7 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
       message:
         o.kind === 'foreign_key'
           ? `foreign key ${JSON.stringify(o.name)} on ${o.table} references tenant-secrets' tables (its checks tell whether a secret exists, and can block deletions): run migrate() to remove it`
-          : `${o.kind} ${JSON.stringify(o.name)} on ${o.table} was not created by tenant-secrets (a trigger would run with the owner's rights): run migrate() to remove it`,
+          : `${o.kind} ${JSON.stringify(o.name)} on ${o.table} was not created by tenant-secrets (its code would run with the rights of whoever writes the table): run migrate() to remove it`,
     });
   }
   for (const p of base.unexpectedPrivileges) {

@@ -272,7 +272,7 @@ describe('pg_temp triggers of a grantee, superuser migrating (schema public)', (
     expect(await manager.get('victim', 'token').catch(() => 'gone')).not.toBe('v1-tampered');
   });
 
-  it('a column default, a policy and a rule put on our tables by hand never run inside migrate(); it removes them and reports them', async () => {
+  it('a column default (through a function or an operator), a policy, a rule and a CHECK constraint put on our tables by hand never run inside migrate(); it removes them and reports them', async () => {
     await resetPayloadRuns();
     // Only an owner may add these (a grantee cannot): e.g. a member of the owner's role, or a dashboard.
     await adminQuery(
@@ -289,7 +289,8 @@ describe('pg_temp triggers of a grantee, superuser migrating (schema public)', (
        ALTER TABLE public.tenant_secret_grants ALTER COLUMN role_name SET DEFAULT loot.evil_text();
        CREATE POLICY evil_policy ON public.tenant_secret_grants USING (loot.evil_bool());
        ALTER TABLE public.tenant_secret_grants FORCE ROW LEVEL SECURITY;
-       CREATE RULE evil_rule AS ON UPDATE TO public.tenant_secret_schema_state DO ALSO SELECT loot.evil_bool()`,
+       CREATE RULE evil_rule AS ON UPDATE TO public.tenant_secret_schema_state DO ALSO SELECT loot.evil_bool();
+       ALTER TABLE public.tenant_secret_schema_state ADD CONSTRAINT evil_check CHECK (loot.evil_bool())`,
     );
     // The control: each runs when the table is written outside our code.
     await adminQuery(
@@ -307,6 +308,7 @@ describe('pg_temp triggers of a grantee, superuser migrating (schema public)', (
       { kind: 'default', table: 'public.tenant_secret_grants', name: 'role_name' },
       { kind: 'policy', table: 'public.tenant_secret_grants', name: 'evil_policy' },
       { kind: 'rule', table: 'public.tenant_secret_schema_state', name: 'evil_rule' },
+      { kind: 'check', table: 'public.tenant_secret_schema_state', name: 'evil_check' },
     ];
     expect(status.foreignObjects).toEqual(expect.arrayContaining(expected));
     const result = await manager.installation.migrate({ grantTo: ['service_role', 'authenticated'] });
