@@ -58,6 +58,16 @@ BEGIN
   IF p_error IS NULL OR pg_catalog.octet_length(p_error) > 64 OR p_error !~ '^[A-Za-z0-9_]*$' THEN
     RAISE EXCEPTION 'tenant-secrets: invalid sealer error code' USING ERRCODE = 'TS400';
   END IF;
+  -- The sealer's row is what a stuck sealer (or any session of the owner's) holds: never wait for it
+  -- here. When it is held, the failure is recorded beside it, and status() reports the sealer as
+  -- stalled at once.
+  PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN
+    INSERT INTO :TS.tenant_secret_schema_state AS st (key, value, updated_at)
+    VALUES ('sealer_blocked', pg_catalog.jsonb_build_object('error', p_error), pg_catalog.clock_timestamp())
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+    RETURN;
+  END IF;
   UPDATE :TS.tenant_secret_audit_sealer s
      SET last_attempt_at = pg_catalog.clock_timestamp(), last_error = p_error,
          consecutive_failures = s.consecutive_failures + 1,
@@ -83,6 +93,10 @@ LANGUAGE sql STABLE AS $$
     'oldest_pending_age_seconds', (SELECT EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - pg_catalog.min(p.occurred_at))
                                      FROM :TS.tenant_secret_audit_pending p),
     'since_last_seal_seconds', EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - s.last_sealed_at),
+    -- A sealing pass that gave up waiting for the sealer's row after the last successful pass.
+    'blocked_at', (SELECT st.updated_at FROM :TS.tenant_secret_schema_state st
+                    WHERE st.key = 'sealer_blocked' AND st.updated_at > COALESCE(s.last_sealed_at, '-infinity')
+                      AND st.updated_at > COALESCE(s.last_attempt_at, '-infinity')),
     'now', pg_catalog.clock_timestamp())
     FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1
 $$;

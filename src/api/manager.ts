@@ -310,7 +310,10 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
   const prelude = quietPrelude(qs, config.lockTimeoutMs);
   const dataKeys = new DataKeys(config.keyring, config.keyCacheEntries);
   const sealBatch = new SealBatch();
-  const base = poolExecutor(config.pool, () => prelude, { preparedStatements: config.preparedStatements });
+  const base = poolExecutor(config.pool, () => prelude, {
+    preparedStatements: config.preparedStatements,
+    lockTimeoutMs: config.lockTimeoutMs,
+  });
   const telemetry = createTelemetry({ openTelemetry: config.openTelemetry, logger: config.logger });
   const cache = config.cache === false ? undefined : new SecretCache(config.cache);
   let closed: Promise<void> | undefined;

@@ -213,9 +213,11 @@ async function checkout(
 export function poolExecutor(
   pool: PoolLike,
   prelude: () => string,
-  options: { preparedStatements?: boolean } = {},
+  options: { preparedStatements?: boolean; lockTimeoutMs?: number } = {},
 ): SqlExecutor {
   watchPoolConnections(pool);
+  // Calls without the quiet prelude (nothing secret in them) still bound their lock waits.
+  const lockOnly = lockTimeoutPrelude(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
   let prepared = options.preparedStatements ?? false;
   const names = new Map<string, StatementNames>();
   const namesOf = (sql: string): StatementNames => {
@@ -238,17 +240,11 @@ export function poolExecutor(
     let sent = false;
     let named = false;
     try {
-      if (!quiet) {
-        notLost(held);
-        sent = true;
-        const result = await held.client.query<R>(sql, [...params]);
-        return result.rows;
-      }
       if (isNodePostgresClient(held.client)) {
-        named = prepared;
+        named = quiet && prepared;
         const query = await new Promise<{ rows: R[] }>((resolve, reject) => {
           const q = new QuietQuery(
-            prelude(),
+            quiet ? prelude() : lockOnly,
             sql,
             params,
             (err, res) => {
@@ -270,7 +266,7 @@ export function poolExecutor(
       // commit before COMMIT is sent.
       await held.client.query('BEGIN');
       try {
-        await held.client.query(prelude());
+        await held.client.query(quiet ? prelude() : lockOnly);
         const result = await held.client.query<R>(sql, [...params]);
         notLost(held);
         sent = true;
@@ -319,7 +315,7 @@ export function poolExecutor(
       try {
         await held.client.query('BEGIN');
         began = true;
-        if (options.quiet !== false) await held.client.query(prelude());
+        await held.client.query(options.quiet !== false ? prelude() : lockOnly);
         const query: TxQuery = async <R>(sql: string, params: readonly unknown[] = []) => {
           notLost(held);
           statement = sql;
@@ -460,6 +456,16 @@ function guardCallerConnection(db: unknown): { failure(): Error | undefined; don
 
 /** The longest lock wait of a call, unless configured (`lockTimeoutMs`). */
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+/**
+ * The statement that starts a call without the quiet prelude (nothing secret in it): it only bounds
+ * the call's lock waits to `lockTimeoutMs`, unless the session's own lock_timeout is shorter. Reads
+ * only catalog settings, so it works before tenant-secrets is installed.
+ */
+export function lockTimeoutPrelude(lockTimeoutMs: number): string {
+  const ms = Math.trunc(lockTimeoutMs);
+  return `SELECT pg_catalog.set_config('lock_timeout', '${ms}ms', true) FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout' AND (s.setting::integer = 0 OR s.setting::integer > ${ms})`;
+}
 
 /** The executor the library uses on a pool for one schema (the prelude names that schema's function). */
 /**

@@ -37,10 +37,15 @@ export interface MigrateResult {
   /** True when this call (re-)created the functions: an upgrade, or a repair of hand-made changes. */
   functionsInstalled: boolean;
   /**
-   * Triggers, rules and policies on tenant-secrets' tables, and foreign keys to them from other tables
-   * (`table`: the table carrying it), that it did not create, removed by this call.
+   * Triggers, rules, policies, column defaults (`name`: the column) and CHECK constraints on
+   * tenant-secrets' tables, and foreign keys to them from other tables (`table`: the table carrying
+   * it), that it did not create, removed by this call.
    */
-  removed: { kind: 'trigger' | 'rule' | 'policy' | 'foreign_key'; table: string; name: string }[];
+  removed: {
+    kind: 'trigger' | 'rule' | 'policy' | 'default' | 'check' | 'foreign_key';
+    table: string;
+    name: string;
+  }[];
   /** Master key ids registered by this call (allowed to vouch for new tenants from now on). */
   registered: string[];
 }

@@ -2447,15 +2447,48 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -5704,6 +5737,16 @@ BEGIN
   IF p_error IS NULL OR pg_catalog.octet_length(p_error) > 64 OR p_error !~ '^[A-Za-z0-9_]*$' THEN
     RAISE EXCEPTION 'tenant-secrets: invalid sealer error code' USING ERRCODE = 'TS400';
   END IF;
+  -- The sealer's row is what a stuck sealer (or any session of the owner's) holds: never wait for it
+  -- here. When it is held, the failure is recorded beside it, and status() reports the sealer as
+  -- stalled at once.
+  PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN
+    INSERT INTO :TS.tenant_secret_schema_state AS st (key, value, updated_at)
+    VALUES ('sealer_blocked', pg_catalog.jsonb_build_object('error', p_error), pg_catalog.clock_timestamp())
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
+    RETURN;
+  END IF;
   UPDATE :TS.tenant_secret_audit_sealer s
      SET last_attempt_at = pg_catalog.clock_timestamp(), last_error = p_error,
          consecutive_failures = s.consecutive_failures + 1,
@@ -5727,6 +5770,10 @@ LANGUAGE sql STABLE AS $$
     'oldest_pending_age_seconds', (SELECT EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - pg_catalog.min(p.occurred_at))
                                      FROM :TS.tenant_secret_audit_pending p),
     'since_last_seal_seconds', EXTRACT(EPOCH FROM pg_catalog.clock_timestamp() - s.last_sealed_at),
+    -- A sealing pass that gave up waiting for the sealer's row after the last successful pass.
+    'blocked_at', (SELECT st.updated_at FROM :TS.tenant_secret_schema_state st
+                    WHERE st.key = 'sealer_blocked' AND st.updated_at > COALESCE(s.last_sealed_at, '-infinity')
+                      AND st.updated_at > COALESCE(s.last_attempt_at, '-infinity')),
     'now', pg_catalog.clock_timestamp())
     FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1
 $$;`,
@@ -6928,15 +6975,48 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -6973,15 +7053,48 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k
@@ -7010,15 +7123,48 @@ SELECT 'policy', pg_catalog.format('%I.%I', n.nspname, c.relname), p.polname::te
  WHERE p.polrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
 UNION ALL
-SELECT DISTINCT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
+SELECT 'default', pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::text
   FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_class c ON c.oid = d.adrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
-                               AND dep.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-  JOIN pg_catalog.pg_proc f ON f.oid = dep.refobjid
  WHERE d.adrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND f.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dep.objid = d.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = d.adrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
+UNION ALL
+SELECT 'check', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE k.conrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.contype = 'c' AND k.conislocal
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                WHERE dep.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dep.objid = k.oid
+                  AND NOT CASE dep.refclassid
+                    WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc f
+                      WHERE f.oid = dep.refobjid AND f.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                      WHERE o.oid = dep.refobjid AND o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                      WHERE t.oid = dep.refobjid AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN EXISTS (SELECT 1 FROM pg_catalog.pg_collation l
+                      WHERE l.oid = dep.refobjid AND l.collnamespace = 'pg_catalog'::pg_catalog.regnamespace)
+                    WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN dep.refobjid = k.conrelid
+                      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class s
+                                  WHERE s.oid = dep.refobjid AND s.relkind = 'S' AND s.relnamespace = c.relnamespace)
+                    ELSE false END)
 UNION ALL
 SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.conname::text
   FROM pg_catalog.pg_constraint k

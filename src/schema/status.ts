@@ -86,6 +86,11 @@ export interface SealerStatus {
   oldestPendingAgeSeconds: number;
   /** Seconds since the last successful pass (null: never). */
   sinceLastSealSeconds: number | null;
+  /**
+   * When a sealing pass last gave up waiting for the sealer's lock (held by another session) since
+   * the last pass that ran; null when none did. Set: the sealer is stalled now.
+   */
+  blockedAt: Date | null;
 }
 
 interface HealthJson {
@@ -112,6 +117,7 @@ interface HealthJson {
     oldest_pending: string | null;
     oldest_pending_age_seconds: number | null;
     since_last_seal_seconds: number | null;
+    blocked_at?: string | null;
   };
   audit_sequence_moved: boolean;
   keys_without_access_digest: number;
@@ -186,6 +192,7 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
       oldestPending: null,
       oldestPendingAgeSeconds: 0,
       sinceLastSealSeconds: null,
+      blockedAt: null,
     },
     auditSequenceMoved: false,
     anchors: { count: 0, newest: null, newestAt: null },
@@ -255,6 +262,7 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
     oldestPendingAgeSeconds: Number(sealer.oldest_pending_age_seconds ?? 0),
     sinceLastSealSeconds:
       sealer.since_last_seal_seconds === null ? null : Number(sealer.since_last_seal_seconds),
+    blockedAt: date(sealer.blocked_at ?? null),
   };
   base.auditSequenceMoved = health.audit_sequence_moved === true;
   base.keysWithoutAccessDigest = Number(health.keys_without_access_digest ?? 0);
@@ -323,7 +331,7 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
       message:
         o.kind === 'foreign_key'
           ? `foreign key ${JSON.stringify(o.name)} on ${o.table} references tenant-secrets' tables (its checks tell whether a secret exists, and can block deletions): run migrate() to remove it`
-          : `${o.kind} ${JSON.stringify(o.name)} on ${o.table} was not created by tenant-secrets (a trigger would run with the owner's rights): run migrate() to remove it`,
+          : `${o.kind} ${JSON.stringify(o.name)} on ${o.table} was not created by tenant-secrets (its code would run with the rights of whoever writes the table): run migrate() to remove it`,
     });
   }
   for (const p of base.unexpectedPrivileges) {
@@ -388,13 +396,13 @@ export async function statusOn(executor: SqlExecutor, schema: string): Promise<D
   }
   if (
     s.lockHeld &&
-    s.pending > 0 &&
-    (s.sinceLastSealSeconds === null || s.sinceLastSealSeconds > SEALER_STALLED_SECONDS)
+    (s.blockedAt !== null ||
+      (s.pending > 0 && (s.sinceLastSealSeconds === null || s.sinceLastSealSeconds > SEALER_STALLED_SECONDS)))
   ) {
     problems.push({
       severity: 'error',
       code: 'sealer_stalled',
-      message: `a session holds the audit sealer's lock and nothing was sealed for ${s.sinceLastSealSeconds === null ? 'ever' : `${Math.round(s.sinceLastSealSeconds)} s`}; ${s.pending} record(s) wait, the oldest for ${Math.round(age)} s. Find the session (pg_stat_activity, a long transaction) and end it`,
+      message: `a session holds the audit sealer's lock${s.blockedAt ? ` (a sealing pass gave up waiting for it at ${s.blockedAt.toISOString()})` : ''} and nothing was sealed for ${s.sinceLastSealSeconds === null ? 'ever' : `${Math.round(s.sinceLastSealSeconds)} s`}; ${s.pending} record(s) wait, the oldest for ${Math.round(age)} s. Find the session (pg_stat_activity, a long transaction) and end it`,
     });
   }
   if (age > SEALER_WARN_SECONDS && s.consecutiveFailures === 0 && !s.lockHeld) {

@@ -1,6 +1,11 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
+import { type AuditAnchor, parseAnchor } from '../../audit/anchors.js';
 import type { AuditOutcome, AuditRecord } from '../../audit/query.js';
-import { IntegrityError, InvalidInputError } from '../../base/errors.js';
+import { ConfigurationError, IntegrityError, InvalidInputError } from '../../base/errors.js';
 import { sealPending, withDatabase, withManager } from '../database.js';
 import { examples } from '../help.js';
 import { checkNames, iso, note, out, parseAge, parseCount, parseDate, printJson, table } from '../io.js';
@@ -46,6 +51,77 @@ function recordRow(r: AuditRecord): string[] {
     r.version === null ? '-' : String(r.version),
     r.actor,
   ];
+}
+
+/** The anchor kept in `path` by the previous verification, or undefined when the file does not exist. */
+function readAnchorFile(path: string): AuditAnchor | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return undefined;
+    throw new ConfigurationError(
+      `cannot read the anchor file ${safe(path)} (${safe(String((error as { code?: string }).code ?? 'error'))})`,
+    );
+  }
+  try {
+    return parseAnchor(text);
+  } catch {
+    throw new InvalidInputError(
+      `the anchor file ${safe(path)} does not hold an audit anchor (was it replaced or damaged? restore it from where the anchor was published)`,
+      '--anchor-file',
+    );
+  }
+}
+
+/** Replaces `path` with the anchor at once: a temporary file (mode 0600) in the same folder, renamed. */
+function writeAnchorFile(path: string, anchor: AuditAnchor): void {
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const fd = openSync(temp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(anchor)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, path);
+  } catch (error) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // not created
+    }
+    throw new ConfigurationError(
+      `cannot write the anchor file ${safe(path)} (${safe(String((error as { code?: string }).code ?? 'error'))}); the new anchor is still in the database`,
+    );
+  }
+  try {
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  } catch {
+    // A folder that cannot be opened or synced (some platforms): the rename is done.
+  }
+}
+
+/** Runs the publish hook (through the shell) with the anchor as JSON on stdin; its output goes to stderr. */
+async function publishAnchor(command: string, anchor: AuditAnchor): Promise<void> {
+  const status = await new Promise<number | string>((resolve) => {
+    const child = spawn(command, { shell: true, stdio: ['pipe', 2, 2] });
+    child.on('error', (error) => resolve((error as { code?: string }).code ?? 'error'));
+    child.on('close', (code, signal) => resolve(code ?? signal ?? 'error'));
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(`${JSON.stringify(anchor)}\n`);
+  });
+  if (status !== 0) {
+    throw new ConfigurationError(
+      `the anchor command failed (${typeof status === 'number' ? `exit status ${status}` : safe(status)}): the new anchor ${anchor.counter} was not published (it is in the database, and in the anchor file, if one was given)`,
+    );
+  }
 }
 
 /** One exported JSON line (C1 controls and U+2028/9 escaped like every JSON the CLI prints). */
@@ -155,58 +231,94 @@ export function audit(program: Command): void {
     .option('--tenant <tenant>', "only this tenant's chain")
     .option('--system', 'only the system chain')
     .option(
+      '--anchor-file <path>',
+      'keep the signed anchor outside the database: verify against the anchor in PATH (when the file exists), then replace it with the new one (written to a temporary file, mode 0600, and renamed); a trail rolled back or truncated behind it fails (exit 5) and leaves the file as it was',
+    )
+    .option(
+      '--anchor-command <command>',
+      'publish each new anchor: run COMMAND through the shell with the anchor as JSON on stdin (write-once storage, a log, a ticket); its output goes to stderr; a failure exits 6',
+    )
+    .option(
       '--json',
       'print the verification result as JSON (tampering found: the error document, with the result in error.details.verification)',
     )
     .addHelpText(
       'after',
-      examples('tenant-secrets audit verify', 'tenant-secrets audit verify --tenant tenant-a --json'),
+      examples(
+        'tenant-secrets audit verify',
+        'tenant-secrets audit verify --tenant tenant-a --json',
+        'tenant-secrets audit verify --anchor-file /var/lib/tenant-secrets/anchor.json',
+        "tenant-secrets audit verify --anchor-file anchor.json --anchor-command 'aws s3 cp - s3://audit-anchors/$(date +%s).json'",
+      ),
     )
-    .action(async (opts: { tenant?: string; system?: boolean; json?: boolean }) => {
-      const chain = chainOption(opts);
-      // The number of chains and records is not known before the walk: a running count.
-      const progress = createCounter({ label: 'verifying audit chains' });
-      const verification = await withManager(async (manager) => {
-        try {
-          return await manager.auditTrail.verify({
-            ...chain,
-            onProgress: (p) => progress.update(`${p.records} record(s) in ${p.chainsDone} chain(s) checked`),
-          });
-        } finally {
-          progress.stop();
-        }
-      });
-      const bad = verification.firstBad;
-      if (verification.sealed > 0) note(`sealed ${verification.sealed} pending record(s) before verifying`);
-      if (opts.json) {
-        // One document on stdout: the result, or (tampering found) the error with the result in it.
-        if (!bad) printJson(verification);
-      } else {
-        out(
-          `verified ${verification.chains} chain(s), ${verification.records} record(s), ${verification.checkpoints} checkpoint(s): ${verification.ok ? 'OK' : 'TAMPERING DETECTED'}`,
-        );
-        const shown = verification.heads.slice(0, 20);
-        for (const h of shown) out(`  head ${chainName(h.chainId)} seq ${h.seq} ${safe(h.hash)}`);
-        if (verification.heads.length > shown.length) {
+    .action(
+      async (opts: {
+        tenant?: string;
+        system?: boolean;
+        json?: boolean;
+        anchorFile?: string;
+        anchorCommand?: string;
+      }) => {
+        const chain = chainOption(opts);
+        if (opts.anchorFile === '')
+          throw new InvalidInputError('--anchor-file needs a path', '--anchor-file');
+        const previous = opts.anchorFile === undefined ? undefined : readAnchorFile(opts.anchorFile);
+        // The number of chains and records is not known before the walk: a running count.
+        const progress = createCounter({ label: 'verifying audit chains' });
+        const verification = await withManager(async (manager) => {
+          try {
+            return await manager.auditTrail.verify({
+              ...chain,
+              ...(previous && { anchor: previous }),
+              onProgress: (p) =>
+                progress.update(`${p.records} record(s) in ${p.chainsDone} chain(s) checked`),
+            });
+          } finally {
+            progress.stop();
+          }
+        });
+        const bad = verification.firstBad;
+        if (verification.sealed > 0) note(`sealed ${verification.sealed} pending record(s) before verifying`);
+        if (opts.json) {
+          // One document on stdout: the result, or (tampering found) the error with the result in it.
+          if (!bad) printJson(verification);
+        } else {
           out(
-            `  ... and ${verification.heads.length - shown.length} more verified head(s) (--json lists all)`,
+            `verified ${verification.chains} chain(s), ${verification.records} record(s), ${verification.checkpoints} checkpoint(s): ${verification.ok ? 'OK' : 'TAMPERING DETECTED'}`,
+          );
+          const shown = verification.heads.slice(0, 20);
+          for (const h of shown) out(`  head ${chainName(h.chainId)} seq ${h.seq} ${safe(h.hash)}`);
+          if (verification.heads.length > shown.length) {
+            out(
+              `  ... and ${verification.heads.length - shown.length} more verified head(s) (--json lists all)`,
+            );
+          }
+          for (const p of verification.problems) {
+            out(
+              `  ${safe(p.reason)} in chain ${chainName(p.chainId)} at seq ${p.seq ?? '-'}${p.id === null ? '' : ` (record id ${p.id})`}${p.masterKeyId ? ` (checkpoint key ${safe(p.masterKeyId)})` : ''}`,
+            );
+          }
+        }
+        if (bad) {
+          throw withJsonDetails(
+            new IntegrityError(
+              `the audit trail fails verification: first bad record in chain ${chainName(bad.chainId)} at seq ${bad.seq ?? '-'}${bad.id === null ? '' : ` (record id ${bad.id})`}: ${bad.reason}`,
+            ),
+            { verification },
           );
         }
-        for (const p of verification.problems) {
-          out(
-            `  ${safe(p.reason)} in chain ${chainName(p.chainId)} at seq ${p.seq ?? '-'}${p.id === null ? '' : ` (record id ${p.id})`}${p.masterKeyId ? ` (checkpoint key ${safe(p.masterKeyId)})` : ''}`,
-          );
+        const anchor = verification.anchor;
+        if (anchor && opts.anchorFile !== undefined) {
+          writeAnchorFile(opts.anchorFile, anchor);
+          if (!opts.json) {
+            note(
+              `anchor ${anchor.counter} written to ${safe(opts.anchorFile)}${previous ? ` (the trail still extends anchor ${previous.counter})` : ' (no earlier anchor file: nothing to check against this time)'}`,
+            );
+          }
         }
-      }
-      if (bad) {
-        throw withJsonDetails(
-          new IntegrityError(
-            `the audit trail fails verification: first bad record in chain ${chainName(bad.chainId)} at seq ${bad.seq ?? '-'}${bad.id === null ? '' : ` (record id ${bad.id})`}: ${bad.reason}`,
-          ),
-          { verification },
-        );
-      }
-    });
+        if (anchor && opts.anchorCommand !== undefined) await publishAnchor(opts.anchorCommand, anchor);
+      },
+    );
 
   command
     .command('seal')
