@@ -43,6 +43,11 @@ export interface MigrateResult {
   removed: { kind: 'trigger' | 'rule' | 'policy' | 'foreign_key'; table: string; name: string }[];
   /** Master key ids registered by this call (allowed to vouch for new tenants from now on). */
   registered: string[];
+  /**
+   * Transactions it took: 1, or more when a table was busy (a lock not granted within the lock
+   * timeout, a deadlock or a concurrent migrator rolled an attempt back and it was tried again).
+   */
+  attempts: number;
 }
 
 export { LATEST_SCHEMA_VERSION };
@@ -196,7 +201,7 @@ export async function migrate(
     grantTo: options.grantTo,
     grantOperatorTo: options.grantOperatorTo,
   });
-  const attempt = async () =>
+  const attempt = async (attempts: number): Promise<MigrateResult> =>
     executor.transaction(
       'migrate',
       async (query) => {
@@ -235,6 +240,7 @@ export async function migrate(
           functionsInstalled: state.some((row) => row.key === 'functions' && row.fresh),
           removed: state.find((row) => row.key === 'last_lockdown' && row.fresh)?.value.removed ?? [],
           registered,
+          attempts,
         };
       },
       { quiet: false, keepServerMessage: true },
@@ -242,7 +248,7 @@ export async function migrate(
   const started = Date.now();
   for (let tries = 1; ; tries++) {
     try {
-      return await attempt();
+      return await attempt(tries);
     } catch (error) {
       const state = sqlStateOf(error);
       if (state === '42501' && error instanceof DatabaseError) {

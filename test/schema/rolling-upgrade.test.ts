@@ -1,0 +1,185 @@
+// suite-scope: direct — the released 0.1.0 library predates transaction pooling, and what this file measures is migrate()'s locks against old processes on the server itself
+import { type ChildProcess, fork } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSecretsManager, LATEST_SCHEMA_VERSION, type SecretsManager } from '../../src/index.js';
+import { directUrlFor, freshDatabase, TEST_KEY } from '../support/db.js';
+import { buildRelease, type ReleaseName } from '../support/releases.js';
+
+/**
+ * A rolling upgrade: a database installed by a released version and filled (50 tenants) while 8
+ * processes running that release's library serve a set/get/rotate mix, and this release's migrate()
+ * runs in the middle of it. migrate() must succeed without a deadlock, the old processes must lose
+ * nothing they were told was written and keep working on the upgraded schema, and the audit trail
+ * must verify. The longest wait an old process saw is printed (not asserted against a time).
+ */
+
+const WORKERS = 8;
+const TENANTS = 50;
+const WORKER_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'support', 'rolling-worker.mjs');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface WorkerError {
+  name: string;
+  code?: string;
+  sqlState?: string;
+  message: string;
+  at: number;
+}
+interface WorkerReport {
+  acked: [string, string, number, string][];
+  errors: WorkerError[];
+  mismatches: unknown[];
+  ops: [number, number][];
+}
+
+const dirs: Partial<Record<ReleaseName, string>> = {};
+const children = new Set<ChildProcess>();
+
+beforeAll(() => {
+  // Built once per commit under the temporary directory (about a minute the first time).
+  dirs['0.1.0'] = buildRelease('0.1.0');
+  dirs['0.2.0'] = buildRelease('0.2.0');
+}, 900_000);
+
+afterAll(() => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+function start(release: ReleaseName, url: string, env: Record<string, string>): ChildProcess {
+  const child = fork(WORKER_SCRIPT, [], {
+    env: {
+      ...process.env,
+      RELEASE_DIR: dirs[release],
+      WORKER_DATABASE_URL: url,
+      WORKER_MASTER_KEY: TEST_KEY,
+      WORKER_TENANTS: String(TENANTS),
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+}
+
+function message<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: { type: string }) => {
+      if (m?.type !== type) return;
+      child.off('message', onMessage);
+      resolve(m as T);
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before "${type}"`)));
+  });
+}
+
+const percentile = (sorted: number[], p: number) =>
+  sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
+
+describe.each(['0.1.0', '0.2.0'] as const)('rolling upgrade from %s with 8 old workers serving', (release) => {
+  let manager: SecretsManager;
+  let reports: WorkerReport[] = [];
+  let window = { start: 0, end: 0 };
+  let migrateResult: Awaited<ReturnType<SecretsManager['migrate']>> | undefined;
+  let migrateError: unknown;
+
+  beforeAll(async () => {
+    const db = await freshDatabase('rolling');
+    const url = directUrlFor(db.name);
+    // That release installs its own schema.
+    expect(await exited(start(release, url, { WORKER_MODE: 'migrate' }))).toBe(0);
+    const workers = Array.from({ length: WORKERS }, (_, i) =>
+      start(release, url, { WORKER_MODE: 'serve', WORKER_ID: String(i) }),
+    );
+    await Promise.all(workers.map((w) => message(w, 'ready')));
+    const done = workers.map((w) => message<WorkerReport & { type: string }>(w, 'done'));
+    await sleep(1000);
+
+    manager = createSecretsManager({ connectionString: url, masterKey: TEST_KEY, actor: 'upgrade' });
+    window.start = Date.now();
+    try {
+      migrateResult = await manager.migrate();
+    } catch (error) {
+      migrateError = error;
+    }
+    window.end = Date.now();
+    // The old release keeps serving on the upgraded schema.
+    await sleep(2000);
+    for (const w of workers) w.send({ type: 'stop' });
+    reports = await Promise.all(done);
+    await Promise.all(workers.map(exited));
+  }, 300_000);
+
+  afterAll(() => manager?.close());
+
+  it('migrate() succeeds while the old release serves traffic (no deadlock)', () => {
+    expect(migrateError).toBeUndefined();
+    expect(migrateResult).toMatchObject({ version: LATEST_SCHEMA_VERSION, functionsInstalled: true });
+    const all = reports.flatMap((r) => r.ops);
+    const during = all.filter(([, end]) => end >= window.start && end <= window.end).length;
+    const after = all.filter(([start]) => start > window.end).length;
+    const latencies = all.map(([s, e]) => e - s).sort((a, b) => a - b);
+    const overlapping = all
+      .filter(([s, e]) => e >= window.start && s <= window.end)
+      .map(([s, e]) => e - s)
+      .sort((a, b) => a - b);
+    console.info(
+      `rolling upgrade from ${release}: migrate() ${window.end - window.start} ms in ${migrateResult?.attempts} attempt(s); ` +
+        `old workers: ${all.length} operations (${during} completed during migrate(), ${after} after it), ` +
+        `p50 ${percentile(latencies, 0.5)} ms, p99 ${percentile(latencies, 0.99)} ms, ` +
+        `longest stall ${latencies.at(-1)} ms overall, ${overlapping.at(-1) ?? 0} ms overlapping migrate(); ` +
+        `errors: ${reports.reduce((n, r) => n + r.errors.length, 0)}`,
+    );
+  });
+
+  it('the old workers saw no deadlock and no wrong value, and lost no acknowledged write', async () => {
+    const errors = reports.flatMap((r) => r.errors);
+    for (const e of errors) console.info(`  old worker error: ${e.name} ${e.code} ${e.sqlState ?? ''} ${e.message}`);
+    expect(errors.filter((e) => e.sqlState === '40P01' || /deadlock/i.test(e.message))).toEqual([]);
+    expect(reports.flatMap((r) => r.mismatches)).toEqual([]);
+    // Every acknowledged write reads back with this release's library (each worker owns its keys).
+    const latest = new Map<string, [number, string]>();
+    let checked = 0;
+    for (const [tenant, key, version, value] of reports.flatMap((r) => r.acked)) {
+      const id = `${tenant}\u0000${key}`;
+      if ((latest.get(id)?.[0] ?? 0) < version) latest.set(id, [version, value]);
+    }
+    expect(latest.size).toBe(WORKERS * 2 * TENANTS);
+    for (const [id, [version, value]] of latest) {
+      const [tenant, key] = id.split('\u0000') as [string, string];
+      expect(await manager.getWithVersion(tenant, key)).toMatchObject({ version, value });
+      checked++;
+    }
+    // Older acknowledged versions, where retention kept them.
+    for (const [tenant, key, version, value] of reports.flatMap((r) => r.acked)) {
+      if (latest.get(`${tenant}\u0000${key}`)?.[0] === version) continue;
+      const read = await manager.get(tenant, key, { version, allowExpired: true }).catch(() => undefined);
+      if (read !== null && read !== undefined) {
+        expect(read).toBe(value);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(latest.size);
+  }, 120_000);
+
+  it('the old release keeps working on the upgraded schema', () => {
+    const after = reports.flatMap((r) => r.ops).filter(([start]) => start > window.end + 200);
+    expect(after.length).toBeGreaterThan(0);
+    expect(reports.flatMap((r) => r.errors).filter((e) => e.at > window.end + 200)).toEqual([]);
+  });
+
+  it('the audit trail verifies', async () => {
+    const result = await manager.verifyAudit();
+    expect(result.ok).toBe(true);
+  }, 120_000);
+});
