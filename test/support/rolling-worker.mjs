@@ -27,7 +27,10 @@ if (env.WORKER_MODE === 'migrate') {
 }
 
 const id = Number(env.WORKER_ID);
-const tenants = Array.from({ length: Number(env.WORKER_TENANTS) }, (_, i) => `tenant-${String(i).padStart(3, '0')}`);
+const tenants = Array.from(
+  { length: Number(env.WORKER_TENANTS) },
+  (_, i) => `tenant-${String(i).padStart(3, '0')}`,
+);
 const keys = [`w${id}-a`, `w${id}-b`];
 /** Acknowledged writes: [tenant, key, version, value]. */
 const acked = [];
@@ -46,6 +49,8 @@ const describe = (error) => ({
   sqlState: error?.sqlState,
   retryable: error?.retryable,
   message: String(error?.message ?? error).slice(0, 300),
+  // The server's own message (a test database holds nothing secret), to tell what went wrong.
+  cause: error?.cause?.message ? String(error.cause.message).slice(0, 200) : undefined,
   at: Date.now(),
 });
 
