@@ -64,6 +64,44 @@ function setGrants(ts: string, options: InstallerOptions): string {
   return [one('app', options.grantTo), one('operator', options.grantOperatorTo)].filter(Boolean).join('\n');
 }
 
+/**
+ * The relations a table migration alters (by name, in its own schema), found in its text: tables
+ * altered, dropped, truncated, indexed, partitioned, referenced by a new foreign key or given a
+ * trigger or policy; indexes and sequences altered or dropped (the installer locks their tables).
+ * The guard takes ACCESS EXCLUSIVE locks on these up front when the migration is pending, and only
+ * ROW EXCLUSIVE on every other table. (Tables a migration creates are in it too; they do not exist
+ * yet when the guard runs, and nobody else can see them.)
+ */
+export function relationsAlteredBy(sql: string): string[] {
+  const text = sql.replace(/--[^\n]*/g, ' ');
+  const name = String.raw`:TS\.("?)([A-Za-z_][A-Za-z0-9_$]*)\1`;
+  const patterns = [
+    String.raw`\bALTER\s+(?:TABLE|INDEX|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?${name}`,
+    String.raw`\bDROP\s+(?:TABLE|INDEX|SEQUENCE)\s+(?:CONCURRENTLY\s+)?(?:IF\s+EXISTS\s+)?${name}`,
+    String.raw`\bTRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?${name}`,
+    String.raw`\bCREATE\s+(?:UNIQUE\s+)?INDEX\b[^;]*?\bON\s+(?:ONLY\s+)?${name}`,
+    String.raw`\b(?:CREATE|DROP|ALTER)\s+(?:CONSTRAINT\s+)?(?:TRIGGER|POLICY|RULE)\b[^;]*?\bON\s+${name}`,
+    String.raw`\b(?:PARTITION\s+OF|ATTACH\s+PARTITION|DETACH\s+PARTITION|REFERENCES|INHERITS\s*\()\s*${name}`,
+    String.raw`\bCOMMENT\s+ON\s+(?:TABLE|COLUMN|INDEX|SEQUENCE)\s+${name}`,
+    String.raw`\b(?:CLUSTER|REINDEX\s+TABLE|VACUUM(?:\s+FULL)?)\s+${name}`,
+  ];
+  const found = new Set<string>();
+  for (const pattern of patterns) {
+    for (const match of text.matchAll(new RegExp(pattern, 'gi'))) found.add(match[2] as string);
+  }
+  return [...found].sort();
+}
+
+/** A query of (id, relation name): what each of `migrations` alters. */
+function migrationLocks(migrations: readonly { id: number; sql: string }[]): string {
+  const rows = migrations.flatMap((m) =>
+    relationsAlteredBy(m.sql).map((rel) => `(${m.id}, ${literal(rel)})`),
+  );
+  return rows.length === 0
+    ? 'SELECT NULL::integer, NULL::text WHERE false'
+    : `SELECT v.id, v.rel FROM (VALUES ${rows.join(', ')}) AS v(id, rel)`;
+}
+
 /** The statements of the installer, in order (each one runs on its own; all in one transaction). */
 export function installerStatements(options: InstallerOptions): string[] {
   const ts = quoteSchema(options.schema);
@@ -73,6 +111,7 @@ export function installerStatements(options: InstallerOptions): string[] {
     TS_NAME: literal(options.schema),
     LATEST_VERSION: String(LATEST_SCHEMA_VERSION),
     MIGRATION_IDS: MIGRATIONS.map((m) => m.id).join(', '),
+    MIGRATION_LOCKS: migrationLocks(MIGRATIONS),
   };
   const migrations = MIGRATIONS.filter((m) => m.id > (options.fromVersion ?? 0)).map((m) =>
     fill('migration', {

@@ -6897,20 +6897,19 @@ $ts_prologue$;
 `,
   "guard": String.raw`DO $ts_guard$
 DECLARE
-  v_tables text;
-  v_strong boolean;
+  v_all boolean;
+  v_strong oid[];
+  v_budget_ms integer;
+  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_left integer;
   v_removed jsonb := '[]'::jsonb;
   r record;
 BEGIN
-  SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ' ORDER BY c.relname) INTO v_tables
-    FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%');
-  IF v_tables IS NULL THEN
+  IF NOT EXISTS (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') THEN
     RETURN;  -- a first install: nothing to guard yet
   END IF;
-  v_strong := EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY[:MIGRATION_IDS]) AS m(id)
-                       WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t))
-           OR EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
+  v_all := EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE t.tgrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -6943,9 +6942,20 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE k.contype = 'f' AND k.confrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.conrelid NOT IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%'))
-           OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                       WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%'));
+  -- What the pending migrations alter (an index counts as its table, a sequence as the table owning
+  -- it), and tables missing row-level security or a guard (the lock-down step adds them).
+  SELECT pg_catalog.array_agg(DISTINCT t.oid) INTO v_strong
+    FROM (SELECT COALESCE(i.indrelid, d.refobjid, c.oid) AS oid
+            FROM (:MIGRATION_LOCKS) AS m(id, rel)
+            JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(m.rel))
+            LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+            LEFT JOIN pg_catalog.pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+           WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t)
+          UNION ALL
+          SELECT c.oid FROM pg_catalog.pg_class c
+           WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND (NOT c.relrowsecurity OR (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
               WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_truncate'
                 AND p.proname = '_ts_guard_truncate' AND p.pronamespace = c.relnamespace)
@@ -6953,9 +6963,21 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
                  WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_write'
                    AND p.proname = '_ts_guard_write' AND p.pronamespace = c.relnamespace
                    AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
-                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0))));
-  EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_tables, CASE WHEN v_strong THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END);
-  IF NOT v_strong AND EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
+                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0)))) t;
+  -- One wait budget for all the locks: the lock_timeout in force (in milliseconds).
+  v_budget_ms := COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000);
+  FOR r IN SELECT c.oid::pg_catalog.regclass AS rel, v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) AS strong
+             FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') ORDER BY c.relname LOOP
+    v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
+    IF v_left < 1 THEN
+      RAISE EXCEPTION 'tenant-secrets: the tables were busy; nothing was changed (try again)' USING ERRCODE = 'lock_not_available';
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout', v_left || 'ms', true);
+    EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', r.rel, CASE WHEN r.strong THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END);
+  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', v_budget_ms || 'ms', true);
+  IF NOT v_all AND EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE t.tgrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -6989,8 +7011,12 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
  WHERE k.contype = 'f' AND k.confrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.conrelid NOT IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')) THEN
-    -- Attached between the check and the lock.
-    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_tables);
+    -- Attached between the check and the locks: drop them under the strongest lock (another wait,
+    -- bounded by lock_timeout; the attempt is tried again when it times out).
+    FOR r IN SELECT c.oid::pg_catalog.regclass AS rel FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') ORDER BY c.relname LOOP
+      EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', r.rel);
+    END LOOP;
   END IF;
   FOR r IN SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -2,9 +2,10 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, LATEST_SCHEMA_VERSION, type SecretsManager } from '../../src/index.js';
-import { directUrlFor, freshDatabase, TEST_KEY } from '../support/db.js';
+import { adminQuery, directUrlFor, freshDatabase, TEST_KEY } from '../support/db.js';
 import { buildRelease, type ReleaseName } from '../support/releases.js';
 
 /**
@@ -180,11 +181,31 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
       expect(checked).toBeGreaterThanOrEqual(latest.size);
     }, 120_000);
 
-    it('the old release keeps working on the upgraded schema', () => {
-      const after = reports.flatMap((r) => r.ops).filter(([start]) => start > window.end + 200);
-      expect(after.length).toBeGreaterThan(0);
-      expect(reports.flatMap((r) => r.errors).filter((e) => e.at > window.end + 200)).toEqual([]);
-    });
+    // 0.1.0 sent each tenant's key-encryption key to the database; 0.2.0 removed those functions, so a
+    // 0.1.0 process cannot work on a newer schema by design: every call fails, typed, with
+    // SCHEMA_NOT_READY (its own code for a missing function), and writes nothing.
+    it.runIf(release === '0.1.0')(
+      '0.1.0 processes get a typed SCHEMA_NOT_READY error once the upgrade commits',
+      () => {
+        const after = reports.flatMap((r) => r.ops).filter(([start]) => start > window.end + 200);
+        expect(after.length).toBeGreaterThan(0);
+        const errors = reports.flatMap((r) => r.errors).filter((e) => e.at > window.end + 200);
+        expect(errors.length).toBeGreaterThan(0);
+        for (const e of errors)
+          expect(e).toMatchObject({ name: 'SchemaNotReadyError', code: 'SCHEMA_NOT_READY' });
+        // Before the upgrade committed, none.
+        expect(reports.flatMap((r) => r.errors).filter((e) => e.at < window.start)).toEqual([]);
+      },
+    );
+
+    it.runIf(release !== '0.1.0')(
+      `${release} processes keep working on the upgraded schema, without an error`,
+      () => {
+        const after = reports.flatMap((r) => r.ops).filter(([start]) => start > window.end);
+        expect(after.length).toBeGreaterThan(0);
+        expect(reports.flatMap((r) => r.errors)).toEqual([]);
+      },
+    );
 
     it('the audit trail verifies', async () => {
       const result = await manager.verifyAudit();
@@ -192,3 +213,129 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
     }, 120_000);
   },
 );
+
+/** Lock modes by strength; a lock taken later is covered by one held when it is no stronger. */
+const MODES = [
+  'AccessShareLock',
+  'RowShareLock',
+  'RowExclusiveLock',
+  'ShareUpdateExclusiveLock',
+  'ShareLock',
+  'ShareRowExclusiveLock',
+  'ExclusiveLock',
+  'AccessExclusiveLock',
+];
+
+/**
+ * Runs the installer statement by statement in one transaction and returns every lock on a table of
+ * ours that existed before it (an index or sequence counts as its table) taken after the guard step
+ * in a mode stronger than the guard took: a lock the migration would wait for while holding others.
+ */
+async function locksAfterGuard(url: string): Promise<string[]> {
+  const { installerStatements } = await import('../../src/schema/installer.js');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const held = `SELECT COALESCE(i.indrelid, d.refobjid, c.oid)::regclass::text AS rel, l.mode
+                  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                  LEFT JOIN pg_index i ON i.indexrelid = c.oid
+                  LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                       AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+                   AND c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'tenant\\_secret%'`;
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL lock_timeout = '5s'`);
+    const [prologue, guard, ...rest] = installerStatements({ schema: 'public' });
+    await client.query(prologue as string);
+    const existing = new Set(
+      (
+        await client.query<{ rel: string }>(
+          `SELECT oid::regclass::text AS rel FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND relname LIKE 'tenant\\_secret%'`,
+        )
+      ).rows.map((r) => r.rel),
+    );
+    await client.query(guard as string);
+    const strongest = new Map<string, number>();
+    for (const { rel, mode } of (await client.query<{ rel: string; mode: string }>(held)).rows) {
+      strongest.set(rel, Math.max(strongest.get(rel) ?? -1, MODES.indexOf(mode)));
+    }
+    for (const sql of rest) await client.query(sql);
+    const late = (await client.query<{ rel: string; mode: string }>(held)).rows.filter(
+      ({ rel, mode }) => existing.has(rel) && MODES.indexOf(mode) > (strongest.get(rel) ?? -1),
+    );
+    await client.query('COMMIT');
+    return late.map(({ rel, mode }) => `${rel} ${mode}`).sort();
+  } finally {
+    await client.end();
+  }
+}
+
+describe('migrate() takes every table lock up front, in the guard step', () => {
+  it.each(['0.1.0', '0.2.0'] as const)('upgrading from %s', async (release) => {
+    const db = await freshDatabase('locks');
+    const url = directUrlFor(db.name);
+    expect(await exited(start(release, url, { WORKER_MODE: 'migrate' }))).toBe(0);
+    expect(await locksAfterGuard(url)).toEqual([]);
+  });
+
+  it('on an installed schema, also when the functions are installed again', async () => {
+    const db = await freshDatabase('locks');
+    const url = directUrlFor(db.name);
+    const manager = createSecretsManager({ connectionString: url, masterKey: TEST_KEY });
+    try {
+      await manager.migrate();
+      await manager.set('t', 'k', 'v');
+      expect(await locksAfterGuard(url)).toEqual([]);
+      await adminQuery(
+        db.name,
+        `UPDATE tenant_secret_schema_state SET value = value || '{"source": "older"}' WHERE key = 'functions'`,
+      );
+      expect(await locksAfterGuard(url)).toEqual([]);
+    } finally {
+      await manager.close();
+    }
+  });
+});
+
+describe('functions are replaced in place', () => {
+  it('a reinstall keeps every function (same OID); a changed result is recreated; a function this release lacks is dropped', async () => {
+    const db = await freshDatabase('inplace');
+    const url = directUrlFor(db.name);
+    const manager = createSecretsManager({ connectionString: url, masterKey: TEST_KEY });
+    const oids = () =>
+      adminQuery<{ fn: string; oid: number }>(
+        db.name,
+        `SELECT p.oid::regprocedure::text AS fn, p.oid::int AS oid FROM pg_proc p
+          WHERE p.pronamespace = 'public'::regnamespace AND (p.proname LIKE 'tenant\\_secret%' OR p.proname LIKE '\\_ts\\_%') ORDER BY 1`,
+      );
+    try {
+      await manager.migrate();
+      await manager.set('t', 'k', 'v');
+      const before = await oids();
+      // A new release's sources (another fingerprint): every function is created again from source.
+      await adminQuery(
+        db.name,
+        `UPDATE tenant_secret_schema_state SET value = value || '{"source": "older"}' WHERE key = 'functions'`,
+      );
+      expect(await manager.migrate()).toMatchObject({ functionsInstalled: true });
+      expect(await oids()).toEqual(before);
+      // A function whose result differs from this release's, and one this release does not have.
+      const [target] = before.filter((f) => f.fn.startsWith('tenant_secret_key_status('));
+      expect(target).toBeDefined();
+      await adminQuery(
+        db.name,
+        `DROP FUNCTION public.tenant_secret_key_status();
+         CREATE FUNCTION public.tenant_secret_key_status() RETURNS integer LANGUAGE sql AS 'SELECT 1';
+         CREATE FUNCTION public.tenant_secret_obsolete(integer) RETURNS integer LANGUAGE sql AS 'SELECT $1'`,
+      );
+      expect(await manager.migrate()).toMatchObject({ functionsInstalled: true });
+      const after = await oids();
+      expect(after.map((f) => f.fn)).toEqual(before.map((f) => f.fn));
+      expect(after.filter((f) => f.fn !== target?.fn)).toEqual(before.filter((f) => f.fn !== target?.fn));
+      expect((await manager.status()).drift).toMatchObject({ missing: [], changed: [], unexpected: [] });
+      expect(await manager.get('t', 'k')).toBe('v');
+    } finally {
+      await manager.close();
+    }
+  });
+});
