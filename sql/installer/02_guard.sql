@@ -3,7 +3,8 @@
 -- A trigger, rule, policy or column default attached to one of our tables by a role holding TRIGGER
 -- (a `GRANT ALL ON ALL TABLES` hands it out) would run with the rights of whoever writes that table:
 -- inside this installer, the migrating role's. So, before the first write:
---   1. lock every table of ours, one at a time in one fixed order (by name): in ROW EXCLUSIVE mode,
+--   1. lock every table of ours, one at a time in one fixed order (by name, the audit tables last:
+--      every operation of the application appends its audit record last): in ROW EXCLUSIVE mode,
 --      which does not block the application but lets no trigger, rule, policy or default be added
 --      or changed until this transaction ends (those take stronger locks); in ACCESS EXCLUSIVE mode
 --      the tables this run changes: those a pending migration alters (:MIGRATION_LOCKS, found in the
@@ -47,7 +48,8 @@ BEGIN
   -- One wait budget for all the locks: the lock_timeout in force (in milliseconds).
   v_budget_ms := COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000);
   FOR r IN SELECT c.oid::pg_catalog.regclass AS rel, v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) AS strong
-             FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES) ORDER BY c.relname LOOP
+             FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES)
+            ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname LOOP
     v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
     IF v_left < 1 THEN
       RAISE EXCEPTION 'tenant-secrets: the tables were busy; nothing was changed (try again)' USING ERRCODE = 'lock_not_available';

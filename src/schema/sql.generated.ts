@@ -6968,7 +6968,8 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
   v_budget_ms := COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000);
   FOR r IN SELECT c.oid::pg_catalog.regclass AS rel, v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) AS strong
              FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') ORDER BY c.relname LOOP
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')
+            ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname LOOP
     v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
     IF v_left < 1 THEN
       RAISE EXCEPTION 'tenant-secrets: the tables were busy; nothing was changed (try again)' USING ERRCODE = 'lock_not_available';
