@@ -231,7 +231,7 @@ const MODES = [
  * ours that existed before it (an index or sequence counts as its table) taken after the guard step
  * in a mode stronger than the guard took: a lock the migration would wait for while holding others.
  */
-async function locksAfterGuard(url: string): Promise<string[]> {
+async function locksAfterGuard(url: string): Promise<{ late: string[]; strong: string[] }> {
   const { installerStatements } = await import('../../src/schema/installer.js');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -264,7 +264,17 @@ async function locksAfterGuard(url: string): Promise<string[]> {
       ({ rel, mode }) => existing.has(rel) && MODES.indexOf(mode) > (strongest.get(rel) ?? -1),
     );
     await client.query('COMMIT');
-    return late.map(({ rel, mode }) => `${rel} ${mode}`).sort();
+    return {
+      late: late.map(({ rel, mode }) => `${rel} ${mode}`).sort(),
+      // Tables the guard locked against the application (stronger than its own writes' ROW EXCLUSIVE);
+      // the migrations table's SHARE ROW EXCLUSIVE (the prologue's) only orders migrators: the application
+      // only reads it.
+      strong: [...strongest]
+        .filter(([rel]) => rel !== 'tenant_secret_migrations')
+        .filter(([, mode]) => mode > MODES.indexOf('RowExclusiveLock'))
+        .map(([rel]) => rel)
+        .sort(),
+    };
   } finally {
     await client.end();
   }
@@ -275,25 +285,52 @@ describe('migrate() takes every table lock up front, in the guard step', () => {
     const db = await freshDatabase('locks');
     const url = directUrlFor(db.name);
     expect(await exited(start(release, url, { WORKER_MODE: 'migrate' }))).toBe(0);
-    expect(await locksAfterGuard(url)).toEqual([]);
+    const { late, strong } = await locksAfterGuard(url);
+    expect(late).toEqual([]);
+    // Every table of an earlier release gets its guards (and migration 000007 alters the key table).
+    expect(strong).toContain('tenant_secret_keys');
   });
 
-  it('on an installed schema, also when the functions are installed again', async () => {
+  it('on an installed schema, none the application waits for, also when the functions are installed again', async () => {
     const db = await freshDatabase('locks');
     const url = directUrlFor(db.name);
     const manager = createSecretsManager({ connectionString: url, masterKey: TEST_KEY });
     try {
       await manager.migrate();
       await manager.set('t', 'k', 'v');
-      expect(await locksAfterGuard(url)).toEqual([]);
+      // Nothing to change: no lock the application waits for.
+      expect(await locksAfterGuard(url)).toEqual({ late: [], strong: [] });
+      // New function sources and no table migration (a patch release): still none.
       await adminQuery(
         db.name,
         `UPDATE tenant_secret_schema_state SET value = value || '{"source": "older"}' WHERE key = 'functions'`,
       );
-      expect(await locksAfterGuard(url)).toEqual([]);
+      expect(await locksAfterGuard(url)).toEqual({ late: [], strong: [] });
     } finally {
       await manager.close();
     }
+  });
+});
+
+describe('the relations a table migration alters, read from its text', () => {
+  it('000007 alters the key table, the sealer and the audit id sequence; it creates the rest', async () => {
+    const { relationsAlteredBy } = await import('../../src/schema/installer.js');
+    const { MIGRATIONS } = await import('../../src/schema/sql.generated.js');
+    const m7 = MIGRATIONS.find((m) => m.id === 7);
+    expect(relationsAlteredBy(m7?.sql ?? '')).toEqual(
+      expect.arrayContaining([
+        'tenant_secret_keys',
+        'tenant_secret_audit_sealer',
+        'tenant_secret_audit_id_seq',
+      ]),
+    );
+    expect(relationsAlteredBy(m7?.sql ?? '')).not.toContain('tenant_secrets');
+    expect(relationsAlteredBy(m7?.sql ?? '')).not.toContain('tenant_secret_versions');
+    expect(
+      relationsAlteredBy(`-- ALTER TABLE :TS.in_a_comment
+        CREATE INDEX x ON :TS.a (b); ALTER TABLE ONLY :TS.c ADD COLUMN d int; CREATE TABLE :TS.e (f int REFERENCES :TS.g);
+        DROP INDEX IF EXISTS :TS.h; ALTER SEQUENCE :TS.i CYCLE; CREATE TABLE :TS.j PARTITION OF :TS.k DEFAULT`),
+    ).toEqual(['a', 'c', 'g', 'h', 'i', 'k']);
   });
 });
 
