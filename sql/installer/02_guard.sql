@@ -3,8 +3,8 @@
 -- A trigger, rule, policy or column default attached to one of our tables by a role holding TRIGGER
 -- (a `GRANT ALL ON ALL TABLES` hands it out) would run with the rights of whoever writes that table:
 -- inside this installer, the migrating role's. So, before the first write:
---   1. lock every table of ours, one at a time in one fixed order (by name, the audit tables last:
---      every operation of the application appends its audit record last): in ROW EXCLUSIVE mode,
+--   1. lock every table of ours (one wait at a time, never while holding another; otherwise in one
+--      fixed order: by name, the audit tables last): in ROW EXCLUSIVE mode,
 --      which does not block the application but lets no trigger, rule, policy or default be added
 --      or changed until this transaction ends (those take stronger locks); in ACCESS EXCLUSIVE mode
 --      the tables this run changes: those a pending migration alters (:MIGRATION_LOCKS, found in the
@@ -23,8 +23,12 @@ DECLARE
   v_all boolean;
   v_strong oid[];
   v_budget_ms integer;
-  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_started timestamptz;
   v_left integer;
+  v_rels pg_catalog.regclass[];
+  v_modes text[];
+  v_wait integer;
+  v_at integer;
   v_removed jsonb := '[]'::jsonb;
   r record;
 BEGIN
@@ -45,17 +49,47 @@ BEGIN
           UNION ALL
           SELECT c.oid FROM pg_catalog.pg_class c
            WHERE c.oid IN (:OUR_TABLES) AND (NOT c.relrowsecurity OR :GUARDS_MISSING)) t;
-  -- One wait budget for all the locks: the lock_timeout in force (in milliseconds).
-  v_budget_ms := COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000);
-  FOR r IN SELECT c.oid::pg_catalog.regclass AS rel, v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) AS strong
-             FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES)
-            ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname LOOP
+  -- One wait budget for all the locks: the lock_timeout in force (in milliseconds), at most 80% of
+  -- deadlock_timeout: a call of the application waiting on a table locked here while holding one this
+  -- waits for is released by this step's timeout, before PostgreSQL's deadlock check rolls it back.
+  v_budget_ms := LEAST(
+    COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000),
+    GREATEST(1, (SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'deadlock_timeout') * 4 / 5));
+  -- Never wait for one lock while holding another: each round waits for one table only (the one found
+  -- busy in the round before), holding nothing else, then takes the others in order without waiting
+  -- (NOWAIT). A table found busy releases everything this step took (the round is a subtransaction)
+  -- and becomes the one to wait for next. A call of the application that holds one of our tables and
+  -- needs another therefore never waits for this step while this step waits for it.
+  SELECT pg_catalog.array_agg(c.oid::pg_catalog.regclass ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname),
+         pg_catalog.array_agg(CASE WHEN v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END
+                              ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname)
+    INTO v_rels, v_modes
+    FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES);
+  v_started := pg_catalog.clock_timestamp();
+  LOOP
     v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
     IF v_left < 1 THEN
-      RAISE EXCEPTION 'tenant-secrets: the tables were busy; nothing was changed (try again)' USING ERRCODE = 'lock_not_available';
+      RAISE EXCEPTION 'tenant-secrets: table % was busy for % ms; nothing was changed (try again)',
+        COALESCE(v_rels[v_wait]::text, '(any)'), v_budget_ms USING ERRCODE = 'lock_not_available';
     END IF;
-    PERFORM pg_catalog.set_config('lock_timeout', v_left || 'ms', true);
-    EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', r.rel, CASE WHEN r.strong THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END);
+    v_at := NULL;
+    BEGIN
+      IF v_wait IS NOT NULL THEN
+        v_at := v_wait;
+        PERFORM pg_catalog.set_config('lock_timeout', v_left || 'ms', true);
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_rels[v_wait], v_modes[v_wait]);
+      END IF;
+      FOR i IN 1 .. pg_catalog.array_length(v_rels, 1) LOOP
+        CONTINUE WHEN i = v_wait;
+        v_at := i;
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE NOWAIT', v_rels[i], v_modes[i]);
+      END LOOP;
+      v_at := 0;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Everything taken in this round is released; wait for the busy table first next round.
+      v_wait := v_at;
+    END;
+    EXIT WHEN v_at = 0;
   END LOOP;
   PERFORM pg_catalog.set_config('lock_timeout', v_budget_ms || 'ms', true);
   IF NOT v_all AND EXISTS (:FOREIGN_OBJECTS) THEN
