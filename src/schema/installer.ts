@@ -11,12 +11,16 @@ import { FUNCTIONS_DIGEST, LATEST_SCHEMA_VERSION } from './sql-meta.generated.js
  * 1. prologue (sql/installer/01_prologue.sql): schema, pgcrypto (found wherever it is installed,
  *    e.g. Supabase's `extensions`), refusal to touch a `tenant_secrets` table it did not create, one
  *    migrator at a time (a table lock only the owner can take);
- * 2. guard (02_guard.sql), before anything is written: every table of ours locked in one statement and
- *    one order, foreign triggers, rules, policies, defaults and foreign keys removed, table privileges
- *    revoked, so that no code of a grantee's making runs in the steps after it;
+ * 2. guard (02_guard.sql), before anything is written: every table of ours locked up front, never
+ *    waiting for one lock while holding another, within one lock_timeout budget (ACCESS EXCLUSIVE only on
+ *    the tables this run changes: see relationsAlteredBy), foreign triggers, rules, policies, defaults
+ *    and foreign keys removed, table privileges revoked, so that no code of a grantee's making runs in
+ *    the steps after it;
  * 3. every table migration not yet recorded, in id order (03_migration.sql);
  * 4. functions (04_functions.sql): when the catalog differs from what the last install recorded,
- *    every function is dropped and created again from source;
+ *    every function is created again from source, in place (CREATE OR REPLACE keeps its OID, so a
+ *    process of the previous release calling it never finds it missing); only changed signatures are
+ *    dropped first, and functions this release no longer has are dropped;
  * 5. lock-down (05_lockdown.sql): row-level security and guards on every table, EXECUTE only for
  *    the configured application and operator roles, the audit id sequence checked.
  */
