@@ -88,6 +88,7 @@ function message<T>(child: ChildProcess, type: string): Promise<T> {
 const percentile = (sorted: number[], p: number) =>
   sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
 
+// ROLLING_ONLY=0.2.0 runs the upgrade from one release only (when working on this file).
 describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as ReleaseName[])(
   'rolling upgrade from %s with 8 old workers serving',
   (release) => {
@@ -139,11 +140,16 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
         .filter(([s, e]) => e >= window.start && s <= window.end)
         .map(([s, e]) => e - s)
         .sort((a, b) => a - b);
+      const outside = all
+        .filter(([s, e]) => e < window.start || s > window.end)
+        .map(([s, e]) => e - s)
+        .sort((a, b) => a - b);
       console.info(
         `rolling upgrade from ${release}: migrate() ${window.end - window.start} ms in ${migrateResult?.attempts} attempt(s); ` +
           `old workers: ${all.length} operations (${during} completed during migrate(), ${after} after it), ` +
           `p50 ${percentile(latencies, 0.5)} ms, p99 ${percentile(latencies, 0.99)} ms, ` +
-          `longest stall ${latencies.at(-1)} ms overall, ${overlapping.at(-1) ?? 0} ms overlapping migrate(); ` +
+          `longest stall ${latencies.at(-1)} ms overall, ${overlapping.at(-1) ?? 0} ms overlapping migrate() ` +
+          `(outside it: p99 ${percentile(outside, 0.99)} ms, longest ${outside.at(-1) ?? 0} ms); ` +
           `errors: ${reports.reduce((n, r) => n + r.errors.length, 0)}`,
       );
     });
