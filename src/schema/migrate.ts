@@ -43,11 +43,6 @@ export interface MigrateResult {
   removed: { kind: 'trigger' | 'rule' | 'policy' | 'foreign_key'; table: string; name: string }[];
   /** Master key ids registered by this call (allowed to vouch for new tenants from now on). */
   registered: string[];
-  /**
-   * Transactions it took: 1, or more when a table was busy (a lock not granted within the lock
-   * timeout, a deadlock or a concurrent migrator rolled an attempt back and it was tried again).
-   */
-  attempts: number;
 }
 
 export { LATEST_SCHEMA_VERSION };
@@ -247,7 +242,6 @@ export async function migrate(
           functionsInstalled: state.some((row) => row.key === 'functions' && row.fresh),
           removed: state.find((row) => row.key === 'last_lockdown' && row.fresh)?.value.removed ?? [],
           registered,
-          attempts,
         };
       },
       { quiet: false, keepServerMessage: true },
