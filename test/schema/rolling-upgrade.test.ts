@@ -98,6 +98,7 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
     let migrateResult: Awaited<ReturnType<SecretsManager['migrate']>> | undefined;
     let migrateError: unknown;
     let attempts = 0;
+    let pool: pg.Pool | undefined;
 
     beforeAll(async () => {
       // The installer module (large) loaded before the clock starts, as in a deployed process.
@@ -114,7 +115,7 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
       await sleep(1000);
 
       // The upgrading process's own pool: each transaction migrate() begins on it is one attempt.
-      const pool = new pg.Pool({ connectionString: url, max: 2 });
+      pool = new pg.Pool({ connectionString: url, max: 2 });
       pool.on('connect', (client) => {
         const query = client.query.bind(client) as (...args: unknown[]) => unknown;
         (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
@@ -123,7 +124,6 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
         };
       });
       manager = createSecretsManager({ pool, masterKey: TEST_KEY, actor: 'upgrade' });
-      afterAll(() => pool.end());
       window.start = Date.now();
       try {
         migrateResult = await manager.migrate();
@@ -138,7 +138,10 @@ describe.each((process.env.ROLLING_ONLY?.split(',') ?? ['0.1.0', '0.2.0']) as Re
       await Promise.all(workers.map(exited));
     }, 300_000);
 
-    afterAll(() => manager?.close());
+    afterAll(async () => {
+      await manager?.close();
+      await pool?.end();
+    });
 
     it('migrate() succeeds while the old release serves traffic (no deadlock)', () => {
       expect(migrateError).toBeUndefined();
