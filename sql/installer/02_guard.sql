@@ -3,36 +3,101 @@
 -- A trigger, rule, policy or column default attached to one of our tables by a role holding TRIGGER
 -- (a `GRANT ALL ON ALL TABLES` hands it out) would run with the rights of whoever writes that table:
 -- inside this installer, the migrating role's. So, before the first write:
---   1. lock every table of ours, in one statement and one fixed order (by name), in ROW EXCLUSIVE
---      mode: it does not block the application, but no trigger, rule, policy or default can be added
---      or changed until this transaction ends (those take stronger locks);
---      in ACCESS EXCLUSIVE mode at once when this run changes tables (a migration to apply, foreign
---      objects to remove, guards or row-level security to put in place), so that every lock it needs
---      is taken up front and in order: nothing can deadlock with the application;
+--   1. lock every table of ours (one wait at a time, never while holding another; otherwise in one
+--      fixed order: by name, the audit tables last): in ROW EXCLUSIVE mode,
+--      which does not block the application but lets no trigger, rule, policy or default be added
+--      or changed until this transaction ends (those take stronger locks); in ACCESS EXCLUSIVE mode
+--      the tables this run changes: those a pending migration alters (:MIGRATION_LOCKS, found in the
+--      migrations' text by src/schema/installer.ts; a sequence counts as the table owning it), those
+--      missing row-level security or a guard, and all of them when foreign objects are to be
+--      removed. So every lock the later steps need is taken here, up front and in order: the
+--      migration never waits for a lock while it holds another, and nothing can deadlock with the
+--      application. All the waits together get the transaction's lock_timeout (migrate() sets a
+--      short one and tries again): the application never queues behind this for longer;
 --   2. remove what we did not create, and revoke every privilege on our relations that we did not
 --      grant (nobody keeps TRIGGER or REFERENCES from here on).
--- Placeholders: :TS, :TS_NAME, :MIGRATION_IDS (ids of this library's table migrations).
+-- Placeholders: :TS, :TS_NAME, :MIGRATION_IDS (ids of this library's table migrations),
+-- :MIGRATION_LOCKS (a query of (id, relation name): what each migration alters).
 DO $ts_guard$
 DECLARE
-  v_tables text;
-  v_strong boolean;
+  v_all boolean;
+  v_strong oid[];
+  v_budget_ms integer;
+  v_started timestamptz;
+  v_left integer;
+  v_rels pg_catalog.regclass[];
+  v_modes text[];
+  v_wait integer;
+  v_at integer;
   v_removed jsonb := '[]'::jsonb;
   r record;
 BEGIN
-  SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ' ORDER BY c.relname) INTO v_tables
-    FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES);
-  IF v_tables IS NULL THEN
+  IF NOT EXISTS (:OUR_TABLES) THEN
     RETURN;  -- a first install: nothing to guard yet
   END IF;
-  v_strong := EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY[:MIGRATION_IDS]) AS m(id)
-                       WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t))
-           OR EXISTS (:FOREIGN_OBJECTS)
-           OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                       WHERE c.oid IN (:OUR_TABLES) AND (NOT c.relrowsecurity OR :GUARDS_MISSING));
-  EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_tables, CASE WHEN v_strong THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END);
-  IF NOT v_strong AND EXISTS (:FOREIGN_OBJECTS) THEN
-    -- Attached between the check and the lock.
-    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_tables);
+  v_all := EXISTS (:FOREIGN_OBJECTS);
+  -- What the pending migrations alter (an index counts as its table, a sequence as the table owning
+  -- it), and tables missing row-level security or a guard (the lock-down step adds them).
+  SELECT pg_catalog.array_agg(DISTINCT t.oid) INTO v_strong
+    FROM (SELECT COALESCE(i.indrelid, d.refobjid, c.oid) AS oid
+            FROM (:MIGRATION_LOCKS) AS m(id, rel)
+            JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(m.rel))
+            LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+            LEFT JOIN pg_catalog.pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+           WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t)
+          UNION ALL
+          SELECT c.oid FROM pg_catalog.pg_class c
+           WHERE c.oid IN (:OUR_TABLES) AND (NOT c.relrowsecurity OR :GUARDS_MISSING)) t;
+  -- One wait budget for all the locks: the lock_timeout in force (in milliseconds), at most 80% of
+  -- deadlock_timeout: a call of the application waiting on a table locked here while holding one this
+  -- waits for is released by this step's timeout, before PostgreSQL's deadlock check rolls it back.
+  v_budget_ms := LEAST(
+    COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000),
+    GREATEST(1, (SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'deadlock_timeout') * 4 / 5));
+  -- Never wait for one lock while holding another: each round waits for one table only (the one found
+  -- busy in the round before), holding nothing else, then takes the others in order without waiting
+  -- (NOWAIT). A table found busy releases everything this step took (the round is a subtransaction)
+  -- and becomes the one to wait for next. A call of the application that holds one of our tables and
+  -- needs another therefore never waits for this step while this step waits for it.
+  SELECT pg_catalog.array_agg(c.oid::pg_catalog.regclass ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname),
+         pg_catalog.array_agg(CASE WHEN v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END
+                              ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname)
+    INTO v_rels, v_modes
+    FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES);
+  v_started := pg_catalog.clock_timestamp();
+  LOOP
+    v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
+    IF v_left < 1 THEN
+      RAISE EXCEPTION 'tenant-secrets: table % was busy for % ms; nothing was changed (try again)',
+        COALESCE(v_rels[v_wait]::text, '(any)'), v_budget_ms USING ERRCODE = 'lock_not_available';
+    END IF;
+    v_at := NULL;
+    BEGIN
+      IF v_wait IS NOT NULL THEN
+        v_at := v_wait;
+        PERFORM pg_catalog.set_config('lock_timeout', v_left || 'ms', true);
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_rels[v_wait], v_modes[v_wait]);
+      END IF;
+      FOR i IN 1 .. pg_catalog.array_length(v_rels, 1) LOOP
+        CONTINUE WHEN i = v_wait;
+        v_at := i;
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE NOWAIT', v_rels[i], v_modes[i]);
+      END LOOP;
+      v_at := 0;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Everything taken in this round is released; wait for the busy table first next round.
+      v_wait := v_at;
+    END;
+    EXIT WHEN v_at = 0;
+  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', v_budget_ms || 'ms', true);
+  IF NOT v_all AND EXISTS (:FOREIGN_OBJECTS) THEN
+    -- Attached between the check and the locks: drop them under the strongest lock (another wait,
+    -- bounded by lock_timeout; the attempt is tried again when it times out).
+    FOR r IN SELECT c.oid::pg_catalog.regclass AS rel FROM pg_catalog.pg_class c WHERE c.oid IN (:OUR_TABLES) ORDER BY c.relname LOOP
+      EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', r.rel);
+    END LOOP;
   END IF;
   FOR r IN :FOREIGN_OBJECTS LOOP
     BEGIN

@@ -11,12 +11,16 @@ import { FUNCTIONS_DIGEST, LATEST_SCHEMA_VERSION } from './sql-meta.generated.js
  * 1. prologue (sql/installer/01_prologue.sql): schema, pgcrypto (found wherever it is installed,
  *    e.g. Supabase's `extensions`), refusal to touch a `tenant_secrets` table it did not create, one
  *    migrator at a time (a table lock only the owner can take);
- * 2. guard (02_guard.sql), before anything is written: every table of ours locked in one statement and
- *    one order, foreign triggers, rules, policies, defaults and foreign keys removed, table privileges
- *    revoked, so that no code of a grantee's making runs in the steps after it;
+ * 2. guard (02_guard.sql), before anything is written: every table of ours locked up front, never
+ *    waiting for one lock while holding another, within one lock_timeout budget (ACCESS EXCLUSIVE only on
+ *    the tables this run changes: see relationsAlteredBy), foreign triggers, rules, policies, defaults
+ *    and foreign keys removed, table privileges revoked, so that no code of a grantee's making runs in
+ *    the steps after it;
  * 3. every table migration not yet recorded, in id order (03_migration.sql);
  * 4. functions (04_functions.sql): when the catalog differs from what the last install recorded,
- *    every function is dropped and created again from source;
+ *    every function is created again from source, in place (CREATE OR REPLACE keeps its OID, so a
+ *    process of the previous release calling it never finds it missing); only changed signatures are
+ *    dropped first, and functions this release no longer has are dropped;
  * 5. lock-down (05_lockdown.sql): row-level security and guards on every table, EXECUTE only for
  *    the configured application and operator roles, the audit id sequence checked.
  */
@@ -64,6 +68,44 @@ function setGrants(ts: string, options: InstallerOptions): string {
   return [one('app', options.grantTo), one('operator', options.grantOperatorTo)].filter(Boolean).join('\n');
 }
 
+/**
+ * The relations a table migration alters (by name, in its own schema), found in its text: tables
+ * altered, dropped, truncated, indexed, partitioned, referenced by a new foreign key or given a
+ * trigger or policy; indexes and sequences altered or dropped (the installer locks their tables).
+ * The guard takes ACCESS EXCLUSIVE locks on these up front when the migration is pending, and only
+ * ROW EXCLUSIVE on every other table. (Tables a migration creates are in it too; they do not exist
+ * yet when the guard runs, and nobody else can see them.)
+ */
+export function relationsAlteredBy(sql: string): string[] {
+  const text = sql.replace(/--[^\n]*/g, ' ');
+  const name = String.raw`:TS\.("?)([A-Za-z_][A-Za-z0-9_$]*)\1`;
+  const patterns = [
+    String.raw`\bALTER\s+(?:TABLE|INDEX|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?${name}`,
+    String.raw`\bDROP\s+(?:TABLE|INDEX|SEQUENCE)\s+(?:CONCURRENTLY\s+)?(?:IF\s+EXISTS\s+)?${name}`,
+    String.raw`\bTRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?${name}`,
+    String.raw`\bCREATE\s+(?:UNIQUE\s+)?INDEX\b[^;]*?\bON\s+(?:ONLY\s+)?${name}`,
+    String.raw`\b(?:CREATE|DROP|ALTER)\s+(?:CONSTRAINT\s+)?(?:TRIGGER|POLICY|RULE)\b[^;]*?\bON\s+${name}`,
+    String.raw`\b(?:PARTITION\s+OF|ATTACH\s+PARTITION|DETACH\s+PARTITION|REFERENCES|INHERITS\s*\()\s*${name}`,
+    String.raw`\bCOMMENT\s+ON\s+(?:TABLE|COLUMN|INDEX|SEQUENCE)\s+${name}`,
+    String.raw`\b(?:CLUSTER|REINDEX\s+TABLE|VACUUM(?:\s+FULL)?)\s+${name}`,
+  ];
+  const found = new Set<string>();
+  for (const pattern of patterns) {
+    for (const match of text.matchAll(new RegExp(pattern, 'gi'))) found.add(match[2] as string);
+  }
+  return [...found].sort();
+}
+
+/** A query of (id, relation name): what each of `migrations` alters. */
+function migrationLocks(migrations: readonly { id: number; sql: string }[]): string {
+  const rows = migrations.flatMap((m) =>
+    relationsAlteredBy(m.sql).map((rel) => `(${m.id}, ${literal(rel)})`),
+  );
+  return rows.length === 0
+    ? 'SELECT NULL::integer, NULL::text WHERE false'
+    : `SELECT v.id, v.rel FROM (VALUES ${rows.join(', ')}) AS v(id, rel)`;
+}
+
 /** The statements of the installer, in order (each one runs on its own; all in one transaction). */
 export function installerStatements(options: InstallerOptions): string[] {
   const ts = quoteSchema(options.schema);
@@ -73,6 +115,7 @@ export function installerStatements(options: InstallerOptions): string[] {
     TS_NAME: literal(options.schema),
     LATEST_VERSION: String(LATEST_SCHEMA_VERSION),
     MIGRATION_IDS: MIGRATIONS.map((m) => m.id).join(', '),
+    MIGRATION_LOCKS: migrationLocks(MIGRATIONS),
   };
   const migrations = MIGRATIONS.filter((m) => m.id > (options.fromVersion ?? 0)).map((m) =>
     fill('migration', {

@@ -150,12 +150,19 @@ $ts_owner$;`,
 }
 
 /**
- * How long one attempt of migrate() waits for a lock, and how long it keeps trying. Each attempt takes
- * every lock it needs up front, in one order; a short wait means the application never queues behind
- * migrate() for long (and PostgreSQL's deadlock check, after 1 s, never finds it in a cycle), and a
- * busy table only costs another attempt.
+ * How long one attempt of migrate() may wait for its locks, all of them together, and how long it keeps
+ * trying. Each attempt takes every lock it needs up front, in one order (the installer's guard step);
+ * the application queues behind it for at most that long, and a busy table only costs another
+ * attempt. The first attempt waits 100 ms; each next one twice as long as the one before, up to 800 ms,
+ * so that calls of the application that take longer than 100 ms (a loaded server) still let it through.
+ * The guard never waits longer than 80% of the server's deadlock_timeout (default 1 s): a call caught
+ * in a cycle with the migration is released by the migration's own timeout, before PostgreSQL's
+ * deadlock check would roll the call back.
  */
 const LOCK_TIMEOUT_MS = 100;
+const LOCK_TIMEOUT_MAX_MS = 800;
+const lockTimeoutFor = (attempt: number) =>
+  Math.min(LOCK_TIMEOUT_MAX_MS, LOCK_TIMEOUT_MS * 2 ** Math.min(attempt - 1, 10));
 const RETRY_FOR_MS = 60_000;
 
 /**
@@ -201,11 +208,11 @@ export async function migrate(
     grantTo: options.grantTo,
     grantOperatorTo: options.grantOperatorTo,
   });
-  const attempt = async () =>
+  const attempt = async (attempts: number): Promise<MigrateResult> =>
     executor.transaction(
       'migrate',
       async (query) => {
-        await query(`SELECT pg_catalog.set_config('lock_timeout', '${LOCK_TIMEOUT_MS}ms', true)`);
+        await query(`SELECT pg_catalog.set_config('lock_timeout', '${lockTimeoutFor(attempts)}ms', true)`);
         await checkRolesExist(query, options);
         for (const sql of statements) await query(sql);
         const applied = await query<{ name: string }>(
@@ -247,7 +254,7 @@ export async function migrate(
   const started = Date.now();
   for (let tries = 1; ; tries++) {
     try {
-      return await attempt();
+      return await attempt(tries);
     } catch (error) {
       const state = sqlStateOf(error);
       if (state === '42501' && error instanceof DatabaseError) {

@@ -6944,20 +6944,23 @@ $ts_prologue$;
 `,
   "guard": String.raw`DO $ts_guard$
 DECLARE
-  v_tables text;
-  v_strong boolean;
+  v_all boolean;
+  v_strong oid[];
+  v_budget_ms integer;
+  v_started timestamptz;
+  v_left integer;
+  v_rels pg_catalog.regclass[];
+  v_modes text[];
+  v_wait integer;
+  v_at integer;
   v_removed jsonb := '[]'::jsonb;
   r record;
 BEGIN
-  SELECT pg_catalog.string_agg(c.oid::pg_catalog.regclass::text, ', ' ORDER BY c.relname) INTO v_tables
-    FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%');
-  IF v_tables IS NULL THEN
+  IF NOT EXISTS (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') THEN
     RETURN;  -- a first install: nothing to guard yet
   END IF;
-  v_strong := EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY[:MIGRATION_IDS]) AS m(id)
-                       WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t))
-           OR EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
+  v_all := EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE t.tgrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -7023,9 +7026,20 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE k.contype = 'f' AND k.confrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.conrelid NOT IN (SELECT c.oid FROM pg_catalog.pg_class c
- WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%'))
-           OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                       WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%'));
+  -- What the pending migrations alter (an index counts as its table, a sequence as the table owning
+  -- it), and tables missing row-level security or a guard (the lock-down step adds them).
+  SELECT pg_catalog.array_agg(DISTINCT t.oid) INTO v_strong
+    FROM (SELECT COALESCE(i.indrelid, d.refobjid, c.oid) AS oid
+            FROM (:MIGRATION_LOCKS) AS m(id, rel)
+            JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(m.rel))
+            LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+            LEFT JOIN pg_catalog.pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+           WHERE m.id NOT IN (SELECT t.id FROM :TS.tenant_secret_migrations t)
+          UNION ALL
+          SELECT c.oid FROM pg_catalog.pg_class c
+           WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND (NOT c.relrowsecurity OR (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
               WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_truncate'
                 AND p.proname = '_ts_guard_truncate' AND p.pronamespace = c.relnamespace)
@@ -7033,9 +7047,52 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
                  WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_write'
                    AND p.proname = '_ts_guard_write' AND p.pronamespace = c.relnamespace
                    AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
-                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0))));
-  EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_tables, CASE WHEN v_strong THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END);
-  IF NOT v_strong AND EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
+                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0)))) t;
+  -- One wait budget for all the locks: the lock_timeout in force (in milliseconds), at most 80% of
+  -- deadlock_timeout: a call of the application waiting on a table locked here while holding one this
+  -- waits for is released by this step's timeout, before PostgreSQL's deadlock check rolls it back.
+  v_budget_ms := LEAST(
+    COALESCE(NULLIF((SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'lock_timeout'), 0), 5000),
+    GREATEST(1, (SELECT s.setting::integer FROM pg_catalog.pg_settings s WHERE s.name = 'deadlock_timeout') * 4 / 5));
+  -- Never wait for one lock while holding another: each round waits for one table only (the one found
+  -- busy in the round before), holding nothing else, then takes the others in order without waiting
+  -- (NOWAIT). A table found busy releases everything this step took (the round is a subtransaction)
+  -- and becomes the one to wait for next. A call of the application that holds one of our tables and
+  -- needs another therefore never waits for this step while this step waits for it.
+  SELECT pg_catalog.array_agg(c.oid::pg_catalog.regclass ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname),
+         pg_catalog.array_agg(CASE WHEN v_all OR c.oid = ANY (COALESCE(v_strong, '{}')) THEN 'ACCESS EXCLUSIVE' ELSE 'ROW EXCLUSIVE' END
+                              ORDER BY c.relname LIKE 'tenant\_secret\_audit%', c.relname)
+    INTO v_rels, v_modes
+    FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%');
+  v_started := pg_catalog.clock_timestamp();
+  LOOP
+    v_left := v_budget_ms - (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - v_started) * 1000)::integer;
+    IF v_left < 1 THEN
+      RAISE EXCEPTION 'tenant-secrets: table % was busy for % ms; nothing was changed (try again)',
+        COALESCE(v_rels[v_wait]::text, '(any)'), v_budget_ms USING ERRCODE = 'lock_not_available';
+    END IF;
+    v_at := NULL;
+    BEGIN
+      IF v_wait IS NOT NULL THEN
+        v_at := v_wait;
+        PERFORM pg_catalog.set_config('lock_timeout', v_left || 'ms', true);
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE', v_rels[v_wait], v_modes[v_wait]);
+      END IF;
+      FOR i IN 1 .. pg_catalog.array_length(v_rels, 1) LOOP
+        CONTINUE WHEN i = v_wait;
+        v_at := i;
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN %s MODE NOWAIT', v_rels[i], v_modes[i]);
+      END LOOP;
+      v_at := 0;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Everything taken in this round is released; wait for the busy table first next round.
+      v_wait := v_at;
+    END;
+    EXIT WHEN v_at = 0;
+  END LOOP;
+  PERFORM pg_catalog.set_config('lock_timeout', v_budget_ms || 'ms', true);
+  IF NOT v_all AND EXISTS (SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE t.tgrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND NOT t.tgisinternal AND t.tgparentid = 0
@@ -7102,8 +7159,12 @@ SELECT 'foreign_key', pg_catalog.format('%I.%I', n.nspname, c.relname), k.connam
  WHERE k.contype = 'f' AND k.confrelid IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND k.conrelid NOT IN (SELECT c.oid FROM pg_catalog.pg_class c
  WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%')) THEN
-    -- Attached between the check and the lock.
-    EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', v_tables);
+    -- Attached between the check and the locks: drop them under the strongest lock (another wait,
+    -- bounded by lock_timeout; the attempt is tried again when it times out).
+    FOR r IN SELECT c.oid::pg_catalog.regclass AS rel FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') ORDER BY c.relname LOOP
+      EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', r.rel);
+    END LOOP;
   END IF;
   FOR r IN SELECT 'trigger'::text AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS table_name, t.tgname::text AS object_name
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -7215,7 +7276,12 @@ DECLARE
    JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto');
   v_state jsonb;
   v_drift jsonb;
+  v_before jsonb;
+  v_dropped text[] := '{}';
+  v_recreated text[] := '{}';
   v_kept text[] := '{}';
+  v_name text;
+  v_probe oid;
   r record;
   s text;
   v_sources text[] := ARRAY[
@@ -7230,29 +7296,56 @@ BEGIN
       RETURN;  -- installed, and nobody changed them
     END IF;
   END IF;
-  -- Drop every function of ours (the guards' trigger functions are replaced in place: triggers depend
-  -- on them). A function something else depends on is replaced in place too.
+  -- A function of ours owned by another role: replacing it would keep that owner. Dropped, so that
+  -- it is created again, owned by the installing role.
   FOR r IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
             WHERE (p.pronamespace = pg_catalog.to_regnamespace(':TS')
- AND (p.proname LIKE 'tenant\_secret%' OR p.proname LIKE '\_ts\_%' OR p.proname IN ('upsert_tenant_secret', 'get_tenant_secret'))) AND p.proname NOT IN ('_ts_guard_truncate', '_ts_guard_write') LOOP
-    BEGIN
-      EXECUTE pg_catalog.format('DROP FUNCTION %s', r.fn);
-    EXCEPTION WHEN dependent_objects_still_exist THEN
-      v_kept := v_kept || r.fn::text;
-    END;
+ AND (p.proname LIKE 'tenant\_secret%' OR p.proname LIKE '\_ts\_%' OR p.proname IN ('upsert_tenant_secret', 'get_tenant_secret'))) AND p.proowner <> (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = current_user) LOOP
+    EXECUTE pg_catalog.format('DROP FUNCTION %s', r.fn);
+    v_dropped := v_dropped || r.fn::text;
   END LOOP;
+  -- Every function of ours as it is now, to tell afterwards which ones this release did not replace
+  -- (a replaced function's catalog row is a new row version: another xmin).
+  SELECT COALESCE(pg_catalog.jsonb_object_agg(p.oid::text, p.xmin::text), '{}'::jsonb) INTO v_before
+    FROM pg_catalog.pg_proc p WHERE (p.pronamespace = pg_catalog.to_regnamespace(':TS')
+ AND (p.proname LIKE 'tenant\_secret%' OR p.proname LIKE '\_ts\_%' OR p.proname IN ('upsert_tenant_secret', 'get_tenant_secret')));
   FOREACH s IN ARRAY v_sources LOOP
+    s := pg_catalog.replace(s, ':PGC', v_pgc);
     BEGIN
-      EXECUTE pg_catalog.replace(s, ':PGC', v_pgc);
-    EXCEPTION WHEN OTHERS THEN
+      EXECUTE s;
+    EXCEPTION WHEN invalid_function_definition OR wrong_object_type THEN
+      -- This release changed the function's result, parameter names or defaults: PostgreSQL replaces
+      -- it only by dropping it. The signature comes from the source, created once under a probe name.
+      v_name := pg_catalog.substr(pg_catalog.split_part(s, '(', 1), pg_catalog.length('CREATE OR REPLACE FUNCTION ') + 1);
+      EXECUTE pg_catalog.replace(s, 'FUNCTION ' || v_name || '(', 'FUNCTION :TS._ts_install_probe(');
+      SELECT p.oid INTO v_probe FROM pg_catalog.pg_proc p
+       WHERE p.pronamespace = pg_catalog.to_regnamespace(':TS') AND p.proname = '_ts_install_probe';
+      EXECUTE pg_catalog.format('DROP FUNCTION %s(%s)', v_name, pg_catalog.pg_get_function_identity_arguments(v_probe));
+      EXECUTE pg_catalog.format('DROP FUNCTION %s', v_probe::pg_catalog.regprocedure);
+      EXECUTE s;
+      v_recreated := v_recreated || v_name;
+    WHEN OTHERS THEN
       RAISE EXCEPTION 'tenant-secrets: installing "%" failed: %', pg_catalog.split_part(s, '(', 1), SQLERRM
         USING ERRCODE = SQLSTATE;
+    END;
+  END LOOP;
+  -- Functions of ours this release does not have (or someone added): neither replaced nor new.
+  FOR r IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
+            WHERE (p.pronamespace = pg_catalog.to_regnamespace(':TS')
+ AND (p.proname LIKE 'tenant\_secret%' OR p.proname LIKE '\_ts\_%' OR p.proname IN ('upsert_tenant_secret', 'get_tenant_secret'))) AND v_before->>(p.oid::text) = p.xmin::text LOOP
+    BEGIN
+      EXECUTE pg_catalog.format('DROP FUNCTION %s', r.fn);
+      v_dropped := v_dropped || r.fn::text;
+    EXCEPTION WHEN dependent_objects_still_exist THEN
+      v_kept := v_kept || r.fn::text;  -- something else depends on it: left as it is
     END;
   END LOOP;
   INSERT INTO :TS.tenant_secret_schema_state AS st (key, value, updated_at)
   SELECT 'functions', pg_catalog.jsonb_build_object(
            'source', :FUNCTIONS_DIGEST,
-           'kept_in_place', pg_catalog.to_jsonb(v_kept),
+           'dropped', pg_catalog.to_jsonb(v_dropped),
+           'recreated', pg_catalog.to_jsonb(v_recreated),
+           'kept', pg_catalog.to_jsonb(v_kept),
            'catalog', pg_catalog.jsonb_object_agg(p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
              pg_catalog.md5(pg_catalog.pg_get_functiondef(p.oid) || pg_catalog.pg_get_userbyid(p.proowner)))),
          pg_catalog.now()
