@@ -227,7 +227,8 @@ async function main(): Promise<void> {
     if (fixture && on('hot-tenants')) await hotTenants(fixture);
     if (fixture && on('data-plane')) await dataPlane(fixture);
     if (fixture && on('many')) await many(ctx, fixture);
-    if (fixture) unsealedWindow(fixture);
+    if (fixture && (on('hot-tenants') || on('data-plane') || on('many'))) unsealedWindow(fixture);
+    else fixture?.stopSampling();
     if (fixture && on('data-plane')) {
       await blockedRead(ctx, fixture);
       await walAndStorage(ctx, fixture);

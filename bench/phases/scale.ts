@@ -67,7 +67,7 @@ async function fill(
         await ctx.pool.query(
           `SELECT count(${qs}.upsert_tenant_secret(x.t, k.k, $3, x.b))
              FROM unnest($1::text[], $2::bytea[]) AS x(t, b) CROSS JOIN unnest($4::text[]) AS k(k)`,
-          [ids, ids.map((t) => manager.tenantKeyBundle(t)), value, names],
+          [ids, ids.map((t) => manager.tenantKeyBundle(t).bytes), value, names],
         );
       }
     }),
