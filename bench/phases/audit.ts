@@ -7,6 +7,7 @@ import type { SecretsManager } from '../../src/index.js';
 import type { BenchContext } from '../context.js';
 import { figure, fmt, log, TARGETS } from '../figures.js';
 import { heapAfter, mb, percentile, sampled } from '../load.js';
+import { serverCpuDuring } from '../server-cpu.js';
 import { DAY_MS, DAYS, generateTrail, relationBytes } from '../trail.js';
 
 const LONG_CHAINS = 10;
@@ -44,8 +45,10 @@ async function trail(ctx: BenchContext, shape: 'long' | 'short', value: string):
   // and side by side again: A B A, so that drift in the machine's load hits both.
   const timed = async (options: Parameters<SecretsManager['verifyAudit']>[0]) => {
     const t0 = performance.now();
-    const s = await sampled(() => m.verifyAudit(options));
-    return { ...s, seconds: (performance.now() - t0) / 1000 };
+    const { result: s, cpuSeconds } = await serverCpuDuring(pool, () =>
+      sampled(() => m.verifyAudit(options)),
+    );
+    return { ...s, seconds: (performance.now() - t0) / 1000, cpuSeconds };
   };
   const first = await timed({ heads: false });
   const again1 = await timed({ heads: false, checkpoint: false });
@@ -82,6 +85,17 @@ async function trail(ctx: BenchContext, shape: 'long' | 'short', value: string):
     undefined,
     `${single.result.records} records in ${fmt(single.seconds)} s; side by side / one connection ${fmt(single.seconds / again.seconds)} x`,
   );
+  // Work per record, whatever else runs on the machine: records per second of server CPU.
+  if (again1.cpuSeconds && again2.cpuSeconds && single.cpuSeconds) {
+    const parallelCpu = (again1.cpuSeconds + again2.cpuSeconds) / 2;
+    figure(
+      `verifyAudit, ${shape} chains: records per server CPU-second, one connection`,
+      single.result.records / single.cpuSeconds,
+      'records/s',
+      undefined,
+      `side by side: ${fmt(again.result.records / parallelCpu)} records per CPU-second; server CPU ${fmt(single.cpuSeconds)} s vs ${fmt(parallelCpu)} s (from /proc, the server's processes)`,
+    );
+  }
   figure(
     `verifyAudit memory, ${shape} chains: peak RSS growth`,
     mb(Math.max(first.rssPeak - first.rssStart, again.rssPeak - again.rssStart)),
