@@ -53,7 +53,10 @@ BEGIN
     SELECT a.* FROM :TS.tenant_secret_audit a
      WHERE (a.chain_id, a.seq) > (v_lo_chain, v_lo_seq) AND a.sealed_at < 'infinity'
        AND (p_chain IS NULL OR a.chain_id = p_chain)
-       AND (p_until_chain IS NULL OR a.chain_id <= p_until_chain)
+       -- The range's end as an index bound (an OR with p_until_chain IS NULL would be a filter, and
+       -- the range's last page would scan every later chain's records): without a range, the
+       -- greatest chain id of this snapshot.
+       AND a.chain_id <= COALESCE(p_until_chain, (SELECT pg_catalog.max(m.chain_id) FROM :TS.tenant_secret_audit m))
      ORDER BY a.chain_id, a.seq LIMIT v_limit),
   w AS (
     SELECT pg_catalog.row_number() OVER o AS ord, p.*,
