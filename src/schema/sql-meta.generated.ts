@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"round2","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "761e6ef4ea7181e33e1f8f3d043517a25d8628766959ae86d0065c37e8891e1a";
+export const FUNCTIONS_DIGEST = "d717f2ad39b17610f2cd471c88761892385e98b749538fd83706ac91cf7723d1";

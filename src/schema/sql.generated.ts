@@ -5870,8 +5870,10 @@ BEGIN
        AND (p_chain IS NULL OR a.chain_id = p_chain)
        -- The range's end as an index bound (an OR with p_until_chain IS NULL would be a filter, and
        -- the range's last page would scan every later chain's records): without a range, the
-       -- greatest chain id of this snapshot.
-       AND a.chain_id <= COALESCE(p_until_chain, (SELECT pg_catalog.max(m.chain_id) FROM :TS.tenant_secret_audit m))
+       -- greatest chain id of this snapshot's sealed records (the pending partition, which has no
+       -- index, is not read).
+       AND a.chain_id <= COALESCE(p_until_chain, (SELECT pg_catalog.max(m.chain_id) FROM :TS.tenant_secret_audit m
+                                                   WHERE m.sealed_at < 'infinity'))
      ORDER BY a.chain_id, a.seq LIMIT v_limit),
   w AS (
     SELECT pg_catalog.row_number() OVER o AS ord, p.*,
