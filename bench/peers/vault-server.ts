@@ -3,10 +3,11 @@
  * in a temporary directory under os.tmpdir(), on a port of its own, with fsync and synchronous_commit
  * on (as PostgreSQL ships), run as the `postgres` operating-system user when the bench runs as root.
  * Vault is built into the machine's PostgreSQL 15 by ../shared/peers/supabase-vault/install.sh.
+ * BENCH_VAULT_LOG=FILE keeps a copy of the server's log.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/cli/free-port.js';
@@ -75,6 +76,8 @@ export async function startVaultServer(): Promise<VaultServer> {
       try {
         as(join(PG15, 'bin', 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
       } finally {
+        // BENCH_VAULT_LOG=FILE keeps the server's log (to see what the server said during the run).
+        if (process.env.BENCH_VAULT_LOG) copyFileSync(join(base, 'server.log'), process.env.BENCH_VAULT_LOG);
         rmSync(base, { recursive: true, force: true });
       }
     },
