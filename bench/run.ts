@@ -2,7 +2,8 @@
  * tenant-secrets benchmark: `npm run bench` (a script, not a test: it asserts nothing, it prints
  * each figure with its target and "meets" / "misses").
  *
- *   npm run bench                  full run (about 15 minutes on 2 cores)
+ *   npm run bench                  full run (about 25 minutes on 2 cores; filling 100,000 tenants x 10
+ *                                  secrets for the scale phase takes about 10 of them)
  *   npm run bench -- --quick       short smoke run (small sizes, 1 s phases, one round)
  *   npm run bench -- --json        the same figures as one JSON document on stdout (compare runs)
  *   npm run bench -- --peers       also Supabase Vault and a hand-written pgcrypto implementation,
