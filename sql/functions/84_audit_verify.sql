@@ -9,7 +9,9 @@
 -- p_after_seq), of one chain (p_chain) or of every chain (p_chain NULL), recomputing each record's
 -- digest and link in the database. p_after_chain NULL starts at the beginning; p_after_seq NULL
 -- starts after the whole chain p_after_chain; p_after_hash is the hash of the record the page
--- continues from. Returns rows of four kinds:
+-- continues from. p_until_chain (with p_chain NULL) ends the walk after that chain: the page then
+-- answers for the chains in (p_after_chain, p_until_chain] only, and is done at its end, so that
+-- ranges of chains can be verified side by side over several connections. Returns rows of four kinds:
 --   'problem'     the first bad record of a chain in this page (seq, id, reason):
 --                 missing_records (seq does not follow), broken_link (the link does not chain to the
 --                 previous record: reordered, inserted, or a record rewritten with its digest),
@@ -22,7 +24,8 @@
 --                 when the chain itself is gone) for the library to check the signature and compare
 --   'cursor'      one row: where the page stopped (chain_id, seq, hash), records checked, done
 CREATE FUNCTION :TS.tenant_secret_audit_verify_page(
-  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000)
+  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000,
+  p_until_chain text DEFAULT NULL)
 RETURNS TABLE (kind text, chain_id text, seq bigint, hash bytea, id bigint, reason text, checked bigint,
                master_key_id text, mac bytea, current_hash bytea, done boolean)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -50,6 +53,12 @@ BEGIN
     SELECT a.* FROM :TS.tenant_secret_audit a
      WHERE (a.chain_id, a.seq) > (v_lo_chain, v_lo_seq) AND a.sealed_at < 'infinity'
        AND (p_chain IS NULL OR a.chain_id = p_chain)
+       -- The range's end as an index bound (an OR with p_until_chain IS NULL would be a filter, and
+       -- the range's last page would scan every later chain's records): without a range, the
+       -- greatest chain id of this snapshot's sealed records (the pending partition, which has no
+       -- index, is not read).
+       AND a.chain_id <= COALESCE(p_until_chain, (SELECT pg_catalog.max(m.chain_id) FROM :TS.tenant_secret_audit m
+                                                   WHERE m.sealed_at < 'infinity'))
      ORDER BY a.chain_id, a.seq LIMIT v_limit),
   w AS (
     SELECT pg_catalog.row_number() OVER o AS ord, p.*,
@@ -90,7 +99,7 @@ BEGIN
   b AS (
     SELECT s.n, s.n < v_limit AS is_done, l.chain_id AS last_chain, l.seq AS last_seq, l.hash AS last_hash,
            CASE WHEN s.n < v_limit THEN NULL ELSE l.chain_id END AS hi,
-           CASE WHEN p_chain IS NOT NULL THEN p_chain WHEN s.n < v_limit THEN NULL ELSE l.chain_id END AS top
+           CASE WHEN p_chain IS NOT NULL THEN p_chain WHEN s.n < v_limit THEN p_until_chain ELSE l.chain_id END AS top
       FROM (SELECT pg_catalog.count(*) AS n FROM r) s
       LEFT JOIN LATERAL (SELECT r.chain_id, r.seq, r.hash FROM r ORDER BY r.ord DESC LIMIT 1) l ON true),
   c AS (
@@ -106,13 +115,13 @@ BEGIN
      WHERE h.chain_id >= v_lo_chain AND h.chain_id <= (SELECT b.top FROM b)
     UNION ALL
     SELECT h.* FROM :TS.tenant_secret_audit_heads h
-     WHERE h.chain_id >= v_lo_chain AND p_chain IS NULL AND (SELECT b.hi IS NULL FROM b)),
+     WHERE h.chain_id >= v_lo_chain AND p_chain IS NULL AND p_until_chain IS NULL AND (SELECT b.hi IS NULL FROM b)),
   kr AS (
     SELECT k.* FROM :TS.tenant_secret_audit_checkpoints k
      WHERE k.chain_id >= v_lo_chain AND k.chain_id <= (SELECT b.top FROM b)
     UNION ALL
     SELECT k.* FROM :TS.tenant_secret_audit_checkpoints k
-     WHERE k.chain_id >= v_lo_chain AND p_chain IS NULL AND (SELECT b.hi IS NULL FROM b))
+     WHERE k.chain_id >= v_lo_chain AND p_chain IS NULL AND p_until_chain IS NULL AND (SELECT b.hi IS NULL FROM b))
   -- The first problem of each chain in the page.
   SELECT 'problem'::text, p.chain_id, p.seq, NULL::bytea, p.id, p.reason, NULL::bigint,
          NULL::text, NULL::bytea, NULL::bytea, NULL::boolean
@@ -405,8 +414,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION :TS.tenant_secret_audit_verify_page(text, text, bigint, bytea, integer) IS
-  'tenant-secrets: recompute and check one page of audit records in (chain, seq) order (digests, links, heads, checkpoints).';
+COMMENT ON FUNCTION :TS.tenant_secret_audit_verify_page(text, text, bigint, bytea, integer, text) IS
+  'tenant-secrets: recompute and check one page of audit records in (chain, seq) order (digests, links, heads, checkpoints), optionally of the chains up to p_until_chain only.';
 COMMENT ON FUNCTION :TS.tenant_secret_audit_missing_chains(bigint, integer) IS
   'tenant-secrets: tenant chains registered on the system chain whose head is gone.';
 COMMENT ON FUNCTION :TS.tenant_secret_audit_checkpoint_add(text[], bigint[], bytea[], text, bytea[]) IS

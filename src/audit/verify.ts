@@ -87,6 +87,13 @@ export interface VerifyAuditOptions {
   onProgress?: (progress: VerifyAuditProgress) => void;
   /** Records per database call (1-100000, default 10000). Memory stays bounded by it. */
   pageSize?: number;
+  /**
+   * Connections that verify ranges of chains side by side when every chain is verified (1-16; default
+   * the pool's `max` − 1, at most 4; 1 in a caller's transaction or with one chain). Each range is
+   * walked page by page exactly as one verification walks them all, so the result is the same as
+   * with 1: the database's hashing runs on several server cores instead of one.
+   */
+  parallel?: number;
   /** Store a signed checkpoint at the end of each chain that verified (default true). */
   checkpoint?: boolean;
   /**
@@ -166,6 +173,19 @@ interface CheckpointRow {
 
 const MAX_PROBLEMS = 100;
 const SIGN_BATCH = 5000;
+/** Chain ids listed per call when splitting every chain into ranges. */
+const CHAIN_LIST_PAGE = 10_000;
+/** Ranges per connection for a small trail; a large one gets a range per this many chains. */
+const RANGES_PER_CONNECTION = 4;
+const CHAINS_PER_RANGE = 2_500;
+
+type ChainEnd = { chainId: string; seq: number; hash: Buffer };
+
+/** What walking one range of chains found, in chain order. */
+interface RangeWalk {
+  problems: AuditProblem[];
+  ends: ChainEnd[];
+}
 
 /** HMAC-SHA256 over a length-prefixed (chain, seq, hash), under the audit key of `key`. Node only. */
 export function checkpointMac(
@@ -338,6 +358,39 @@ export function verifyOperations(
     return out;
   }
 
+  /**
+   * Where to cut every chain into ranges for `parallel` connections: the last chain id of each range
+   * but the last (chains with a head, in the database's order; a chain without one still falls in a
+   * range, since the ranges cover every chain id). A small trail gets a few ranges per connection, a
+   * large one a range per CHAINS_PER_RANGE chains: ranges are handed out as connections free up.
+   */
+  async function chainBounds(parallel: number): Promise<string[]> {
+    const bounds: string[] = [];
+    let after: string | null = null;
+    let step = 0;
+    for (;;) {
+      const ids: string[] = (
+        await core.plain<{ id: string }>(
+          'verifyAudit',
+          `SELECT id FROM ${qs}.tenant_secret_audit_chains($1, $2) AS id`,
+          [after, CHAIN_LIST_PAGE],
+        )
+      ).map((r) => r.id);
+      if (step === 0) {
+        step =
+          ids.length < CHAIN_LIST_PAGE
+            ? Math.max(1, Math.ceil(ids.length / (parallel * RANGES_PER_CONNECTION)))
+            : CHAINS_PER_RANGE;
+      }
+      for (let i = step - 1; i < ids.length; i += step) bounds.push(ids[i] as string);
+      if (ids.length < CHAIN_LIST_PAGE) break;
+      after = ids[ids.length - 1] ?? null;
+    }
+    // The last chain ends the last range but one: the last range (after it, without end) then only
+    // holds chains without a head, if any.
+    return bounds;
+  }
+
   return {
     /**
      * Verifies the audit trail. First seals every committed pending record (see `sealAudit()`), then
@@ -371,59 +424,126 @@ export function verifyOperations(
       let records = 0;
       let checkpoints = 0;
       let chains = 0;
-      let afterChain: string | null = null;
-      let afterSeq: string | null = null;
-      let afterHash: Buffer | null = null;
       const given = options.anchor === undefined ? undefined : parseAnchor(options.anchor);
       // The newest anchor is checked by a full verification, and before any verification stores
       // checkpoints (a new anchor must never sign checkpoints changed behind the last one's back).
       const anchorProblems =
         scope === null || options.checkpoint !== false || given ? await checkAnchors(given) : [];
       for (const problem of anchorProblems) addProblem(problem);
-      const verifiedEnds: { chainId: string; seq: number; hash: Buffer }[] = [];
-      for (;;) {
-        const rows: PageRow[] = await core.plain<PageRow>(
-          'verifyAudit',
-          `SELECT * FROM ${qs}.tenant_secret_audit_verify_page($1, $2, $3, $4, $5)`,
-          [scope, afterChain, afterSeq, afterHash, pageSize],
-        );
-        const ends: { chainId: string; seq: number; hash: Buffer }[] = [];
-        let cursor: PageRow | undefined;
-        for (const row of rows) {
-          if (row.kind === 'cursor') cursor = row;
-          else if (row.kind === 'problem') {
-            addProblem({
-              chainId: row.chain_id ?? '',
-              seq: row.seq === null ? null : Number(row.seq),
-              id: row.id === null ? null : Number(row.id),
-              reason: row.reason as AuditProblemReason,
-            });
-          } else if (row.kind === 'checkpoint') {
-            checkpoints++;
-            const problem = checkCheckpoint(row);
-            if (problem) addProblem(problem);
-          }
-        }
-        for (const row of rows) {
-          if (row.kind !== 'end' || row.chain_id === null || row.seq === null || !row.hash) continue;
-          chains++;
-          if (badChains.has(row.chain_id)) continue;
-          const end = { chainId: row.chain_id, seq: Number(row.seq), hash: row.hash };
-          ends.push(end);
-          headsHash.update(`${end.chainId}\u0000${end.seq}\u0000${end.hash.toString('hex')}\n`);
-          if (keepHeads) heads.push({ chainId: end.chainId, seq: end.seq, hash: end.hash.toString('hex') });
-        }
-        chains += rows.filter(
-          (r) => r.kind === 'problem' && r.reason !== null && isChainLevel(r.reason),
-        ).length;
-        if (options.checkpoint !== false) verifiedEnds.push(...ends);
-        records += Number(cursor?.checked ?? 0);
-        options.onProgress?.({ chainId: cursor?.chain_id ?? '', records, chainsDone: chains });
-        if (!cursor || cursor.done || cursor.chain_id === null) break;
-        afterChain = cursor.chain_id;
-        afterSeq = cursor.seq;
-        afterHash = cursor.hash;
+      const verifiedEnds: ChainEnd[] = [];
+      const parallel = options.parallel ?? defaultParallel(core.executor.maxConnections);
+      if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) {
+        throw new InvalidInputError('parallel must be an integer from 1 to 16', 'parallel');
       }
+      // Ranges of chains (lo, until]: the first starts at the beginning, the last has no end. One range
+      // is the walk of every chain (or of the one chain in scope) page after page.
+      const bounds =
+        scope === null && parallel > 1 && !core.executor.inCallerTransaction
+          ? await chainBounds(parallel)
+          : [];
+      const ranges = Array.from({ length: bounds.length + 1 }, (_, i) => ({
+        lo: i === 0 ? null : (bounds[i - 1] ?? null),
+        until: bounds[i] ?? null,
+      }));
+      let stopped = false;
+      // Walks one range in pages; problems and verified chain ends are kept per range and merged in
+      // range order, so that they come out as one walk over every chain would give them.
+      const walk = async (lo: string | null, until: string | null): Promise<RangeWalk> => {
+        const out: RangeWalk = { problems: [], ends: [] };
+        let afterChain: string | null = lo;
+        let afterSeq: string | null = null;
+        let afterHash: Buffer | null = null;
+        let walked: string | undefined;
+        const problem = (p: AuditProblem) => {
+          badChains.add(p.chainId);
+          if (out.problems.length < MAX_PROBLEMS) out.problems.push(p);
+        };
+        while (!stopped) {
+          const rows: PageRow[] =
+            until === null
+              ? await core.plain<PageRow>(
+                  'verifyAudit',
+                  `SELECT * FROM ${qs}.tenant_secret_audit_verify_page($1, $2, $3, $4, $5)`,
+                  [scope, afterChain, afterSeq, afterHash, pageSize],
+                )
+              : await core.plain<PageRow>(
+                  'verifyAudit',
+                  `SELECT * FROM ${qs}.tenant_secret_audit_verify_page($1, $2, $3, $4, $5, $6)`,
+                  [scope, afterChain, afterSeq, afterHash, pageSize, until],
+                );
+          let cursor: PageRow | undefined;
+          for (const row of rows) {
+            if (row.kind === 'cursor') cursor = row;
+            else if (row.kind === 'problem') {
+              problem({
+                chainId: row.chain_id ?? '',
+                seq: row.seq === null ? null : Number(row.seq),
+                id: row.id === null ? null : Number(row.id),
+                reason: row.reason as AuditProblemReason,
+              });
+            } else if (row.kind === 'checkpoint') {
+              checkpoints++;
+              const bad = checkCheckpoint(row);
+              if (bad) problem(bad);
+            }
+          }
+          for (const row of rows) {
+            // A chain walked: its end or its first problem (rows come in chain order, and a chain
+            // may go on in the next page).
+            if (
+              (row.kind === 'end' || row.kind === 'problem') &&
+              row.chain_id !== null &&
+              row.chain_id !== walked
+            ) {
+              walked = row.chain_id;
+              chains++;
+            }
+            if (row.kind !== 'end' || row.chain_id === null || row.seq === null || !row.hash) continue;
+            if (badChains.has(row.chain_id)) continue;
+            out.ends.push({ chainId: row.chain_id, seq: Number(row.seq), hash: row.hash });
+          }
+          records += Number(cursor?.checked ?? 0);
+          options.onProgress?.({ chainId: cursor?.chain_id ?? '', records, chainsDone: chains });
+          if (!cursor || cursor.done || cursor.chain_id === null) break;
+          afterChain = cursor.chain_id;
+          afterSeq = cursor.seq;
+          afterHash = cursor.hash;
+        }
+        return out;
+      };
+      // Finished ranges are taken in range order: heads digested, ends kept for the checkpoints.
+      const walks: (RangeWalk | undefined)[] = [];
+      let merged = 0;
+      const take = () => {
+        for (let done = walks[merged]; done !== undefined; done = walks[merged]) {
+          for (const p of done.problems) if (problems.length < MAX_PROBLEMS) problems.push(p);
+          for (const end of done.ends) {
+            headsHash.update(`${end.chainId}\u0000${end.seq}\u0000${end.hash.toString('hex')}\n`);
+            if (keepHeads) heads.push({ chainId: end.chainId, seq: end.seq, hash: end.hash.toString('hex') });
+            if (options.checkpoint !== false) verifiedEnds.push(end);
+          }
+          walks[merged] = undefined;
+          merged++;
+        }
+      };
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < ranges.length && !stopped; i = next++) {
+          const range = ranges[i] as { lo: string | null; until: string | null };
+          walks[i] = await walk(range.lo, range.until);
+          take();
+        }
+      };
+      await Promise.all(
+        Array.from({ length: Math.min(parallel, ranges.length) }, async () => {
+          try {
+            await worker();
+          } catch (error) {
+            stopped = true;
+            throw error;
+          }
+        }),
+      );
       // Chains registered on the system chain (when it was sealed for the first time) that are gone.
       if (scope === null) {
         let regAfter = 0;
@@ -602,6 +722,8 @@ export function verifyOperations(
   };
 }
 
-function isChainLevel(reason: string): boolean {
-  return reason === 'tail_missing' || reason === 'head_mismatch' || reason === 'head_missing';
+/** The pool's max connections less one for the application, at most 4; 1 when unknown. */
+function defaultParallel(maxConnections: number | undefined): number {
+  if (maxConnections === undefined || !Number.isFinite(maxConnections)) return 1;
+  return Math.max(1, Math.min(4, Math.trunc(maxConnections) - 1));
 }

@@ -33,6 +33,8 @@ export interface SqlExecutor {
   plain<R>(operation: Operation, sql: string, params?: readonly unknown[]): Promise<R[]>;
   /** Whether this executor runs inside a transaction the caller owns. */
   readonly inCallerTransaction: boolean;
+  /** How many connections its calls may hold at once: the pool's `max` when the pool says (1 in a caller's transaction). */
+  readonly maxConnections?: number | undefined;
 }
 
 export type TxQuery = <R>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
@@ -301,6 +303,9 @@ export function poolExecutor(
 
   return {
     inCallerTransaction: false,
+    get maxConnections() {
+      return poolStats(pool)?.max;
+    },
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(
@@ -399,6 +404,7 @@ export function transactionExecutor(db: Queryable, prelude: () => string): SqlEx
   }
   return {
     inCallerTransaction: true,
+    maxConnections: 1,
     query: (operation, sql, params = []) => run(operation, sql, params, true),
     plain: (operation, sql, params = []) => run(operation, sql, params, false),
     async transaction<T>(

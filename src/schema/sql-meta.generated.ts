@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"audit_sealing_key_proofs","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "fd41d3ce6c32ad10a23fdd40a0ba9f05372e324fa3f1c37a066e22cc4459bbed";
+export const FUNCTIONS_DIGEST = "f264f4dde83e1e85a1ac8f51200cab7af85fe595947a9f8dc02fd4f34479c38f";

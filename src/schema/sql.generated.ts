@@ -5886,7 +5886,8 @@ $$;`,
   {
     file: "84_audit_verify.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_audit_verify_page(
-  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000)
+  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000,
+  p_until_chain text DEFAULT NULL)
 RETURNS TABLE (kind text, chain_id text, seq bigint, hash bytea, id bigint, reason text, checked bigint,
                master_key_id text, mac bytea, current_hash bytea, done boolean)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -5914,6 +5915,12 @@ BEGIN
     SELECT a.* FROM :TS.tenant_secret_audit a
      WHERE (a.chain_id, a.seq) > (v_lo_chain, v_lo_seq) AND a.sealed_at < 'infinity'
        AND (p_chain IS NULL OR a.chain_id = p_chain)
+       -- The range's end as an index bound (an OR with p_until_chain IS NULL would be a filter, and
+       -- the range's last page would scan every later chain's records): without a range, the
+       -- greatest chain id of this snapshot's sealed records (the pending partition, which has no
+       -- index, is not read).
+       AND a.chain_id <= COALESCE(p_until_chain, (SELECT pg_catalog.max(m.chain_id) FROM :TS.tenant_secret_audit m
+                                                   WHERE m.sealed_at < 'infinity'))
      ORDER BY a.chain_id, a.seq LIMIT v_limit),
   w AS (
     SELECT pg_catalog.row_number() OVER o AS ord, p.*,
@@ -5954,7 +5961,7 @@ BEGIN
   b AS (
     SELECT s.n, s.n < v_limit AS is_done, l.chain_id AS last_chain, l.seq AS last_seq, l.hash AS last_hash,
            CASE WHEN s.n < v_limit THEN NULL ELSE l.chain_id END AS hi,
-           CASE WHEN p_chain IS NOT NULL THEN p_chain WHEN s.n < v_limit THEN NULL ELSE l.chain_id END AS top
+           CASE WHEN p_chain IS NOT NULL THEN p_chain WHEN s.n < v_limit THEN p_until_chain ELSE l.chain_id END AS top
       FROM (SELECT pg_catalog.count(*) AS n FROM r) s
       LEFT JOIN LATERAL (SELECT r.chain_id, r.seq, r.hash FROM r ORDER BY r.ord DESC LIMIT 1) l ON true),
   c AS (
@@ -5970,13 +5977,13 @@ BEGIN
      WHERE h.chain_id >= v_lo_chain AND h.chain_id <= (SELECT b.top FROM b)
     UNION ALL
     SELECT h.* FROM :TS.tenant_secret_audit_heads h
-     WHERE h.chain_id >= v_lo_chain AND p_chain IS NULL AND (SELECT b.hi IS NULL FROM b)),
+     WHERE h.chain_id >= v_lo_chain AND p_chain IS NULL AND p_until_chain IS NULL AND (SELECT b.hi IS NULL FROM b)),
   kr AS (
     SELECT k.* FROM :TS.tenant_secret_audit_checkpoints k
      WHERE k.chain_id >= v_lo_chain AND k.chain_id <= (SELECT b.top FROM b)
     UNION ALL
     SELECT k.* FROM :TS.tenant_secret_audit_checkpoints k
-     WHERE k.chain_id >= v_lo_chain AND p_chain IS NULL AND (SELECT b.hi IS NULL FROM b))
+     WHERE k.chain_id >= v_lo_chain AND p_chain IS NULL AND p_until_chain IS NULL AND (SELECT b.hi IS NULL FROM b))
   -- The first problem of each chain in the page.
   SELECT 'problem'::text, p.chain_id, p.seq, NULL::bytea, p.id, p.reason, NULL::bigint,
          NULL::text, NULL::bytea, NULL::bytea, NULL::boolean
@@ -6253,8 +6260,8 @@ $$;`,
   },
   {
     file: "84_audit_verify.sql",
-    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_audit_verify_page(text, text, bigint, bytea, integer) IS
-  'tenant-secrets: recompute and check one page of audit records in (chain, seq) order (digests, links, heads, checkpoints).';`,
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_audit_verify_page(text, text, bigint, bytea, integer, text) IS
+  'tenant-secrets: recompute and check one page of audit records in (chain, seq) order (digests, links, heads, checkpoints), optionally of the chains up to p_until_chain only.';`,
   },
   {
     file: "84_audit_verify.sql",

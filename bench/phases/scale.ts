@@ -1,0 +1,110 @@
+/**
+ * Sizes that must not slow an operation: set() on a key at many versions against a key at 20, and
+ * gets over many tenants (100,000 x 10 secrets by default) against the same load over 1/100 of them.
+ */
+import { randomInt } from 'node:crypto';
+import type { SecretsManager } from '../../src/index.js';
+import { type BenchContext, MAX_CLIENTS } from '../context.js';
+import { figure, fmt, log, TARGETS } from '../figures.js';
+import { compare } from '../load.js';
+
+export async function versions(ctx: BenchContext, manager: SecretsManager, value: string): Promise<void> {
+  const n = ctx.sizes.versions;
+  log(`\n[scale] set() at ${n} versions of one key (1 client)`);
+  // One key written n times; then writes to it alternate with writes to a key with 20 versions, so
+  // that both sides see the same moment's load: flat means a ratio near 1.
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  const first: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await manager.set('versions', 'many-versions', value);
+    if (i >= 10 && i < 210) first.push(performance.now() - t);
+  }
+  for (let i = 0; i < 20; i++) await manager.set('versions', 'few-versions', value);
+  const many: number[] = [];
+  const few: number[] = [];
+  for (let i = 0; i < (ctx.sizes.quick ? 100 : 500); i++) {
+    let t = performance.now();
+    await manager.set('versions', 'many-versions', value);
+    many.push(performance.now() - t);
+    t = performance.now();
+    await manager.set('versions', 'few-versions', value);
+    few.push(performance.now() - t);
+  }
+  figure(
+    `set(): a key at ${n} versions / a key at 20 versions (alternating writes)`,
+    mean(many) / mean(few),
+    'x',
+    TARGETS.versions,
+    `${fmt(mean(many))} vs ${fmt(mean(few))} ms per write; writes 10-210 of the first key took ${fmt(mean(first))} ms`,
+  );
+}
+
+/**
+ * Fills `tenants` x `secrets` in schema `schema` through the SQL interface, many secrets per
+ * statement (upsert_tenant_secret with each tenant's key bundle), on two connections.
+ */
+async function fill(
+  ctx: BenchContext,
+  manager: SecretsManager,
+  schema: string,
+  tenants: number,
+  secrets: number,
+  value: string,
+) {
+  const qs = `"${schema}"`;
+  const names = Array.from({ length: secrets }, (_, k) => `k-${String(k).padStart(2, '0')}`);
+  const batch = Math.max(1, Math.floor(2000 / secrets));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 2 }, async () => {
+      for (let from = next; from < tenants; from = next) {
+        next += batch;
+        const ids = Array.from(
+          { length: Math.min(batch, tenants - from) },
+          (_, i) => `s-${String(from + i).padStart(7, '0')}`,
+        );
+        await ctx.pool.query(
+          `SELECT count(${qs}.upsert_tenant_secret(x.t, k.k, $3, x.b))
+             FROM unnest($1::text[], $2::bytea[]) AS x(t, b) CROSS JOIN unnest($4::text[]) AS k(k)`,
+          [ids, ids.map((t) => manager.tenantKeyBundle(t).bytes), value, names],
+        );
+      }
+    }),
+  );
+}
+
+export async function manyTenants(ctx: BenchContext, value: string): Promise<void> {
+  const { scaleTenants: large, scaleSecrets: secrets } = ctx.sizes;
+  const small = Math.max(10, Math.round(large / 100));
+  log(`\n[scale] gets over ${large} tenants x ${secrets} secrets vs over ${small} tenants (16 clients)`);
+  const L = `${ctx.prefix}_tenants_l`;
+  const S = `${ctx.prefix}_tenants_s`;
+  const ml = ctx.newManager(L);
+  const ms = ctx.newManager(S);
+  await ml.migrate();
+  await ms.migrate();
+  const t = performance.now();
+  await fill(ctx, ml, L, large, secrets, value);
+  await fill(ctx, ms, S, small, secrets, value);
+  await ml.sealAudit();
+  await ms.sealAudit();
+  log(`    filled in ${fmt((performance.now() - t) / 1000)} s`);
+  const pick = (n: number) => `s-${String(randomInt(n)).padStart(7, '0')}`;
+  const key = () => `k-${String(randomInt(secrets)).padStart(2, '0')}`;
+  const r = await compare(
+    'tenants',
+    MAX_CLIENTS,
+    { name: `get, ${large} tenants`, op: () => ml.get(pick(large), key()) },
+    { name: `get, ${small} tenants`, op: () => ms.get(pick(small), key()) },
+  );
+  figure(
+    `get over ${large} tenants x ${secrets} secrets / over ${small} tenants`,
+    r.ratio,
+    'x',
+    TARGETS.manyTenants,
+    `${fmt(r.a.perSecond)} vs ${fmt(r.b.perSecond)} /s; tenants and keys drawn at random`,
+  );
+  await ctx.dropSchema(L);
+  await ctx.dropSchema(S);
+}
