@@ -61,6 +61,22 @@ export const DELEGATED_FUNCTIONS = [
   'tenant_secret_write',
 ] as const;
 
+/**
+ * The batch sealer of one shard group, on its worker: the coordinator's sealer creates the day
+ * partitions, registers new chains on the system chain (another shard group) and keeps the sealer's
+ * state (a reference table, written through the coordinator only).
+ */
+const SEAL_BATCH_EDITS: readonly (readonly [string, string])[] = [
+  ["IF NOT :VARIANT._ts_audit_partition((v_now AT TIME ZONE 'UTC')::date) THEN", 'IF false THEN'],
+  ["WHERE c.id <> '' AND NOT EXISTS", "WHERE false AND c.id <> '' AND NOT EXISTS"],
+  [
+    `UPDATE :TAB{tenant_secret_audit_sealer} s
+     SET last_sealed_at = v_now, sealed_total = s.sealed_total + v_n, passes = s.passes + 1
+   WHERE s.id = 1;`,
+    '',
+  ],
+];
+
 const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
 const textArray = (items: readonly string[]) => `ARRAY[${items.map(literal).join(', ')}]::text[]`;
 
@@ -76,13 +92,20 @@ function dollar(text: string): string {
  */
 export function variantSources(schema: string): { digest: string; sources: string[] } {
   const ts = quoteSchema(schema);
-  const sources = FUNCTIONS.filter((f) => f.sql.startsWith('CREATE FUNCTION ')).map((f) =>
-    f.sql
+  const sources = FUNCTIONS.filter((f) => f.sql.startsWith('CREATE FUNCTION ')).map((f) => {
+    let sql = f.sql
       .replace(/^CREATE FUNCTION /, 'CREATE OR REPLACE FUNCTION ')
       .replace(/:TS\.(tenant_secrets?|tenant_secret_[a-z0-9_]+)\b(?!\()/g, ':TAB{$1}')
       .replace(/:TS\./g, ':VARIANT.')
-      .replace(/:TS\b/g, ts),
-  );
+      .replace(/:TS\b/g, ts);
+    if (sql.startsWith('CREATE OR REPLACE FUNCTION :VARIANT._ts_audit_seal_batch(')) {
+      for (const [from, to] of SEAL_BATCH_EDITS) {
+        if (!sql.includes(from)) throw new Error(`internal: _ts_audit_seal_batch no longer contains ${from}`);
+        sql = sql.replace(from, to);
+      }
+    }
+    return sql;
+  });
   const digest = createHash('sha256')
     .update(JSON.stringify([schema, sources]))
     .digest('hex');
@@ -100,7 +123,7 @@ export function distributeStatements(schema: string): string[] {
     VARIANT_SOURCES: dollar(JSON.stringify(variantSources(schema))),
   };
   const out: string[] = [];
-  for (const step of ['tables', 'functions', 'record']) {
+  for (const step of ['tables', 'functions', 'sealer', 'record']) {
     const statements = DISTRIBUTE_STEPS[step];
     if (statements === undefined) throw new Error(`internal: no distribution step ${step}`);
     for (const statement of statements) {
