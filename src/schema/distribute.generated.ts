@@ -174,7 +174,7 @@ BEGIN
   PERFORM pg_catalog.create_distributed_function(':TS._ts_citus_variant(text)'::pg_catalog.regprocedure);
   FOR r IN SELECT p.oid, p.oid::pg_catalog.regprocedure AS fn, p.proname::text AS name, p.proretset, p.prorettype,
                   pg_catalog.pg_get_function_arguments(p.oid) AS args, pg_catalog.pg_get_function_result(p.oid) AS result,
-                  p.proargnames, p.proargmodes, p.pronargs
+                  p.proargnames, p.proargmodes, p.pronargs, p.proconfig
              FROM pg_catalog.pg_proc p
             WHERE p.pronamespace = pg_catalog.to_regnamespace(:TS_NAME) AND p.prosecdef
               AND p.proname = ANY (:DELEGATED) AND p.proargnames[1] = 'p_tenant_id'
@@ -193,9 +193,14 @@ BEGIN
       WHEN v_out IS NOT NULL THEN pg_catalog.format('EXECUTE ''SELECT * FROM %s'' INTO %s USING %s;', v_in, v_out, v_using)
       WHEN r.prorettype = 'pg_catalog.void'::pg_catalog.regtype THEN pg_catalog.format('EXECUTE ''SELECT %s'' USING %s;', v_in, v_using)
       ELSE pg_catalog.format('EXECUTE ''SELECT %s'' INTO v_r USING %s; RETURN v_r;', v_in, v_using) END;
+    -- The function's own settings kept (search_path, plan_cache_mode): the dispatcher is as hardened.
     EXECUTE pg_catalog.format(
-      'CREATE OR REPLACE FUNCTION :TS.%I(%s) RETURNS %s LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '''' AS %L',
+      'CREATE OR REPLACE FUNCTION :TS.%I(%s) RETURNS %s LANGUAGE plpgsql VOLATILE SECURITY DEFINER %s AS %L',
       r.name, r.args, r.result,
+      (SELECT pg_catalog.string_agg(pg_catalog.format('SET %I = %s', pg_catalog.split_part(c, '=', 1),
+           CASE WHEN pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1) = '""' THEN ''''''
+                ELSE pg_catalog.quote_literal(pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)) END), ' ')
+         FROM pg_catalog.unnest(r.proconfig) c),
       CASE WHEN r.proretset OR v_out IS NOT NULL OR r.prorettype = 'pg_catalog.void'::pg_catalog.regtype THEN ''
            ELSE 'DECLARE v_r ' || pg_catalog.format_type(r.prorettype, NULL) || '; ' END
       || 'BEGIN ' || v_body || ' END');
