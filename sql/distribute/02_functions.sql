@@ -19,8 +19,10 @@ DECLARE
   v_shard bigint;
   v_schema text;
 BEGIN
-  IF p_tenant IS NULL THEN
-    RAISE EXCEPTION 'tenant-secrets: a tenant id is required' USING ERRCODE = 'TS400';
+  -- A malformed tenant id is refused here, unaudited: on one server its failure is recorded on the
+  -- system chain, whose shard is on another node than the one the call reached.
+  IF :TS._ts_invalid_input(p_tenant, NULL) IS NOT NULL THEN
+    RAISE EXCEPTION 'tenant-secrets: invalid tenant id' USING ERRCODE = 'TS400';
   END IF;
   v_shard := pg_catalog.get_shard_id_for_distribution_column(':TS.tenant_secrets', p_tenant);
   IF pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident('tenant_secrets_' || v_shard)) IS NULL THEN

@@ -150,7 +150,13 @@ END
 $$;
 
 DO $ts_distribute_sealer$
+DECLARE
+  v_today date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
 BEGIN
   PERFORM pg_catalog.create_distributed_function(':TS._ts_citus_seal_local(integer, timestamptz)'::pg_catalog.regprocedure);
+  -- Today's and tomorrow's partitions, so that the first pass seals.
+  PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+  PERFORM :TS._ts_audit_partition(v_today);
+  PERFORM :TS._ts_audit_partition(v_today + 1);
 END
 $ts_distribute_sealer$;

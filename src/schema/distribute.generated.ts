@@ -67,8 +67,10 @@ DECLARE
   v_shard bigint;
   v_schema text;
 BEGIN
-  IF p_tenant IS NULL THEN
-    RAISE EXCEPTION 'tenant-secrets: a tenant id is required' USING ERRCODE = 'TS400';
+  -- A malformed tenant id is refused here, unaudited: on one server its failure is recorded on the
+  -- system chain, whose shard is on another node than the one the call reached.
+  IF :TS._ts_invalid_input(p_tenant, NULL) IS NOT NULL THEN
+    RAISE EXCEPTION 'tenant-secrets: invalid tenant id' USING ERRCODE = 'TS400';
   END IF;
   v_shard := pg_catalog.get_shard_id_for_distribution_column(':TS.tenant_secrets', p_tenant);
   IF pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident('tenant_secrets_' || v_shard)) IS NULL THEN
@@ -342,8 +344,14 @@ BEGIN
 END
 $$;`,
     String.raw`DO $ts_distribute_sealer$
+DECLARE
+  v_today date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
 BEGIN
   PERFORM pg_catalog.create_distributed_function(':TS._ts_citus_seal_local(integer, timestamptz)'::pg_catalog.regprocedure);
+  -- Today's and tomorrow's partitions, so that the first pass seals.
+  PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+  PERFORM :TS._ts_audit_partition(v_today);
+  PERFORM :TS._ts_audit_partition(v_today + 1);
 END
 $ts_distribute_sealer$;`,
   ],
@@ -439,6 +447,81 @@ BEGIN
   PERFORM pg_catalog.create_distributed_function(':TS._ts_citus_instantiate(bigint)'::pg_catalog.regprocedure);
 END
 $ts_distribute_verify$;`,
+  ],
+  "status": [
+    String.raw`CREATE OR REPLACE FUNCTION :TS.tenant_secret_health()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+  v_app text[];
+  v_ops text[];
+  v_version integer;
+  v_foreign jsonb;
+  v_unexpected jsonb;
+  v_missing jsonb;
+  v_unprotected jsonb;
+  v_logging jsonb;
+  v_registered jsonb;
+  v_owner text;
+  v_sealer jsonb;
+  v_oldest timestamptz;
+  v_nodigest bigint;
+  v_anchors jsonb;
+BEGIN
+  PERFORM :TS._ts_require_operator();
+  v_app := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'app');
+  v_ops := ARRAY(SELECT g.role_name FROM :TS.tenant_secret_grants g WHERE g.kind = 'operator');
+  SELECT pg_catalog.max(m.id) INTO v_version FROM :TS.tenant_secret_migrations m;
+  SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('kind', f.kind, 'table', f.table_name, 'name', f.object_name)), '[]'::jsonb)
+    INTO v_foreign FROM :TS._ts_foreign_objects() f;
+  SELECT COALESCE(pg_catalog.jsonb_agg(u), '[]'::jsonb) INTO v_unexpected FROM :TS._ts_unexpected_privileges(v_app, v_ops) u;
+  SELECT COALESCE(pg_catalog.jsonb_agg(m ORDER BY m.object, m.grantee), '[]'::jsonb) INTO v_missing FROM :TS._ts_missing_privileges(v_app, v_ops) m;
+  SELECT COALESCE(pg_catalog.jsonb_agg(c.oid::regclass::text ORDER BY c.relname), '[]'::jsonb) INTO v_unprotected
+    FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT c.oid FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = pg_catalog.to_regnamespace(':TS') AND c.relkind IN ('r', 'p') AND c.relname LIKE 'tenant\_secret%') AND (NOT c.relrowsecurity OR (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+              WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_truncate'
+                AND p.proname = '_ts_guard_truncate' AND p.pronamespace = c.relnamespace)
+ OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                 WHERE t.tgrelid = c.oid AND t.tgname = 'tenant_secrets_guard_write'
+                   AND p.proname = '_ts_guard_write' AND p.pronamespace = c.relnamespace
+                   AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
+                         pg_catalog.quote_literal(pg_catalog.pg_get_userbyid(c.relowner)) || '::name') > 0)));
+  SELECT pg_catalog.jsonb_object_agg(s.name, pg_catalog.jsonb_build_object('value', s.reset_val, 'session', s.setting)) INTO v_logging
+    FROM pg_catalog.pg_settings s
+   WHERE s.name IN ('log_statement', 'log_min_duration_statement', 'log_parameter_max_length',
+                    'log_parameter_max_length_on_error', 'log_min_error_statement');
+  SELECT COALESCE(pg_catalog.jsonb_agg(m.master_key_id ORDER BY m.master_key_id), '[]'::jsonb) INTO v_registered
+    FROM :TS.tenant_secret_master_keys m;
+  SELECT pg_catalog.pg_get_userbyid(p.proowner) INTO v_owner FROM pg_catalog.pg_proc p WHERE p.oid = ':TS.tenant_secret_quiet()'::regprocedure;
+  v_sealer := :TS._ts_sealer_state();
+  SELECT pg_catalog.min(p.occurred_at) INTO v_oldest FROM :TS.tenant_secret_audit_pending p;
+  SELECT pg_catalog.count(*) INTO v_nodigest FROM :TS.tenant_secret_keys k
+   WHERE k.state = 'active' AND (k.access_digest IS NULL OR k.dek_check IS NULL);
+  SELECT pg_catalog.jsonb_build_object('count', pg_catalog.count(*), 'newest', pg_catalog.max(a.counter), 'newest_at', pg_catalog.max(a.created_at))
+    INTO v_anchors FROM :TS.tenant_secret_audit_anchors a;
+  RETURN pg_catalog.jsonb_build_object(
+    'schema_version', v_version,
+    'functions', :TS._ts_function_drift(),
+    'foreign_objects', v_foreign,
+    'unexpected_privileges', v_unexpected,
+    'missing_privileges', v_missing,
+    'unprotected_tables', v_unprotected,
+    'grants', pg_catalog.jsonb_build_object('app', pg_catalog.to_jsonb(v_app), 'operator', pg_catalog.to_jsonb(v_ops)),
+    'logging', v_logging,
+    'quiet_success_path', :TS._ts_owner_may_quiet(),
+    'auto_explain', CASE WHEN COALESCE(pg_catalog.current_setting('auto_explain.log_min_duration', true), '-1') <> '-1'
+                         THEN pg_catalog.jsonb_build_object('log_min_duration', pg_catalog.current_setting('auto_explain.log_min_duration', true),
+                                                             'suppressed', :TS._ts_owner_may_set('auto_explain.log_min_duration')) END,
+    'pgaudit_log_parameter', pg_catalog.current_setting('pgaudit.log_parameter', true),
+    'registered_master_keys', v_registered,
+    'owner', v_owner,
+    'sealer', v_sealer || pg_catalog.jsonb_build_object('oldest_pending', v_oldest),
+    'audit_sequence_moved', :TS._ts_audit_sequence_moved(),
+    'keys_without_access_digest', v_nodigest,
+    'anchors', v_anchors,
+    'now', pg_catalog.clock_timestamp());
+END
+$$;`,
   ],
   "record": [
     String.raw`DO $ts_distribute_record$
