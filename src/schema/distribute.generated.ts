@@ -100,9 +100,6 @@ BEGIN
   IF v_src IS NULL THEN
     RETURN false;
   END IF;
-  IF pg_catalog.obj_description(pg_catalog.to_regnamespace(v_schema), 'pg_namespace') IS NOT DISTINCT FROM v_src->>'digest' THEN
-    RETURN true;
-  END IF;
   -- Local objects: not propagated to the other nodes.
   PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
   SELECT d.shardminvalue INTO v_min FROM pg_catalog.pg_dist_shard d WHERE d.shardid = p_shard;
@@ -120,10 +117,17 @@ BEGIN
                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
               WHERE c.relnamespace = pg_catalog.to_regnamespace(:TS_NAME) AND v_map ? c.relname
                 AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%' LOOP
-    IF pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(s || '_' || (v_map->>s))) IS NOT NULL THEN
+    -- Only where missing: a shard created or moved here since (a rebalance re-creates it without).
+    IF pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(s || '_' || (v_map->>s))) IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef x JOIN pg_catalog.pg_attribute y ON y.attrelid = x.adrelid AND y.attnum = x.adnum
+                        WHERE x.adrelid = pg_catalog.to_regclass(':TS.' || pg_catalog.quote_ident(s || '_' || (v_map->>s)))
+                          AND y.attname = pg_catalog.split_part(pg_catalog.split_part(t, ' ALTER COLUMN ', 2), ' SET DEFAULT', 1)) THEN
       EXECUTE t;
     END IF;
   END LOOP;
+  IF pg_catalog.obj_description(pg_catalog.to_regnamespace(v_schema), 'pg_namespace') IS NOT DISTINCT FROM v_src->>'digest' THEN
+    RETURN true;
+  END IF;
   EXECUTE pg_catalog.format('CREATE SCHEMA IF NOT EXISTS %I', v_schema);
   EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', v_schema);
   FOR s IN SELECT e FROM pg_catalog.jsonb_array_elements_text(v_src->'sources') e LOOP
