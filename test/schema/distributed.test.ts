@@ -222,4 +222,32 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     );
     expect(drift[0]?.d).toMatchObject({ changed: [], missing: [], unexpected: [] });
   });
+  it('rotates the master key: each tenant re-wrapped on its worker; a full verification walks every chain', async () => {
+    for (let i = 0; i < 4; i++) await manager.set(`t-mk${i}`, 'k', `mk value ${i}`);
+    const next = randomBytes(32).toString('base64');
+    const rotating = createSecretsManager({
+      connectionString: db.url,
+      masterKey: next,
+      previousMasterKeys: [key],
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    try {
+      await rotating.keys.register();
+      const result = await rotating.keys.rotateMaster();
+      expect(result.failed).toBe(0);
+      expect(result.rewrapped).toBeGreaterThanOrEqual(4);
+      const status = await rotating.keys.status();
+      expect(Object.keys(status.byMasterKey)).toEqual([status.currentMasterKeyId]);
+      expect(await rotating.get('t-mk2', 'k')).toBe('mk value 2');
+      await rotating.auditTrail.seal();
+      const all = await rotating.auditTrail.verify({ checkpoint: false });
+      // The tenant changed by hand in the audit test above is found; the others verify. (Last: the
+      // other manager's key is retired from here on.)
+      expect(all.problems.map((p) => p.chainId)).toEqual(['t-audit']);
+      expect(all.chains).toBeGreaterThan(5);
+    } finally {
+      await rotating.close();
+    }
+  });
 });
