@@ -124,7 +124,16 @@ export function distributeStatements(schema: string): string[] {
     VARIANT_SOURCES: dollar(JSON.stringify(variantSources(schema))),
   };
   const out: string[] = [];
-  for (const step of ['tables', 'functions', 'sealer', 'verify', 'status', 'rotation', 'checkpoints', 'record']) {
+  for (const step of [
+    'tables',
+    'functions',
+    'sealer',
+    'verify',
+    'status',
+    'rotation',
+    'checkpoints',
+    'record',
+  ]) {
     const statements = DISTRIBUTE_STEPS[step];
     if (statements === undefined) throw new Error(`internal: no distribution step ${step}`);
     for (const statement of statements) {
