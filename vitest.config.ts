@@ -31,9 +31,8 @@ if (!['all', 'server', 'pooler', 'citus'].includes(STAGE)) {
 const CITUS_FILES = [
   'test/schema/distributed.test.ts',
   'test/api/original-interface.test.ts',
-  'test/secrets/lifecycle.test.ts',
-  'test/audit/records.test.ts',
-  'test/keys/tenant-key-rotation.test.ts',
+  'test/secrets/isolation.test.ts',
+  'test/secrets/smoke.test.ts',
 ];
 if (STAGE === 'pooler') process.env.TEST_VIA_PGBOUNCER = '1';
 
