@@ -6,7 +6,14 @@
 DO $ts_distribute_record$
 DECLARE
   v_catalog jsonb;
+  r record;
 BEGIN
+  -- The helpers this distribution added are internal: the owner's only, like every _ts_ function.
+  FOR r IN SELECT p.oid::pg_catalog.regprocedure AS fn FROM pg_catalog.pg_proc p
+            WHERE p.pronamespace = pg_catalog.to_regnamespace(':TS') AND p.proname LIKE '\_ts\_citus\_%'
+              AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE') LOOP
+    EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', r.fn);
+  END LOOP;
   SELECT pg_catalog.jsonb_object_agg(p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
            pg_catalog.md5(pg_catalog.pg_get_functiondef(p.oid) || pg_catalog.pg_get_userbyid(p.proowner)))
     INTO v_catalog FROM pg_catalog.pg_proc p WHERE :OUR_FUNCTION;
