@@ -221,6 +221,12 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
       'SELECT _ts_function_drift() AS d',
     );
     expect(drift[0]?.d).toMatchObject({ changed: [], missing: [], unexpected: [] });
+    const status = await manager.installation.status();
+    expect(status.schemaVersion).toBe(status.libraryVersion);
+    const health = await q<{ h: { unexpected_privileges: unknown[]; unprotected_tables: unknown[] } }>(
+      'SELECT tenant_secret_health() AS h',
+    );
+    expect(health[0]?.h.unexpected_privileges).toEqual([]);
   });
   it('rotates the master key: each tenant re-wrapped on its worker; a full verification walks every chain', async () => {
     for (let i = 0; i < 4; i++) await manager.set(`t-mk${i}`, 'k', `mk value ${i}`);
