@@ -18,11 +18,22 @@ import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
  *   TEST_STAGE=server TEST_DATABASE_URL=… …    a second server: every file but the `once` ones
  *   TEST_STAGE=pooler …                        through PgBouncer in transaction mode (also sets
  *                                              TEST_VIA_PGBOUNCER): every file but `once` and `direct`
+ *   TEST_STAGE=citus TEST_DATABASE_URL=… TEST_CITUS_URL=…   the files of CITUS_FILES on a Citus
+ *                                              cluster: every database made a Citus database and
+ *                                              migrated with { distribute: true } (support/db.ts)
  */
 const STAGE = process.env.TEST_STAGE ?? 'all';
-if (!['all', 'server', 'pooler'].includes(STAGE)) {
-  throw new Error(`TEST_STAGE must be all, server or pooler (got ${STAGE})`);
+if (!['all', 'server', 'pooler', 'citus'].includes(STAGE)) {
+  throw new Error(`TEST_STAGE must be all, server, pooler or citus (got ${STAGE})`);
 }
+
+/** The library files the Citus stage runs, distributed on a 3-node cluster (docs/scaling.md). */
+const CITUS_FILES = [
+  'test/schema/distributed.test.ts',
+  'test/api/original-interface.test.ts',
+  'test/secrets/isolation.test.ts',
+  'test/secrets/smoke.test.ts',
+];
 if (STAGE === 'pooler') process.env.TEST_VIA_PGBOUNCER = '1';
 
 const SCOPE = /^\/\/ suite-scope: (once|direct) — \S/m;
@@ -69,7 +80,10 @@ export default defineConfig({
     projects: FOLDERS.map((folder) => ({
       test: {
         name: folder,
-        include: [`test/${folder}/**/*.test.ts`],
+        include:
+          STAGE === 'citus'
+            ? CITUS_FILES.filter((file) => file.startsWith(`test/${folder}/`))
+            : [`test/${folder}/**/*.test.ts`],
         exclude: ['**/node_modules/**', ...leftOut(folder)],
         testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
         hookTimeout: 240_000,

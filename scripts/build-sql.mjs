@@ -7,10 +7,12 @@
 //   sql/functions/*.sql     functions: code, re-created by migrate() whenever the catalog differs
 //   sql/installer/*.sql     the installer's steps (prologue, guard, functions, lock-down), templates
 //   sql/shared/*.sql        fragments substituted into the above as :NAME (one source for each query)
+//   sql/distribute/*.sql    the steps of migrate({ distribute: true }) on a Citus coordinator (templates)
 //
 // Outputs:
 //   src/schema/sql.generated.ts       the SQL itself, as String.raw literals (loaded only to migrate)
 //   src/schema/sql-meta.generated.ts  versions and digests (small: status() and ready() need only these)
+//   src/schema/distribute.generated.ts  the distribution steps (loaded only to distribute)
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,6 +22,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const sqlDir = join(root, 'sql');
 const outFile = join(root, 'src', 'schema', 'sql.generated.ts');
 const metaFile = join(root, 'src', 'schema', 'sql-meta.generated.ts');
+const distributeFile = join(root, 'src', 'schema', 'distribute.generated.ts');
 const read = (...parts) => readFileSync(join(sqlDir, ...parts), 'utf8');
 const list = (dir, pattern) =>
   readdirSync(join(sqlDir, dir))
@@ -126,6 +129,15 @@ const installer = Object.fromEntries(
   ]),
 );
 
+const distribute = Object.fromEntries(
+  list('distribute', /^\d{2}_[a-z0-9_]+\.sql$/).map((file) => [
+    file.slice(3, -4),
+    splitStatements(withShared(read('distribute', file))).map((statement) =>
+      statement.replace(/^(\s*--[^\n]*\n|\s*\n)+/, ''),
+    ),
+  ]),
+);
+
 /** A String.raw literal of `text`: readable in the generated file, exact in the string. */
 function raw(text) {
   // The only characters a raw template cannot hold as they are: a backtick and `${`; each becomes a
@@ -185,9 +197,22 @@ export const MIGRATION_NAMES: Readonly<Record<number, string>> = ${JSON.stringif
 export const FUNCTIONS_DIGEST = ${JSON.stringify(functionsDigest)};
 `;
 
+const distributeBody = `${header}
+/** The steps of migrate({ distribute: true }) (sql/distribute/*.sql), in order: each a list of statements, with placeholders. */
+export const DISTRIBUTE_STEPS: Readonly<Record<string, readonly string[]>> = {
+${Object.entries(distribute)
+  .map(
+    ([name, statements]) =>
+      `  ${JSON.stringify(name)}: [\n${statements.map((t) => `    ${raw(t)},`).join('\n')}\n  ],`,
+  )
+  .join('\n')}
+};
+`;
+
 const outputs = [
   [outFile, body],
   [metaFile, meta],
+  [distributeFile, distributeBody],
 ];
 if (process.argv.includes('--check')) {
   let stale = false;

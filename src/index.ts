@@ -26,6 +26,7 @@ export type {
   KeysApi,
   ManagerStatus,
   MigrateCallOptions,
+  MigrateInstallOptions,
   SchemaSqlOptions,
   SecretsApi,
   SecretsManager,

@@ -201,6 +201,15 @@ export interface MigrateCallOptions {
   grantOperatorTo?: readonly string[];
 }
 
+/** `installation.migrate()`: also scale-out on Citus. */
+export interface MigrateInstallOptions extends MigrateCallOptions {
+  /**
+   * On a Citus coordinator: distribute the installation by tenant (docs/scaling.md). An installation
+   * already distributed stays distributed (and is upgraded as such) without it.
+   */
+  distribute?: boolean;
+}
+
 /** `installation.sql()`: the installer script's options (the schema is the manager's). */
 export interface SchemaSqlOptions extends MigrateCallOptions {
   /** Only table migrations newer than this schema version (default 0: all). */
@@ -219,7 +228,7 @@ export interface InstallationApi {
    * and registers the configured master keys. Safe while the application (or its previous release)
    * serves traffic. Run it as the owner of the schema.
    */
-  migrate(options?: MigrateCallOptions): Promise<MigrateResult>;
+  migrate(options?: MigrateInstallOptions): Promise<MigrateResult>;
   /**
    * The application's start-up check: schema version, functions as released, master key registered;
    * `problems` lists what is worth fixing although the application can run.
@@ -265,7 +274,7 @@ export interface SecretsManager extends SecretsApi {
   close(): Promise<void>;
 
   /** @deprecated since 0.3.0: `installation.migrate()`. */
-  migrate(options?: MigrateCallOptions): Promise<MigrateResult>;
+  migrate(options?: MigrateInstallOptions): Promise<MigrateResult>;
   /** @deprecated since 0.3.0: `installation.ready()`. */
   ready(): Promise<ReadyStatus>;
   /** @deprecated since 0.3.0: `installation.status()`. */

@@ -29,7 +29,7 @@ import type {
   AuditTrailApi,
   InstallationApi,
   KeysApi,
-  MigrateCallOptions,
+  MigrateInstallOptions,
   SecretsApi,
   SecretsManager,
   TransactionSecrets,
@@ -236,11 +236,12 @@ function keysOf(core: Core, shared: Shared, auditTrail: AuditTrailApi): KeysApi 
 function installationOf(core: Core, shared: Shared, keys: KeysApi): InstallationApi {
   const span = spans(shared.telemetry);
   return {
-    migrate: span('migrate', (options: MigrateCallOptions = {}) =>
+    migrate: span('migrate', (options: MigrateInstallOptions = {}) =>
       migrate(shared.base, {
         schema: core.schema,
         grantTo: options.grantTo,
         grantOperatorTo: options.grantOperatorTo,
+        ...(options.distribute !== undefined && { distribute: options.distribute }),
         keyring: core.keyring,
         context: core.sqlContext(),
       }),

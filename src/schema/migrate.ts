@@ -27,6 +27,14 @@ export interface MigrateOptions {
    * stays with the owner.) Recorded like `grantTo`.
    */
   grantOperatorTo?: readonly string[];
+  /**
+   * On a Citus coordinator: distribute the installation by tenant (docs/scaling.md): tenant tables
+   * hash-distributed by tenant and co-located, global tables as reference tables, tenant-scoped
+   * functions delegated to the worker holding the tenant. Idempotent; an installation already
+   * distributed is upgraded as distributed whether or not this is set. Without it, a Citus
+   * coordinator gets the local install of any other server.
+   */
+  distribute?: boolean;
 }
 
 export interface MigrateResult {
@@ -48,6 +56,8 @@ export interface MigrateResult {
   }[];
   /** Master key ids registered by this call (allowed to vouch for new tenants from now on). */
   registered: string[];
+  /** Whether the installation is distributed on Citus (after this call). */
+  distributed?: boolean;
 }
 
 export { LATEST_SCHEMA_VERSION };
@@ -254,7 +264,9 @@ export async function migrate(
   const started = Date.now();
   for (let tries = 1; ; tries++) {
     try {
-      return await attempt(tries);
+      const result: MigrateResult = await attempt(tries);
+      if (await distributeIfAsked(executor, options)) result.distributed = true;
+      return result;
     } catch (error) {
       const state = sqlStateOf(error);
       if (state === '42501' && error instanceof DatabaseError) {
@@ -273,6 +285,54 @@ export async function migrate(
       await sleep(Math.min(1000, 20 * 2 ** Math.min(tries, 6)) * (0.5 + Math.random()));
     }
   }
+}
+
+/**
+ * Distributes the installation (or brings a distributed one up to date) when asked to, or when it
+ * already is: its own transaction after the installer's, then every node instantiates the functions
+ * for the shard groups it holds. Returns whether the installation is distributed.
+ */
+async function distributeIfAsked(executor: SqlExecutor, options: MigrateOptions): Promise<boolean> {
+  const { DISTRIBUTED_PROBE, distributeStatements, instantiateStatement } = await import('./distribute.js');
+  const probe = await executor.plain<{ citus: boolean; tbl: string | null }>(
+    'migrate',
+    DISTRIBUTED_PROBE(options.schema),
+  );
+  const citus = probe[0]?.citus === true;
+  let distributed = false;
+  if (citus && probe[0]?.tbl) {
+    const rows = await executor.plain<{ distributed: boolean }>(
+      'migrate',
+      `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = $1::text::pg_catalog.regclass) AS distributed`,
+      [probe[0].tbl],
+    );
+    distributed = rows[0]?.distributed === true;
+  }
+  if (!options.distribute && !distributed) return false;
+  if (!citus) {
+    throw new ConfigurationError(
+      'migrate({ distribute: true }) needs a Citus coordinator: the Citus extension is not installed in this database (docs/scaling.md)',
+    );
+  }
+  const statements = distributeStatements(options.schema);
+  await executor.transaction(
+    'migrate',
+    async (query) => {
+      for (const sql of statements) await query(sql);
+    },
+    { quiet: false, keepServerMessage: true },
+  );
+  const nodes = await executor.plain<{ nodeid: number; success: boolean; result: string }>(
+    'migrate',
+    instantiateStatement(options.schema),
+  );
+  const failed = nodes.filter((n) => !n.success);
+  if (failed.length > 0) {
+    throw new ConfigurationError(
+      `migrate: the distributed functions could not be prepared on node ${failed.map((n) => n.nodeid).join(', ')} (pg_dist_node.nodeid) (${failed[0]?.result.slice(0, 200)}); run migrate again once every node is up`,
+    );
+  }
+  return true;
 }
 
 /**

@@ -2,6 +2,10 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, inject, onTestFinished } from 'vitest';
 import { createSecretsManager, type SecretsManager, type SecretsManagerOptions } from '../../src/index.js';
+import { dropCitusDatabase, prepareCitusDatabase } from './citus.js';
+
+/** TEST_STAGE=citus: every database a Citus database on the cluster, installed distributed. */
+const CITUS_STAGE = process.env.TEST_STAGE === 'citus';
 
 /** The server's superuser, always direct (never through PgBouncer). */
 export const adminUrl = (): string => inject('adminUrl');
@@ -50,6 +54,11 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
  */
 export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url: string }> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  if (CITUS_STAGE) {
+    const nodes = await prepareCitusDatabase(name);
+    afterAll(() => dropCitusDatabase(name, nodes));
+    return { name, url: urlFor(name) };
+  }
   await adminQuery('postgres', `CREATE DATABASE ${name}`);
   await adminQuery('postgres', `COMMENT ON DATABASE ${name} IS ${pg.escapeLiteral(inject('runTag'))}`);
   afterAll(async () => {
@@ -85,7 +94,7 @@ export async function setupManager(
     actor: 'test',
     ...options,
   });
-  await manager.migrate();
+  await manager.migrate(CITUS_STAGE ? { distribute: true } : undefined);
   afterAll(() => manager.close());
   return { manager, db };
 }

@@ -1,0 +1,259 @@
+// suite-scope: direct — needs a Citus cluster of its own (TEST_CITUS_URL), never through PgBouncer
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSecretsManager, type SecretsManager } from '../../src/index.js';
+import { DELEGATED_FUNCTIONS, GLOBAL_TABLES } from '../../src/schema/distribute.js';
+import { CITUS_SKIP_REASON, CITUS_URL, type CitusNode, citusDatabase, queryOn } from '../support/citus.js';
+
+/**
+ * migrate({ distribute: true }) on a real 3-node Citus cluster (docs/scaling.md): tables distributed
+ * by tenant and co-located, global tables replicated, tenant-scoped functions delegated; a call
+ * reaches exactly the worker holding the tenant; tenants stay apart; a record changed inside a
+ * worker's shard is found by verification. Skipped, with the reason, without a cluster.
+ */
+if (!CITUS_URL) console.log(`test/schema/distributed.test.ts skipped: ${CITUS_SKIP_REASON}`);
+
+describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true }))', () => {
+  const key = randomBytes(32).toString('base64');
+  let db: Awaited<ReturnType<typeof citusDatabase>>;
+  let manager: SecretsManager;
+  const q = <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) =>
+    queryOn<R>(db.url, sql, params);
+  /** The node holding the shard of `tenant` (tenant_secrets'; every co-located table's is beside it). */
+  const nodeOf = async (tenant: string): Promise<{ node: CitusNode; shard: string }> => {
+    const [row] = await q<{ host: string; port: number; shard: string }>(
+      `SELECT n.nodename AS host, n.nodeport AS port, pl.shardid::text AS shard
+         FROM pg_dist_placement pl JOIN pg_dist_node n ON n.groupid = pl.groupid
+        WHERE pl.shardid = get_shard_id_for_distribution_column('tenant_secrets', $1::text)`,
+      [tenant],
+    );
+    const node = db.nodes.find((n) => n.host === row?.host && n.port === row?.port);
+    if (!row || !node) throw new Error(`no placement for ${tenant}`);
+    return { node, shard: row.shard };
+  };
+
+  beforeAll(async () => {
+    db = await citusDatabase();
+    manager = createSecretsManager({
+      connectionString: db.url,
+      masterKey: key,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    afterAll(() => manager.close());
+    const result = await manager.installation.migrate({ distribute: true });
+    expect(result.distributed).toBe(true);
+  }, 180_000);
+
+  it('distributes every tenant table by tenant, co-located; the global tables are reference tables', async () => {
+    await manager.set('t-colocate', 'k', 'v');
+    await manager.auditTrail.seal();
+    const rows = await q<{ name: string; method: string; colocation: number; column: string | null }>(
+      `SELECT c.relname AS name, d.partmethod AS method, d.colocationid AS colocation,
+              CASE WHEN d.partmethod = 'h' THEN column_to_column_name(d.logicalrelid, d.partkey) END AS column
+         FROM pg_dist_partition d JOIN pg_class c ON c.oid = d.logicalrelid
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relname LIKE 'tenant\\_secret%' ORDER BY 1`,
+    );
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    const ours = await q<{ name: string }>(
+      `SELECT relname AS name FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+          AND relname LIKE 'tenant\\_secret%' AND relname !~ '_[0-9]+$'`,
+    );
+    // Every table of ours (audit partitions included) is a Citus table.
+    expect(ours.map((t) => t.name).filter((n) => !byName.has(n))).toEqual([]);
+    const colocation = byName.get('tenant_secrets')?.colocation;
+    for (const r of rows) {
+      if ((GLOBAL_TABLES as readonly string[]).includes(r.name))
+        expect({ table: r.name, method: r.method }).toEqual({ table: r.name, method: 'n' });
+      else {
+        expect({ table: r.name, method: r.method, colocation: r.colocation }).toEqual({
+          table: r.name,
+          method: 'h',
+          colocation,
+        });
+        expect(['tenant_id', 'chain_id']).toContain(r.column);
+      }
+    }
+    for (const name of [
+      'tenant_secret_versions',
+      'tenant_secret_keys',
+      'tenant_secret_audit',
+      'tenant_secret_audit_pending',
+      'tenant_secret_audit_heads',
+      'tenant_secret_audit_checkpoints',
+    ])
+      expect(byName.get(name)?.method).toBe('h');
+    expect(rows.filter((r) => /^tenant_secret_audit_p\d{8}$/.test(r.name)).length).toBeGreaterThan(0);
+  });
+
+  it('delegates every tenant-scoped function by its tenant argument (pg_dist_object)', async () => {
+    const rows = await q<{ name: string; arg: number | null; colocated: boolean; forced: boolean }>(
+      `SELECT p.proname AS name, o.distribution_argument_index AS arg,
+              o.colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'tenant_secrets'::regclass) AS colocated,
+              o.force_delegation AS forced
+         FROM pg_dist_object o JOIN pg_proc p ON o.classid = 'pg_proc'::regclass AND o.objid = p.oid
+        WHERE p.pronamespace = 'public'::regnamespace AND o.distribution_argument_index IS NOT NULL`,
+    );
+    const names = new Set(rows.map((r) => r.name));
+    for (const fn of DELEGATED_FUNCTIONS)
+      expect({ fn, distributed: names.has(fn) }).toEqual({ fn, distributed: true });
+    for (const r of rows) expect(r).toEqual({ name: r.name, arg: 0, colocated: true, forced: true });
+  });
+
+  it('a call reaches exactly one worker: the one holding the tenant', async () => {
+    await manager.set('t-route', 'k', 'routed');
+    expect(await manager.get('t-route', 'k')).toBe('routed');
+    const { node, shard } = await nodeOf('t-route');
+    // The value is in that worker's shard, and no other node has the shard.
+    const here = await queryOn<{ n: string }>(
+      db.urlOf(node),
+      `SELECT count(*)::text AS n FROM public.tenant_secrets_${shard} WHERE tenant_id = 't-route'`,
+    );
+    expect(here[0]?.n).toBe('1');
+    for (const other of db.nodes.filter((n) => n !== node)) {
+      const [row] = await queryOn<{ present: boolean }>(
+        db.urlOf(other),
+        `SELECT to_regclass('public.tenant_secrets_${shard}') IS NOT NULL AS present`,
+      );
+      expect(row?.present).toBe(false);
+    }
+    // The coordinator sends one command, to that worker: the delegated call.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    const sent: string[] = [];
+    const executed: string[] = [];
+    client.on('notice', (n) => {
+      // The command in the message, the node in its detail ("on server user@host:port ...").
+      if (/issuing/i.test(n.message ?? '')) sent.push(`${n.message ?? ''} ${n.detail ?? ''}`);
+    });
+    try {
+      await client.query(`SET citus.log_remote_commands = on; SET client_min_messages = log`);
+      await client.query(
+        `SELECT * FROM tenant_secret_fetch('t-route', 'k', '\\x00'::bytea, NULL, false, '{}'::jsonb)`,
+      );
+      executed.push(...sent.filter((m) => m.includes('tenant_secret_fetch')));
+      const plan = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT * FROM tenant_secret_fetch('t-route', 'k', '\\x00'::bytea, NULL, false, '{}'::jsonb)`,
+      );
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(text).toMatch(/Task Count: 1\b/);
+      expect(text).toContain(`port=${node.port}`);
+    } finally {
+      await client.end();
+    }
+    expect(executed).toHaveLength(1);
+    expect(executed[0]).toContain(`:${node.port}`);
+  });
+
+  it('keeps tenants apart: each tenant reads only its own secrets', async () => {
+    await manager.set('t-a', 'shared-name', 'value of a');
+    await manager.set('t-b', 'shared-name', 'value of b');
+    expect(await manager.get('t-a', 'shared-name')).toBe('value of a');
+    expect(await manager.get('t-b', 'shared-name')).toBe('value of b');
+    expect(await manager.get('t-c', 'shared-name')).toBeNull();
+    // Data keys differ per tenant: a's ciphertext does not open as b's (the rows are in their own shards).
+    const listed = await manager.list('t-a');
+    expect(listed.map((s) => s.keyName)).toEqual(['shared-name']);
+  });
+
+  it('runs the data plane: versions, rotate, delete, restore, rollback, metadata, getMany', async () => {
+    const t = 't-ops';
+    await manager.set(t, 'a', 'one');
+    await manager.rotate(t, 'a', 'two');
+    expect(await manager.get(t, 'a')).toBe('two');
+    expect((await manager.versions(t, 'a')).length).toBe(2);
+    await manager.rollback(t, 'a', 1);
+    expect(await manager.get(t, 'a')).toBe('one');
+    await manager.delete(t, 'a');
+    expect(await manager.get(t, 'a')).toBeNull();
+    await manager.restore(t, 'a');
+    expect(await manager.get(t, 'a')).toBe('one');
+    await manager.updateMetadata(t, 'a', { description: 'd' });
+    expect((await manager.list(t))[0]?.description).toBe('d');
+    await manager.set(t, 'b', 'bee');
+    const many = await manager.getMany(t, ['a', 'b', 'missing']);
+    expect(Object.keys(many).sort()).toEqual(['a', 'b', 'missing']);
+  });
+
+  it('seals the audit trail on the workers and finds a record changed inside a worker shard', async () => {
+    const t = 't-audit';
+    await manager.set(t, 'k', 'v1');
+    await manager.get(t, 'k');
+    const sealed = await manager.auditTrail.seal();
+    expect(sealed.pending).toBe(0);
+    const before = await manager.auditTrail.verify({ tenantId: t });
+    expect(before.ok).toBe(true);
+    expect(before.records).toBeGreaterThanOrEqual(2);
+    const system = await manager.auditTrail.verify({ tenantId: null });
+    expect(system.ok).toBe(true);
+    // Change the tenant's first record in the worker's shard, as someone with access to that node could.
+    const [row] = await q<{ shard: string }>(
+      `SELECT get_shard_id_for_distribution_column('tenant_secret_audit', $1::text)::text AS shard`,
+      [t],
+    );
+    const { node } = await nodeOf(t);
+    await queryOn(
+      db.urlOf(node),
+      `SET citus.enable_manual_changes_to_shards = on;
+       UPDATE public.tenant_secret_audit_${row?.shard} SET actor = 'someone else' WHERE chain_id = '${t}' AND seq = 1`,
+    );
+    const after = await manager.auditTrail.verify({ tenantId: t });
+    expect(after.ok).toBe(false);
+    expect(after.firstBad?.chainId).toBe(t);
+  });
+
+  it('rotates a tenant key and purges a tenant on its worker', async () => {
+    await manager.set('t-rot', 'k', 'kept');
+    const rotated = await manager.keys.rotateTenant('t-rot');
+    expect(rotated).toBeTruthy();
+    expect(await manager.get('t-rot', 'k')).toBe('kept');
+    await manager.set('t-purge', 'k', 'gone');
+    await manager.keys.purgeTenant('t-purge');
+    expect(await manager.get('t-purge', 'k')).toBeNull();
+  });
+
+  it('migrate again leaves a distributed installation distributed (idempotent upgrade)', async () => {
+    const again = await manager.installation.migrate();
+    expect(again.distributed).toBe(true);
+    expect(await manager.get('t-route', 'k')).toBe('routed');
+    const drift = await q<{ d: { changed: string[]; missing: string[]; unexpected: string[] } }>(
+      'SELECT _ts_function_drift() AS d',
+    );
+    expect(drift[0]?.d).toMatchObject({ changed: [], missing: [], unexpected: [] });
+    const status = await manager.installation.status();
+    expect(status.schemaVersion).toBe(status.libraryVersion);
+    const health = await q<{ h: { unexpected_privileges: unknown[]; unprotected_tables: unknown[] } }>(
+      'SELECT tenant_secret_health() AS h',
+    );
+    expect(health[0]?.h.unexpected_privileges).toEqual([]);
+  });
+  it('rotates the master key: each tenant re-wrapped on its worker; a full verification walks every chain', async () => {
+    for (let i = 0; i < 4; i++) await manager.set(`t-mk${i}`, 'k', `mk value ${i}`);
+    const next = randomBytes(32).toString('base64');
+    const rotating = createSecretsManager({
+      connectionString: db.url,
+      masterKey: next,
+      previousMasterKeys: [key],
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    try {
+      await rotating.keys.register();
+      const result = await rotating.keys.rotateMaster();
+      expect(result.failed).toBe(0);
+      expect(result.rewrapped).toBeGreaterThanOrEqual(4);
+      const status = await rotating.keys.status();
+      expect(Object.keys(status.byMasterKey)).toEqual([status.currentMasterKeyId]);
+      expect(await rotating.get('t-mk2', 'k')).toBe('mk value 2');
+      await rotating.auditTrail.seal();
+      const all = await rotating.auditTrail.verify({ checkpoint: false });
+      // The tenant changed by hand in the audit test above is found; the others verify. (Last: the
+      // other manager's key is retired from here on.)
+      expect(all.problems.map((p) => p.chainId)).toEqual(['t-audit']);
+      expect(all.chains).toBeGreaterThan(5);
+    } finally {
+      await rotating.close();
+    }
+  });
+});
