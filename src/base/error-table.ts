@@ -136,12 +136,24 @@ export const ERROR_TABLE = [
     code: 'CONFIGURATION',
     name: 'ConfigurationError',
     type: ConfigurationError,
-    sqlStates: ['28P01', '28000', '3D000'],
+    sqlStates: ['28P01', '28000', '3D000', 'TSDST', '0A000'],
     exitCode: EXIT.CONFIGURATION,
     retryable: false,
     description:
-      'missing or malformed master key, an option of the wrong type or out of range, an unknown option name; the database named in the connection string does not exist (3D000); authentication failed for its role (28P01, 28000)',
+      'missing or malformed master key, an option of the wrong type or out of range, an unknown option name; the database named in the connection string does not exist (3D000); authentication failed for its role (28P01, 28000); on a Citus installation, an operation not supported distributed (0A000) or a call that could not run on the tenant\'s worker (TSDST)',
     create: (f) => {
+      if (f.sqlState === 'TSDST') {
+        return new ConfigurationError(
+          `${f.operation} could not run on the worker holding the tenant (SQLSTATE TSDST): on a distributed installation, Citus delegates a call made on its own or first in a transaction; run it in a transaction of its own`,
+          causeOf(f),
+        );
+      }
+      if (f.sqlState === '0A000') {
+        return new ConfigurationError(
+          `${f.operation} is not supported by this installation (SQLSTATE 0A000): on a distributed (Citus) installation, docs/scaling.md lists what runs distributed`,
+          causeOf(f),
+        );
+      }
       if (f.sqlState === '3D000') {
         return new ConfigurationError(
           `the database ${f.database === undefined ? 'named in the connection string' : `"${f.database}" named in the connection string`} does not exist on the server (SQLSTATE 3D000, during ${f.operation}); check DATABASE_URL, or create it`,
