@@ -140,7 +140,7 @@ export const ERROR_TABLE = [
     exitCode: EXIT.CONFIGURATION,
     retryable: false,
     description:
-      'missing or malformed master key, an option of the wrong type or out of range, an unknown option name; the database named in the connection string does not exist (3D000); authentication failed for its role (28P01, 28000); on a Citus installation, an operation not supported distributed (0A000) or a call that could not run on the tenant\'s worker (TSDST)',
+      "missing or malformed master key, an option of the wrong type or out of range, an unknown option name; the database named in the connection string does not exist (3D000); authentication failed for its role (28P01, 28000); on a Citus installation, an operation not supported distributed (0A000) or a call that could not run on the tenant's worker (TSDST)",
     create: (f) => {
       if (f.sqlState === 'TSDST') {
         return new ConfigurationError(
