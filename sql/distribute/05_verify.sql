@@ -53,14 +53,20 @@ BEGIN
 END
 $$;
 
+-- The same signature as on a single server (replaced in place), and the same cursor protocol: a range
+-- of chains (p_after_chain, p_until_chain] when the library verifies ranges side by side. A call with
+-- p_after_chain and no p_after_seq starts after that chain; seq -1 in a cursor names a chain to start
+-- from its beginning.
 CREATE OR REPLACE FUNCTION :TS.tenant_secret_audit_verify_page(
-  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000)
+  p_chain text, p_after_chain text, p_after_seq bigint, p_after_hash bytea, p_limit integer DEFAULT 5000,
+  p_until_chain text DEFAULT NULL)
 RETURNS TABLE (kind text, chain_id text, seq bigint, hash bytea, id bigint, reason text, checked bigint,
                master_key_id text, mac bytea, current_hash bytea, done boolean)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
 #variable_conflict use_column
 DECLARE
   v_chain text;
+  v_from_start boolean;
   v_next text;
   r record;
 BEGIN
@@ -69,20 +75,23 @@ BEGIN
     RETURN QUERY SELECT * FROM :TS._ts_citus_verify_chain_page(p_chain, p_after_chain, p_after_seq, p_after_hash, p_limit);
     RETURN;
   END IF;
-  -- Every chain: continue the cursor's chain, or start the cursor's (seq -1) or the first one.
-  v_chain := COALESCE(p_after_chain, :TS._ts_citus_next_chain(NULL));
-  IF v_chain IS NULL THEN
+  -- Every chain (of the range): continue the cursor's chain, start the cursor's (seq -1), or start the
+  -- first chain after p_after_chain (none: the first of all).
+  v_from_start := p_after_chain IS NULL OR p_after_seq IS NULL OR p_after_seq = -1;
+  v_chain := CASE WHEN p_after_chain IS NOT NULL AND p_after_seq IS NOT NULL THEN p_after_chain
+                  ELSE :TS._ts_citus_next_chain(p_after_chain) END;
+  IF v_chain IS NULL OR v_chain > p_until_chain THEN
     RETURN QUERY SELECT 'cursor'::text, NULL::text, NULL::bigint, NULL::bytea, NULL::bigint, NULL::text, 0::bigint,
                         NULL::text, NULL::bytea, NULL::bytea, true;
     RETURN;
   END IF;
   FOR r IN SELECT * FROM :TS._ts_citus_verify_chain_page(
-             v_chain, CASE WHEN p_after_seq = -1 THEN NULL ELSE p_after_chain END,
-             CASE WHEN p_after_seq = -1 THEN NULL ELSE p_after_seq END,
-             CASE WHEN p_after_seq = -1 THEN NULL ELSE p_after_hash END, p_limit) LOOP
+             v_chain, CASE WHEN v_from_start THEN NULL ELSE p_after_chain END,
+             CASE WHEN v_from_start THEN NULL ELSE p_after_seq END,
+             CASE WHEN v_from_start THEN NULL ELSE p_after_hash END, p_limit) LOOP
     IF r.kind = 'cursor' AND r.done THEN
       v_next := :TS._ts_citus_next_chain(v_chain);
-      IF v_next IS NOT NULL THEN
+      IF v_next IS NOT NULL AND (p_until_chain IS NULL OR v_next <= p_until_chain) THEN
         r.chain_id := v_next;
         r.seq := -1;
         r.hash := NULL;

@@ -37,7 +37,7 @@ interface SealRow {
 }
 
 /** The SQLSTATE behind a typed error, if any (its own field, or its driver cause's code). */
-function sqlStateOf(error: unknown): string | undefined {
+export function sqlStateOf(error: unknown): string | undefined {
   const own = (error as { sqlState?: unknown } | null)?.sqlState;
   if (typeof own === 'string') return own;
   const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code;

@@ -15,7 +15,7 @@ import {
   parseAnchor,
   toAnchor,
 } from './anchors.js';
-import type { SealResult } from './seal.js';
+import { type SealResult, sqlStateOf } from './seal.js';
 
 /**
  * Why a chain failed verification:
@@ -437,9 +437,14 @@ export function verifyOperations(
       }
       // Ranges of chains (lo, until]: the first starts at the beginning, the last has no end. One range
       // is the walk of every chain (or of the one chain in scope) page after page.
+      // On a distributed (Citus) installation the chain list cannot be read in pages (0A000) and every
+      // chain is verified on its own worker anyway: one range, walked on one connection.
       const bounds =
         scope === null && parallel > 1 && !core.executor.inCallerTransaction
-          ? await chainBounds(parallel)
+          ? await chainBounds(parallel).catch((error: unknown) => {
+              if (sqlStateOf(error) === '0A000') return [];
+              throw error;
+            })
           : [];
       const ranges = Array.from({ length: bounds.length + 1 }, (_, i) => ({
         lo: i === 0 ? null : (bounds[i - 1] ?? null),
