@@ -2,6 +2,7 @@ import type { AuditContext } from '../base/audit-context.js';
 import { InvalidInputError } from '../base/errors.js';
 import type { Telemetry } from '../base/telemetry.js';
 import type { Core } from '../core/core.js';
+import { sqlStateOf } from '../db/driver-errors.js';
 
 /** What sealing needs: SQL that carries no secret, and the schema. No keyring: sealing holds no key. */
 export type SealRunner = Pick<Core, 'plain' | 'qs'>;
@@ -34,14 +35,6 @@ interface SealRow {
   pending: string | null;
   oldest_pending: Date | null;
   busy: boolean;
-}
-
-/** The SQLSTATE behind a typed error, if any (its own field, or its driver cause's code). */
-export function sqlStateOf(error: unknown): string | undefined {
-  const own = (error as { sqlState?: unknown } | null)?.sqlState;
-  if (typeof own === 'string') return own;
-  const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
-  return typeof cause === 'string' ? cause : undefined;
 }
 
 /**

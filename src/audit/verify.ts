@@ -4,6 +4,7 @@ import { InvalidInputError } from '../base/errors.js';
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
 import type { MasterKey } from '../crypto/master-key.js';
+import { sqlStateOf } from '../db/driver-errors.js';
 import type { TxQuery } from '../db/executor.js';
 import type { ResignResult } from '../keys/rotation.js';
 import {
@@ -15,7 +16,7 @@ import {
   parseAnchor,
   toAnchor,
 } from './anchors.js';
-import { type SealResult, sqlStateOf } from './seal.js';
+import type { SealResult } from './seal.js';
 
 /**
  * Why a chain failed verification:

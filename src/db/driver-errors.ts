@@ -99,6 +99,14 @@ const TLS_CODE = /^(ERR_TLS|ERR_SSL|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO|CERT_|ERR_O
 const TLS_MESSAGE =
   /^(The server does not support SSL connections|There was an error establishing an SSL connection)$/;
 
+/** The SQLSTATE behind a typed error, if any: its own field, or its driver cause's code. */
+export function sqlStateOf(error: unknown): string | undefined {
+  const own = (error as { sqlState?: unknown } | null)?.sqlState;
+  if (typeof own === 'string') return own;
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof cause === 'string' && /^[0-9A-Z]{5}$/.test(cause) ? cause : undefined;
+}
+
 /**
  * The cause kept on a typed error, for adapters and debugging. A PostgreSQL error keeps its SQLSTATE
  * and the names of objects and the server routine, never its text (messages, details and context

@@ -5,6 +5,7 @@ import {
   PermissionDeniedError,
 } from '../base/errors.js';
 import type { Keyring } from '../crypto/keyring.js';
+import { sqlStateOf } from '../db/driver-errors.js';
 import { quietPrelude, type SqlExecutor } from '../db/executor.js';
 import { quoteSchema } from '../db/schema-name.js';
 import type { InstallerOptions } from './installer.js';
@@ -181,14 +182,6 @@ const RETRY_FOR_MS = 60_000;
  * migrator a moment earlier). Each rolls the attempt back entirely.
  */
 const RETRY_STATES = new Set(['55P03', '40P01', '40001', '23505', '42P06', '42P07', '42710']);
-
-/** The SQLSTATE behind a typed error (its own field, or its driver cause's code). */
-function sqlStateOf(error: unknown): string | undefined {
-  const own = (error as { sqlState?: unknown } | null)?.sqlState;
-  if (typeof own === 'string') return own;
-  const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
-  return typeof cause === 'string' && /^[0-9A-Z]{5}$/.test(cause) ? cause : undefined;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
