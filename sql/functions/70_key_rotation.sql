@@ -133,6 +133,9 @@ $$;
 -- every transaction open at that moment to end (tenant_secret_open_transactions) before it
 -- re-encrypts and destroys the old key. When an earlier rotation is unfinished (a retired key still
 -- holds key material), returns 'resumed' and creates nothing: the caller then finishes that rotation.
+-- Two rotations of one tenant at once: the retiring UPDATE locks the active key row, the second
+-- waits on it, then finds the row no longer active and joins the first ('resumed') instead of
+-- inserting a second key version of the same number.
 CREATE FUNCTION :TS.tenant_secret_rotate_key(p_tenant_id text, p_bundle bytea, p_ctx jsonb DEFAULT '{}'::jsonb)
 RETURNS TABLE (status text, key_version integer, previous_key_version integer)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
@@ -164,9 +167,18 @@ BEGIN
     RETURN QUERY SELECT 'resumed'::text, v_auth.key_version, v_retired;
     RETURN;
   END IF;
-  SELECT pg_catalog.max(k.version) + 1 INTO v_new FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   UPDATE :TS.tenant_secret_keys k SET state = 'retired', retired_at = pg_catalog.now()
-   WHERE k.tenant_id = p_tenant_id AND k.version = v_auth.key_version;
+   WHERE k.tenant_id = p_tenant_id AND k.version = v_auth.key_version AND k.state = 'active';
+  IF NOT FOUND THEN
+    -- A concurrent rotation retired it first and has committed (this statement waited for it): its
+    -- new key is active now, which this statement's snapshot did not show. Join that rotation.
+    SELECT pg_catalog.max(k.version) FILTER (WHERE k.state = 'active'), pg_catalog.max(k.version) FILTER (WHERE k.state = 'retired')
+      INTO v_new, v_retired
+      FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
+    RETURN QUERY SELECT 'resumed'::text, v_new, COALESCE(v_retired, v_auth.key_version);
+    RETURN;
+  END IF;
+  SELECT pg_catalog.max(k.version) + 1 INTO v_new FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   v_dek := :PGC.gen_random_bytes(64);
   INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key, access_digest, dek_check)
   VALUES (p_tenant_id, v_new, 'active', :TS._ts_bundle_id(p_bundle, 1),

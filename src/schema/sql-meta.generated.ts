@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"audit_sealing_key_proofs","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "f264f4dde83e1e85a1ac8f51200cab7af85fe595947a9f8dc02fd4f34479c38f";
+export const FUNCTIONS_DIGEST = "1d7128b1550e19d0e410a12ad49d6f1585424095605464a46e670332bdb91697";

@@ -5345,9 +5345,18 @@ BEGIN
     RETURN QUERY SELECT 'resumed'::text, v_auth.key_version, v_retired;
     RETURN;
   END IF;
-  SELECT pg_catalog.max(k.version) + 1 INTO v_new FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   UPDATE :TS.tenant_secret_keys k SET state = 'retired', retired_at = pg_catalog.now()
-   WHERE k.tenant_id = p_tenant_id AND k.version = v_auth.key_version;
+   WHERE k.tenant_id = p_tenant_id AND k.version = v_auth.key_version AND k.state = 'active';
+  IF NOT FOUND THEN
+    -- A concurrent rotation retired it first and has committed (this statement waited for it): its
+    -- new key is active now, which this statement's snapshot did not show. Join that rotation.
+    SELECT pg_catalog.max(k.version) FILTER (WHERE k.state = 'active'), pg_catalog.max(k.version) FILTER (WHERE k.state = 'retired')
+      INTO v_new, v_retired
+      FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
+    RETURN QUERY SELECT 'resumed'::text, v_new, COALESCE(v_retired, v_auth.key_version);
+    RETURN;
+  END IF;
+  SELECT pg_catalog.max(k.version) + 1 INTO v_new FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id;
   v_dek := :PGC.gen_random_bytes(64);
   INSERT INTO :TS.tenant_secret_keys (tenant_id, version, state, master_key_id, wrapped_key, access_digest, dek_check)
   VALUES (p_tenant_id, v_new, 'active', :TS._ts_bundle_id(p_bundle, 1),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { IntegrityError, OperationAbortedError, TenantNotFoundError } from '../../src/index.js';
-import { adminQuery, setupManager, TEST_KEY } from '../support/db.js';
+import { IntegrityError, Keyring, OperationAbortedError, TenantNotFoundError } from '../../src/index.js';
+import { adminQuery, connectForTest, directUrlFor, setupManager, TEST_KEY } from '../support/db.js';
 
 interface KeyRow {
   version: number;
@@ -139,6 +139,47 @@ describe('tenant-key rotation', () => {
     for (let i = 0; i < 6; i++) expect(await manager.get(t, `k${i}`, { version: 1 })).toBe(`v${i}`);
   });
 
+  it('a rotation that starts while another holds the key row joins it instead of failing', async () => {
+    // The interleaving made certain: the first rotation's transaction stays open after retiring the
+    // key, the second starts, waits on the key row, and only then does the first commit.
+    const { manager, db } = await setupManager();
+    const t = 'racing';
+    for (let i = 0; i < 4; i++) await manager.set(t, `k${i}`, `v${i}`);
+    const bundle = Keyring.parse(TEST_KEY).bundleBytes(t);
+    const first = await connectForTest(directUrlFor(db.name));
+    const second = await connectForTest(directUrlFor(db.name));
+    const rotate = `SELECT status, key_version, previous_key_version FROM tenant_secret_rotate_key($1, $2, '{}')`;
+    await first.query('BEGIN');
+    const began = await first.query(rotate, [t, bundle]);
+    expect(began.rows).toEqual([{ status: 'ok', key_version: 2, previous_key_version: 1 }]);
+    const secondPid = (await second.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    const joined = second.query(rotate, [t, bundle]);
+    for (let waited = 0; ; waited++) {
+      const [row] = await adminQuery<{ n: number }>(
+        db.name,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
+        [secondPid],
+      );
+      if (row?.n === 1) break;
+      if (waited > 600) throw new Error('the second rotation never waited on the key row');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await first.query('COMMIT');
+    expect((await joined).rows).toEqual([{ status: 'resumed', key_version: 2, previous_key_version: 1 }]);
+    expect((await keyRows(db.name, t)).map((k) => [k.version, k.state])).toEqual([
+      [1, 'retired'],
+      [2, 'active'],
+    ]);
+    // The library finishes the rotation both joined.
+    expect(await manager.rotateTenantKey(t)).toMatchObject({
+      keyVersion: 2,
+      resumed: true,
+      destroyedKeyVersions: [1],
+    });
+    expect(await keyVersionsInUse(db.name, t)).toEqual([2]);
+    for (let i = 0; i < 4; i++) expect(await manager.get(t, `k${i}`)).toBe(`v${i}`);
+  });
+
   it('two concurrent rotations of one tenant both succeed, and reads during them never fail', async () => {
     const { manager, db } = await setupManager();
     const t = 'busy';
@@ -164,7 +205,11 @@ describe('tenant-key rotation', () => {
       running = false;
       await reader;
     });
-    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    // A rejection is shown with its error, not only as 'rejected'.
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.status : String(r.reason)))).toEqual([
+      'fulfilled',
+      'fulfilled',
+    ]);
     expect(failures).toEqual([]);
     expect(reads).toBeGreaterThan(0);
     const states = (await keyRows(db.name, t)).map((k) => k.state);
