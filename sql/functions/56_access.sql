@@ -103,79 +103,97 @@ CREATE FUNCTION :TS.tenant_secret_fetch(
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
-  v_bad text := CASE WHEN :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN 'context'
-                     WHEN :TS._ts_invalid_input(p_tenant_id, p_key_name) IS NOT NULL THEN :TS._ts_invalid_input(p_tenant_id, p_key_name)
-                     WHEN p_key_name IS NULL THEN 'key_name'
-                     WHEN NOT :TS._ts_creds_valid(p_creds) THEN 'credentials'
-                     WHEN p_version < 0 THEN 'version' END;
+  -- The audit context goes into every record, so it is checked first. The other inputs are checked
+  -- only when the lookup finds nothing to release: a secret found under the tenant's token has a
+  -- valid tenant id and name (both were checked when it was written), so on the usual path the
+  -- rules cannot fail, and an invalid name is never written to the trail (it is 'invalid' below).
+  v_bad text := CASE WHEN :TS._ts_ctx_invalid(p_ctx) IS NOT NULL THEN 'context' END;
   v_akv integer;
   v_amk text;
   v_adig bytea;
   v_done boolean;
   v_refusal record;
 BEGIN
+  IF v_bad IS NULL THEN
+    WITH r AS (
+      SELECT a.version AS akv, a.master_key_id AS amk, a.access_digest AS adig, a.wrapped_key AS awrapped,
+             COALESCE(:TS._ts_creds_valid(p_creds)
+                      AND :PGC.digest(:TS._ts_creds_token(p_creds, a.master_key_id), 'sha256') = a.access_digest, false) AS authorized,
+             s.deleted_at, s.expires_at AS exp,
+             COALESCE(tv.version, CASE WHEN p_version IS NULL THEN s.current_version END) AS ver,
+             CASE WHEN p_version IS NULL THEN 'enabled' ELSE tv.state END AS vstate,
+             CASE WHEN p_version IS NULL THEN s.encrypted_value ELSE tv.encrypted_value END AS blob,
+             CASE WHEN p_version IS NULL THEN s.key_version ELSE tv.key_version END AS skv
+        FROM (SELECT) z
+        LEFT JOIN :TS.tenant_secret_keys a ON a.tenant_id = p_tenant_id AND a.state = 'active'
+        LEFT JOIN :TS.tenant_secrets s ON s.tenant_id = p_tenant_id AND s.key_name = p_key_name
+        LEFT JOIN :TS.tenant_secret_versions tv ON p_version IS NOT NULL AND tv.tenant_id = p_tenant_id AND tv.key_name = p_key_name
+             AND tv.version = CASE WHEN p_version = 0
+                                   THEN CASE WHEN s.previous_expires_at > pg_catalog.now() THEN s.previous_version END
+                                   ELSE p_version END),
+    -- The data key that wraps the value: the active one (already read) unless the value is older.
+    k AS (
+      SELECT r.*, CASE WHEN r.skv = r.akv THEN r.amk
+                       ELSE (SELECT k.master_key_id FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.version = r.skv) END AS kmk,
+                  CASE WHEN r.skv = r.akv THEN r.awrapped
+                       ELSE (SELECT k.wrapped_key FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.version = r.skv) END AS kwrapped
+        FROM r),
+    res AS (
+      SELECT k.akv, k.amk, k.adig, k.ver, k.exp, k.blob, k.skv, k.kmk, k.kwrapped,
+             CASE WHEN NOT k.authorized THEN 'refused'
+                  WHEN k.ver IS NULL OR k.deleted_at IS NOT NULL OR k.vstate IS DISTINCT FROM 'enabled' THEN
+                       CASE WHEN p_key_name IS NULL OR p_version < 0 OR :TS._ts_invalid_input(p_tenant_id, p_key_name) IS NOT NULL
+                            THEN 'invalid' ELSE 'not_found' END
+                  WHEN k.exp IS NOT NULL AND k.exp <= pg_catalog.now() AND NOT COALESCE(p_allow_expired, false) THEN 'expired'
+                  WHEN k.kwrapped IS NULL THEN 'integrity'
+                  ELSE 'ok' END AS st
+        FROM k),
+    aud AS (
+      INSERT INTO :TS.tenant_secret_audit_pending
+        (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
+         request_id, context, details, sealed_at)
+      SELECT p_tenant_id, pg_catalog.clock_timestamp(), p_tenant_id, session_user,
+             COALESCE(NULLIF(p_ctx->>'actor', ''), 'db:' || session_user), 'secret.read', p_key_name,
+             CASE WHEN res.st = 'not_found' THEN NULL ELSE res.ver END,
+             CASE WHEN res.st = 'ok' THEN 'success' ELSE 'failure' END,
+             CASE WHEN res.st = 'ok' THEN NULL ELSE pg_catalog.upper(res.st) END,
+             NULLIF(p_ctx->>'request_id', ''), NULLIF(COALESCE(p_ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb),
+             CASE WHEN p_version = 0 THEN '{"stage":"previous"}'::jsonb
+                  WHEN p_version IS NOT NULL AND res.st <> 'ok' THEN pg_catalog.jsonb_build_object('requested_version', p_version) END,
+             'infinity'
+        FROM res WHERE res.st NOT IN ('refused', 'invalid'))
+    SELECT CASE WHEN :ONLY_OUR_TRIGGERS_ON_PENDING OR :FOREIGN_TRIGGER_ON_PENDING IS NULL THEN res.st
+                WHEN :TS._ts_refuse_foreign_trigger(:FOREIGN_TRIGGER_ON_PENDING) THEN NULL END,
+           CASE WHEN res.st IN ('ok', 'expired', 'integrity') THEN res.ver END,
+           CASE WHEN res.st = 'ok' THEN res.skv END, CASE WHEN res.st = 'ok' THEN res.kmk END,
+           CASE WHEN res.st = 'ok' THEN res.kwrapped END, CASE WHEN res.st = 'ok' THEN res.blob END,
+           CASE WHEN res.st IN ('ok', 'expired') THEN res.exp END,
+           res.akv, res.amk, res.adig
+      INTO status, version, key_version, master_key_id, wrapped_key, sealed, expires_at, v_akv, v_amk, v_adig
+      FROM res;
+    active_key_version := CASE WHEN status = 'ok' THEN v_akv END;
+    IF status NOT IN ('refused', 'invalid') THEN
+      RETURN;
+    END IF;
+    -- Nothing was released or recorded: the inputs decide first, then the credentials.
+    version := NULL;
+    expires_at := NULL;
+    v_bad := CASE WHEN :TS._ts_invalid_input(p_tenant_id, p_key_name) IS NOT NULL THEN :TS._ts_invalid_input(p_tenant_id, p_key_name)
+                  WHEN p_key_name IS NULL THEN 'key_name'
+                  WHEN NOT :TS._ts_creds_valid(p_creds) THEN 'credentials'
+                  WHEN p_version < 0 THEN 'version' END;
+  END IF;
   IF v_bad IS NOT NULL THEN
     v_done := :TS._ts_guard(false);
     v_done := :TS._ts_audit_invalid(p_tenant_id, 'secret.read', p_key_name, v_bad, p_ctx);
     status := 'invalid_input';
     detail := v_bad;
-    RETURN;
-  END IF;
-  WITH r AS (
-    SELECT a.version AS akv, a.master_key_id AS amk, a.access_digest AS adig,
-           COALESCE(:PGC.digest(:TS._ts_creds_token(p_creds, a.master_key_id), 'sha256') = a.access_digest, false) AS authorized,
-           s.deleted_at, s.expires_at AS exp,
-           COALESCE(tv.version, CASE WHEN p_version IS NULL THEN s.current_version END) AS ver,
-           CASE WHEN p_version IS NULL THEN 'enabled' ELSE tv.state END AS vstate,
-           CASE WHEN p_version IS NULL THEN s.encrypted_value ELSE tv.encrypted_value END AS blob,
-           CASE WHEN p_version IS NULL THEN s.key_version ELSE tv.key_version END AS skv
-      FROM (SELECT) z
-      LEFT JOIN :TS.tenant_secret_keys a ON a.tenant_id = p_tenant_id AND a.state = 'active'
-      LEFT JOIN :TS.tenant_secrets s ON s.tenant_id = p_tenant_id AND s.key_name = p_key_name
-      LEFT JOIN :TS.tenant_secret_versions tv ON p_version IS NOT NULL AND tv.tenant_id = p_tenant_id AND tv.key_name = p_key_name
-           AND tv.version = CASE WHEN p_version = 0
-                                 THEN CASE WHEN s.previous_expires_at > pg_catalog.now() THEN s.previous_version END
-                                 ELSE p_version END),
-  res AS (
-    SELECT r.akv, r.amk, r.adig, r.ver, r.exp, r.blob, r.skv, k.master_key_id AS kmk, k.wrapped_key AS kwrapped,
-           CASE WHEN NOT r.authorized THEN 'refused'
-                WHEN r.ver IS NULL OR r.deleted_at IS NOT NULL OR r.vstate IS DISTINCT FROM 'enabled' THEN 'not_found'
-                WHEN r.exp IS NOT NULL AND r.exp <= pg_catalog.now() AND NOT COALESCE(p_allow_expired, false) THEN 'expired'
-                WHEN k.wrapped_key IS NULL THEN 'integrity'
-                ELSE 'ok' END AS st
-      FROM r LEFT JOIN :TS.tenant_secret_keys k ON k.tenant_id = p_tenant_id AND k.version = r.skv),
-  aud AS (
-    INSERT INTO :TS.tenant_secret_audit_pending
-      (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
-       request_id, context, details, sealed_at)
-    SELECT p_tenant_id, pg_catalog.clock_timestamp(), p_tenant_id, session_user,
-           COALESCE(NULLIF(p_ctx->>'actor', ''), 'db:' || session_user), 'secret.read', p_key_name,
-           CASE WHEN res.st = 'not_found' THEN NULL ELSE res.ver END,
-           CASE WHEN res.st = 'ok' THEN 'success' ELSE 'failure' END,
-           CASE WHEN res.st = 'ok' THEN NULL ELSE pg_catalog.upper(res.st) END,
-           NULLIF(p_ctx->>'request_id', ''), NULLIF(COALESCE(p_ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb),
-           CASE WHEN p_version = 0 THEN '{"stage":"previous"}'::jsonb
-                WHEN p_version IS NOT NULL AND res.st <> 'ok' THEN pg_catalog.jsonb_build_object('requested_version', p_version) END,
-           'infinity'
-      FROM res WHERE res.st <> 'refused')
-  SELECT CASE WHEN :FOREIGN_TRIGGER_ON_PENDING IS NULL THEN res.st
-              WHEN :TS._ts_refuse_foreign_trigger(:FOREIGN_TRIGGER_ON_PENDING) THEN NULL END,
-         CASE WHEN res.st IN ('ok', 'expired', 'integrity') THEN res.ver END,
-         CASE WHEN res.st = 'ok' THEN res.skv END, CASE WHEN res.st = 'ok' THEN res.kmk END,
-         CASE WHEN res.st = 'ok' THEN res.kwrapped END, CASE WHEN res.st = 'ok' THEN res.blob END,
-         CASE WHEN res.st IN ('ok', 'expired') THEN res.exp END,
-         res.akv, res.amk, res.adig
-    INTO status, version, key_version, master_key_id, wrapped_key, sealed, expires_at, v_akv, v_amk, v_adig
-    FROM res;
-  active_key_version := CASE WHEN status = 'ok' THEN v_akv END;
-  IF status <> 'refused' THEN
+    active_key_version := NULL;
     RETURN;
   END IF;
   v_refusal := :TS._ts_creds_refusal(p_tenant_id, p_creds, v_akv, v_amk, v_adig, false);
   status := v_refusal.status;
   detail := v_refusal.detail;
-  version := NULL;
-  expires_at := NULL;
   IF status <> 'enroll' THEN
     v_done := :TS._ts_guard(false);
     v_done := :TS._ts_audit(p_tenant_id, 'secret.read', p_key_name, NULL, 'failure', pg_catalog.upper(status), p_ctx,
@@ -259,7 +277,7 @@ BEGIN
            NULLIF(p_ctx->>'request_id', ''), NULLIF(COALESCE(p_ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb),
            '{"bulk":true}'::jsonb, 'infinity'
       FROM res ORDER BY res.ord)
-  SELECT res.name, CASE WHEN :FOREIGN_TRIGGER_ON_PENDING IS NULL THEN res.st
+  SELECT res.name, CASE WHEN :ONLY_OUR_TRIGGERS_ON_PENDING OR :FOREIGN_TRIGGER_ON_PENDING IS NULL THEN res.st
                         WHEN :TS._ts_refuse_foreign_trigger(:FOREIGN_TRIGGER_ON_PENDING) THEN NULL END,
          CASE WHEN res.st <> 'not_found' THEN res.ver END,
          CASE WHEN res.st = 'ok' THEN res.skv END, CASE WHEN res.st = 'ok' THEN res.kmk END,
@@ -400,7 +418,7 @@ BEGIN
              'undeleted', CASE WHEN u.previous_version IS NULL THEN true END)),
            'infinity'
       FROM upd u)
-  SELECT CASE WHEN :FOREIGN_TRIGGER_ON_WRITES IS NULL THEN (SELECT u.current_version FROM upd u)
+  SELECT CASE WHEN :ONLY_OUR_TRIGGERS_ON_WRITES OR :FOREIGN_TRIGGER_ON_WRITES IS NULL THEN (SELECT u.current_version FROM upd u)
               WHEN :TS._ts_refuse_foreign_trigger(:FOREIGN_TRIGGER_ON_WRITES) THEN NULL END,
          (SELECT a.akv FROM a), COALESCE((SELECT a.authorized FROM a), false)
     INTO v_new, v_akv, v_authorized;
