@@ -59,7 +59,7 @@ export interface SecretsManagerOptions {
   lockTimeoutMs?: number;
   /**
    * Tenants whose derived credentials and unwrapped data keys are kept in memory, 100-10000000
-   * (default 100000; about 0.5 KB each). Beyond it, the least recently used are derived again.
+   * (default 100000; about 0.6 KB each). Beyond it, the least recently used are derived again.
    */
   keyCacheEntries?: number;
   /** Opt-in in-process cache of values read (default off). See docs/configuration.md. */
