@@ -33,6 +33,9 @@ const CITUS_FILES = [
   'test/api/original-interface.test.ts',
   'test/secrets/isolation.test.ts',
   'test/secrets/smoke.test.ts',
+  'test/secrets/lifecycle.test.ts',
+  'test/audit/records.test.ts',
+  'test/keys/tenant-key-rotation.test.ts',
 ];
 if (STAGE === 'pooler') process.env.TEST_VIA_PGBOUNCER = '1';
 

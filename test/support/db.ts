@@ -4,8 +4,11 @@ import { afterAll, inject, onTestFinished } from 'vitest';
 import { createSecretsManager, type SecretsManager, type SecretsManagerOptions } from '../../src/index.js';
 import { dropCitusDatabase, prepareCitusDatabase } from './citus.js';
 
-/** TEST_STAGE=citus: every database a Citus database on the cluster, installed distributed. */
-const CITUS_STAGE = process.env.TEST_STAGE === 'citus';
+/**
+ * TEST_STAGE=citus: every database a Citus database on the cluster, installed distributed. A test of
+ * something documented as different distributed (docs/scaling.md) asserts that difference under it.
+ */
+export const CITUS_STAGE = process.env.TEST_STAGE === 'citus';
 
 /** The server's superuser, always direct (never through PgBouncer). */
 export const adminUrl = (): string => inject('adminUrl');
