@@ -27,8 +27,15 @@ if (!['all', 'server', 'pooler', 'citus'].includes(STAGE)) {
   throw new Error(`TEST_STAGE must be all, server, pooler or citus (got ${STAGE})`);
 }
 
+/**
+ * Files that stop and restart a node of the Citus cluster: a project of their own, run alone after
+ * every other file (groupOrder), in every stage (without a cluster they skip, saying why).
+ */
+const FAULT_FILES = ['test/schema/distributed-faults.test.ts'];
+
 /** The library files the Citus stage runs, distributed on a 3-node cluster (docs/scaling.md). */
 const CITUS_FILES = [
+  ...FAULT_FILES,
   'test/schema/distributed.test.ts',
   'test/api/original-interface.test.ts',
   'test/secrets/isolation.test.ts',
@@ -80,17 +87,30 @@ export default defineConfig({
     maxWorkers: Math.max(2, availableParallelism() - 1),
     minWorkers: 1,
     reporters: STAGE === 'pooler' ? ['default', new PgBouncerReporter()] : ['default'],
-    projects: FOLDERS.map((folder) => ({
-      test: {
-        name: folder,
-        include:
-          STAGE === 'citus'
-            ? CITUS_FILES.filter((file) => file.startsWith(`test/${folder}/`))
-            : [`test/${folder}/**/*.test.ts`],
-        exclude: ['**/node_modules/**', ...leftOut(folder)],
-        testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
-        hookTimeout: 240_000,
+    projects: [
+      ...FOLDERS.map((folder) => ({
+        test: {
+          name: folder,
+          include:
+            STAGE === 'citus'
+              ? CITUS_FILES.filter((file) => file.startsWith(`test/${folder}/`))
+              : [`test/${folder}/**/*.test.ts`],
+          exclude: ['**/node_modules/**', ...FAULT_FILES, ...leftOut(folder)],
+          testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
+          hookTimeout: 240_000,
+        },
+      })),
+      {
+        test: {
+          name: 'faults',
+          include: FAULT_FILES,
+          exclude: ['**/node_modules/**', ...leftOut('schema')],
+          sequence: { groupOrder: 1 },
+          // A worker stopped, recovered and started again on a loaded 2-core machine: generous.
+          testTimeout: 600_000,
+          hookTimeout: 240_000,
+        },
       },
-    })),
+    ],
   },
 });

@@ -58,7 +58,7 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url: string }> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   if (CITUS_STAGE) {
-    const nodes = await prepareCitusDatabase(name);
+    const nodes = await prepareCitusDatabase(name, undefined, inject('runTag'));
     afterAll(() => dropCitusDatabase(name, nodes));
     return { name, url: urlFor(name) };
   }
