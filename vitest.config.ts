@@ -7,7 +7,8 @@ import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
 /**
  * One config; one project per test folder, and the folders mirror the layers of src/ (base, crypto,
  * db, schema, secrets, audit, keys, legacy, api, cli) plus package/ (the npm tarball) and suite/ (the
- * suite's own exit code). `npx vitest run --project audit` runs one layer.
+ * suite's own exit code). `npx vitest run --project audit` runs one layer. One more project, `faults`,
+ * holds the files that stop a node of a Citus cluster (FAULT_FILES): it runs after all the others.
  *
  * Stages (`.ci/run` runs all three). A test file is in every stage unless it says why not, on a line
  * of its own near the top:
@@ -20,7 +21,9 @@ import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
  *                                              TEST_VIA_PGBOUNCER): every file but `once` and `direct`
  *   TEST_STAGE=citus TEST_DATABASE_URL=… TEST_CITUS_URL=…   the files of CITUS_FILES on a Citus
  *                                              cluster: every database made a Citus database and
- *                                              migrated with { distribute: true } (support/db.ts)
+ *                                              migrated with { distribute: true } (support/db.ts);
+ *                                              TEST_CITUS_DIR (the cluster's directory) lets the
+ *                                              fault files stop and start a worker
  */
 const STAGE = process.env.TEST_STAGE ?? 'all';
 if (!['all', 'server', 'pooler', 'citus'].includes(STAGE)) {
