@@ -7,7 +7,8 @@ import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
 /**
  * One config; one project per test folder, and the folders mirror the layers of src/ (base, crypto,
  * db, schema, secrets, audit, keys, legacy, api, cli) plus package/ (the npm tarball) and suite/ (the
- * suite's own exit code). `npx vitest run --project audit` runs one layer.
+ * suite's own exit code). `npx vitest run --project audit` runs one layer. One more project, `faults`,
+ * holds the files that stop a node of a Citus cluster (FAULT_FILES): it runs after all the others.
  *
  * Stages (`.ci/run` runs all three). A test file is in every stage unless it says why not, on a line
  * of its own near the top:
@@ -20,19 +21,31 @@ import PgBouncerReporter from './test/support/pgbouncer-reporter.js';
  *                                              TEST_VIA_PGBOUNCER): every file but `once` and `direct`
  *   TEST_STAGE=citus TEST_DATABASE_URL=… TEST_CITUS_URL=…   the files of CITUS_FILES on a Citus
  *                                              cluster: every database made a Citus database and
- *                                              migrated with { distribute: true } (support/db.ts)
+ *                                              migrated with { distribute: true } (support/db.ts);
+ *                                              TEST_CITUS_DIR (the cluster's directory) lets the
+ *                                              fault files stop and start a worker
  */
 const STAGE = process.env.TEST_STAGE ?? 'all';
 if (!['all', 'server', 'pooler', 'citus'].includes(STAGE)) {
   throw new Error(`TEST_STAGE must be all, server, pooler or citus (got ${STAGE})`);
 }
 
+/**
+ * Files that stop and restart a node of the Citus cluster: a project of their own, run alone after
+ * every other file (groupOrder), in every stage (without a cluster they skip, saying why).
+ */
+const FAULT_FILES = ['test/schema/distributed-faults.test.ts'];
+
 /** The library files the Citus stage runs, distributed on a 3-node cluster (docs/scaling.md). */
 const CITUS_FILES = [
+  ...FAULT_FILES,
   'test/schema/distributed.test.ts',
   'test/api/original-interface.test.ts',
   'test/secrets/isolation.test.ts',
   'test/secrets/smoke.test.ts',
+  'test/secrets/lifecycle.test.ts',
+  'test/audit/records.test.ts',
+  'test/keys/tenant-key-rotation.test.ts',
 ];
 if (STAGE === 'pooler') process.env.TEST_VIA_PGBOUNCER = '1';
 
@@ -77,17 +90,30 @@ export default defineConfig({
     maxWorkers: Math.max(2, availableParallelism() - 1),
     minWorkers: 1,
     reporters: STAGE === 'pooler' ? ['default', new PgBouncerReporter()] : ['default'],
-    projects: FOLDERS.map((folder) => ({
-      test: {
-        name: folder,
-        include:
-          STAGE === 'citus'
-            ? CITUS_FILES.filter((file) => file.startsWith(`test/${folder}/`))
-            : [`test/${folder}/**/*.test.ts`],
-        exclude: ['**/node_modules/**', ...leftOut(folder)],
-        testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
-        hookTimeout: 240_000,
+    projects: [
+      ...FOLDERS.map((folder) => ({
+        test: {
+          name: folder,
+          include:
+            STAGE === 'citus'
+              ? CITUS_FILES.filter((file) => file.startsWith(`test/${folder}/`))
+              : [`test/${folder}/**/*.test.ts`],
+          exclude: ['**/node_modules/**', ...FAULT_FILES, ...leftOut(folder)],
+          testTimeout: TEST_TIMEOUT_MS[folder] ?? 120_000,
+          hookTimeout: 240_000,
+        },
+      })),
+      {
+        test: {
+          name: 'faults',
+          include: FAULT_FILES,
+          exclude: ['**/node_modules/**', ...leftOut('schema')],
+          sequence: { groupOrder: 1 },
+          // A worker stopped, recovered and started again on a loaded 2-core machine: generous.
+          testTimeout: 600_000,
+          hookTimeout: 240_000,
+        },
       },
-    })),
+    ],
   },
 });

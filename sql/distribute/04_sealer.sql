@@ -11,12 +11,19 @@
 -- a distributed table cannot be created while workers seal into it in the same pass; a day whose
 -- partition is missing is created first and sealed in the next pass).
 
--- Seals the shard groups of this node (run on every worker by the sealer).
+-- Seals the shard groups of this node (run on every worker by the sealer). Each group is sealed at
+-- this node's time, taken just before its batch, as one server seals at the time it takes after the
+-- sealer's lock: a record is never sealed before it occurred (a query by time relies on it), though
+-- it may have been committed after the coordinator's pass began (the registrations and the
+-- connection to this node take that long). p_now, the coordinator's time, is the floor, and stays
+-- the time when this node's clock is already on the next UTC day (whose partition the pass may not
+-- have yet).
 CREATE OR REPLACE FUNCTION :TS._ts_citus_seal_local(p_limit integer, p_now timestamptz) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
 DECLARE
   v_n integer := 0;
   v_one integer;
+  v_at timestamptz;
   r record;
 BEGIN
   FOR r IN SELECT d.shardid FROM pg_catalog.pg_dist_shard d JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = d.shardid
@@ -24,7 +31,11 @@ BEGIN
               AND pl.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
             ORDER BY d.shardid LOOP
     PERFORM :TS._ts_citus_instantiate(r.shardid);
-    EXECUTE pg_catalog.format('SELECT %I._ts_audit_seal_batch($1, $2)', '_ts_s' || r.shardid) INTO v_one USING p_limit, p_now;
+    v_at := GREATEST(p_now, pg_catalog.clock_timestamp());
+    IF (v_at AT TIME ZONE 'UTC')::date <> (p_now AT TIME ZONE 'UTC')::date THEN
+      v_at := p_now;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT %I._ts_audit_seal_batch($1, $2)', '_ts_s' || r.shardid) INTO v_one USING p_limit, v_at;
     v_n := v_n + COALESCE(v_one, 0);
   END LOOP;
   RETURN v_n;
@@ -103,7 +114,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_n integer;
   v_limit integer := LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000);
-  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_now timestamptz;
   v_last timestamptz;
   v_tomorrow date;
 BEGIN
@@ -112,6 +123,8 @@ BEGIN
     RETURN QUERY SELECT 0, NULL::bigint, NULL::timestamptz, true;
     RETURN;
   END IF;
+  -- The pass's time once it holds the lock (it may have waited for another sealer meanwhile).
+  v_now := pg_catalog.clock_timestamp();
   SELECT s.last_sealed_at INTO v_last FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1;
   v_now := GREATEST(v_now, COALESCE(v_last, v_now));
   v_n := :TS._ts_citus_seal(v_limit, v_now);

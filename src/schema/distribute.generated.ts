@@ -221,6 +221,7 @@ LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
 DECLARE
   v_n integer := 0;
   v_one integer;
+  v_at timestamptz;
   r record;
 BEGIN
   FOR r IN SELECT d.shardid FROM pg_catalog.pg_dist_shard d JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = d.shardid
@@ -228,7 +229,11 @@ BEGIN
               AND pl.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g)
             ORDER BY d.shardid LOOP
     PERFORM :TS._ts_citus_instantiate(r.shardid);
-    EXECUTE pg_catalog.format('SELECT %I._ts_audit_seal_batch($1, $2)', '_ts_s' || r.shardid) INTO v_one USING p_limit, p_now;
+    v_at := GREATEST(p_now, pg_catalog.clock_timestamp());
+    IF (v_at AT TIME ZONE 'UTC')::date <> (p_now AT TIME ZONE 'UTC')::date THEN
+      v_at := p_now;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT %I._ts_audit_seal_batch($1, $2)', '_ts_s' || r.shardid) INTO v_one USING p_limit, v_at;
     v_n := v_n + COALESCE(v_one, 0);
   END LOOP;
   RETURN v_n;
@@ -303,7 +308,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
   v_n integer;
   v_limit integer := LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000);
-  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_now timestamptz;
   v_last timestamptz;
   v_tomorrow date;
 BEGIN
@@ -312,6 +317,8 @@ BEGIN
     RETURN QUERY SELECT 0, NULL::bigint, NULL::timestamptz, true;
     RETURN;
   END IF;
+  -- The pass's time once it holds the lock (it may have waited for another sealer meanwhile).
+  v_now := pg_catalog.clock_timestamp();
   SELECT s.last_sealed_at INTO v_last FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1;
   v_now := GREATEST(v_now, COALESCE(v_last, v_now));
   v_n := :TS._ts_citus_seal(v_limit, v_now);

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { IntegrityError, Keyring, OperationAbortedError, TenantNotFoundError } from '../../src/index.js';
-import { adminQuery, connectForTest, directUrlFor, setupManager, TEST_KEY } from '../support/db.js';
+import {
+  adminQuery,
+  CITUS_STAGE,
+  connectForTest,
+  directUrlFor,
+  setupManager,
+  TEST_KEY,
+} from '../support/db.js';
 
 interface KeyRow {
   version: number;
@@ -152,14 +159,23 @@ describe('tenant-key rotation', () => {
     await first.query('BEGIN');
     const began = await first.query(rotate, [t, bundle]);
     expect(began.rows).toEqual([{ status: 'ok', key_version: 2, previous_key_version: 1 }]);
-    const secondPid = (await second.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+    // Distributed, the wait is on the worker holding the tenant, by a backend serving the second
+    // session: Citus names both by the session's global process id.
+    const [secondPid, waiting] = CITUS_STAGE
+      ? [
+          (await second.query('SELECT citus_backend_gpid()::text AS pid')).rows[0].pid as string,
+          `SELECT count(*)::int AS n FROM citus_stat_activity WHERE global_pid = $1::bigint AND wait_event_type = 'Lock'`,
+        ]
+      : [
+          (await second.query('SELECT pg_backend_pid()::text AS pid')).rows[0].pid as string,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1::int AND wait_event_type = 'Lock'`,
+        ];
     const joined = second.query(rotate, [t, bundle]);
+    // Its outcome is awaited below; if the wait is never seen, the test fails there, not as an
+    // unhandled rejection when the connection closes.
+    joined.catch(() => undefined);
     for (let waited = 0; ; waited++) {
-      const [row] = await adminQuery<{ n: number }>(
-        db.name,
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`,
-        [secondPid],
-      );
+      const [row] = await adminQuery<{ n: number }>(db.name, waiting, [secondPid]);
       if (row?.n === 1) break;
       if (waited > 600) throw new Error('the second rotation never waited on the key row');
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -203,6 +203,47 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     expect(after.firstBad?.chainId).toBe(t);
   });
 
+  it('seals a record no earlier than it occurred, also after waiting for another sealer', async () => {
+    // A query by time relies on it (a record that occurred at or after `since` was sealed then or
+    // later): here the pass waits on the sealer's lock while a write commits, then seals it.
+    const t = 't-sealtime';
+    await manager.set(t, 'k', 'v1');
+    await manager.auditTrail.seal();
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM tenant_secret_audit_sealer WHERE id = 1 FOR UPDATE');
+      const sealing = manager.auditTrail.seal({ wait: true });
+      sealing.catch(() => undefined);
+      for (let waited = 0; ; waited++) {
+        const [row] = await q<{ n: number }>(
+          // The wait is where the lock is held (a placement of the reference table), by a backend
+          // serving the sealing session: Citus names both by the session's global process id.
+          `SELECT count(*)::int AS n FROM citus_stat_activity w
+            WHERE w.wait_event_type = 'Lock' AND w.global_pid IN (
+              SELECT s.global_pid FROM citus_stat_activity s WHERE s.query LIKE '%tenant_secret_audit_seal(%')`,
+        );
+        if ((row?.n ?? 0) > 0) break;
+        if (waited > 600) throw new Error('the seal never waited on the sealer lock');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await manager.set(t, 'k', 'v2');
+      await holder.query('COMMIT');
+      expect((await sealing).pending).toBe(0);
+    } finally {
+      await holder.end();
+    }
+    const early = await q<{ chain_id: string; seq: string }>(
+      'SELECT chain_id, seq::text FROM tenant_secret_audit WHERE sealed_at < occurred_at',
+    );
+    expect(early).toEqual([]);
+    const last = (await manager.auditTrail.query(t, { limit: 1000 })).records.at(-1);
+    expect(last).toMatchObject({ action: 'secret.updated', version: 2 });
+    const since = await manager.auditTrail.query(t, { since: last?.occurredAt as Date });
+    expect(since.records.map((r) => r.seq)).toEqual([last?.seq]);
+  });
+
   it('rotates a tenant key and purges a tenant on its worker', async () => {
     await manager.set('t-rot', 'k', 'kept');
     const rotated = await manager.keys.rotateTenant('t-rot');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll } from 'vitest';
+import { afterAll, inject } from 'vitest';
 
 /**
  * A Citus cluster for the distributed tests (docs/scaling.md): TEST_CITUS_URL names its coordinator
@@ -56,12 +56,24 @@ export async function citusNodes(base = CITUS_URL): Promise<CitusNode[]> {
 
 /**
  * Creates database `name` on every node of the cluster and makes it a Citus database there (the
- * coordinator's URL `base`): extension on every node, coordinator host set, workers added.
+ * coordinator's URL `base`): extension on every node, coordinator host set, workers added. `label`
+ * is its comment on every node: the run's tag, by which the global teardown drops what a test file
+ * left (a database made inside a test, whose own afterAll does not run).
  */
-export async function prepareCitusDatabase(name: string, base = CITUS_URL): Promise<CitusNode[]> {
+export async function prepareCitusDatabase(
+  name: string,
+  base = CITUS_URL,
+  label?: string,
+): Promise<CitusNode[]> {
   const nodes = await citusNodes(base);
   for (const node of nodes) {
     await queryOn(urlOn(base, node, 'postgres'), `CREATE DATABASE ${name}`);
+    if (label !== undefined) {
+      await queryOn(
+        urlOn(base, node, 'postgres'),
+        `COMMENT ON DATABASE ${name} IS ${pg.escapeLiteral(label)}`,
+      );
+    }
     await queryOn(urlOn(base, node, name), 'CREATE EXTENSION IF NOT EXISTS citus');
   }
   const coordinator = nodes.find((n) => n.groupId === 0);
@@ -94,7 +106,7 @@ export async function citusDatabase(): Promise<{
   urlOf: (node: CitusNode) => string;
 }> {
   const name = `tsc_${randomBytes(6).toString('hex')}`;
-  const nodes = await prepareCitusDatabase(name);
+  const nodes = await prepareCitusDatabase(name, CITUS_URL, inject('runTag'));
   afterAll(() => dropCitusDatabase(name, nodes));
   const coordinator = nodes.find((n) => n.groupId === 0) as CitusNode;
   return {

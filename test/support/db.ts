@@ -1,11 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, inject, onTestFinished } from 'vitest';
+import { getCurrentTest } from 'vitest/suite';
 import { createSecretsManager, type SecretsManager, type SecretsManagerOptions } from '../../src/index.js';
 import { dropCitusDatabase, prepareCitusDatabase } from './citus.js';
 
-/** TEST_STAGE=citus: every database a Citus database on the cluster, installed distributed. */
-const CITUS_STAGE = process.env.TEST_STAGE === 'citus';
+/**
+ * TEST_STAGE=citus: every database a Citus database on the cluster, installed distributed. A test of
+ * something documented as different distributed (docs/scaling.md) asserts that difference under it.
+ */
+export const CITUS_STAGE = process.env.TEST_STAGE === 'citus';
+
+/**
+ * Runs `cleanup` when the file ends; in the Citus stage, when the calling test ends if it was called
+ * inside one. A Citus database is a database on every node with its shards (thousands of files):
+ * those made inside tests are dropped as each test ends instead of piling up until the run's
+ * teardown (an afterAll registered inside a test does not run).
+ */
+function afterScope(cleanup: () => Promise<void>): void {
+  if (CITUS_STAGE && getCurrentTest()) onTestFinished(cleanup);
+  else afterAll(cleanup);
+}
 
 /** The server's superuser, always direct (never through PgBouncer). */
 export const adminUrl = (): string => inject('adminUrl');
@@ -55,8 +70,8 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 export async function freshDatabase(prefix = 'ts'): Promise<{ name: string; url: string }> {
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
   if (CITUS_STAGE) {
-    const nodes = await prepareCitusDatabase(name);
-    afterAll(() => dropCitusDatabase(name, nodes));
+    const nodes = await prepareCitusDatabase(name, undefined, inject('runTag'));
+    afterScope(() => dropCitusDatabase(name, nodes));
     return { name, url: urlFor(name) };
   }
   await adminQuery('postgres', `CREATE DATABASE ${name}`);
@@ -95,7 +110,7 @@ export async function setupManager(
     ...options,
   });
   await manager.migrate(CITUS_STAGE ? { distribute: true } : undefined);
-  afterAll(() => manager.close());
+  afterScope(() => manager.close());
   return { manager, db };
 }
 

@@ -79,7 +79,15 @@ async function startServer(
     project.provide('adminUrl', external);
     project.provide('serverLog', process.env.TEST_SERVER_LOG ?? '');
     project.provide('serverKind', 'external');
-    return { url: external, kind: 'external', stop: () => dropRunDatabases(external, runTag) };
+    return {
+      url: external,
+      kind: 'external',
+      stop: async () => {
+        // On a Citus cluster (TEST_CITUS_URL), a test's database exists on every node: workers first.
+        for (const worker of await citusWorkerUrls()) await dropRunDatabases(worker, runTag);
+        await dropRunDatabases(external, runTag);
+      },
+    };
   }
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const port = await freePort();
@@ -115,6 +123,29 @@ async function startServer(
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/** The workers of the Citus cluster TEST_CITUS_URL names (their `postgres` database), if any. */
+async function citusWorkerUrls(): Promise<string[]> {
+  const base = process.env.TEST_CITUS_URL;
+  if (!base) return [];
+  const client = new pg.Client({ connectionString: base });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ host: string; port: number }>(
+      `SELECT nodename AS host, nodeport AS port FROM pg_catalog.pg_dist_node
+        WHERE noderole = 'primary' AND groupid <> 0 ORDER BY groupid`,
+    );
+    return rows.map(({ host, port }) => {
+      const url = new URL(base);
+      url.hostname = host;
+      url.port = String(port);
+      url.pathname = '/postgres';
+      return url.toString();
+    });
+  } finally {
+    await client.end();
+  }
 }
 
 /** Drops every database this run created on a server it does not own (labelled by support/db.ts). */
