@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"audit_sealing_key_proofs","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "1d7128b1550e19d0e410a12ad49d6f1585424095605464a46e670332bdb91697";
+export const FUNCTIONS_DIGEST = "444921485b31ca9926a15292252a5c4a2dafaa7f8ba6e618019e3a1d11129343";
