@@ -188,6 +188,8 @@ interface RangeWalk {
   ends: ChainEnd[];
 }
 
+const CHECKPOINT_LABEL = Buffer.from('tenant-secrets:audit-checkpoint:v1\u0000', 'utf8');
+
 /** HMAC-SHA256 over a length-prefixed (chain, seq, hash), under the audit key of `key`. Node only. */
 export function checkpointMac(
   key: MasterKey,
@@ -196,18 +198,16 @@ export function checkpointMac(
   hash: Buffer,
   auditKey = key.deriveAuditKey(),
 ): Buffer {
-  const chain = Buffer.from(chainId, 'utf8');
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(chain.length);
-  const seqBytes = Buffer.alloc(8);
-  seqBytes.writeBigInt64BE(BigInt(seq));
-  return createHmac('sha256', auditKey)
-    .update('tenant-secrets:audit-checkpoint:v1\u0000')
-    .update(header)
-    .update(chain)
-    .update(seqBytes)
-    .update(hash)
-    .digest();
+  // label || int4(chain bytes) || chain || int8(seq) || hash, written into one buffer and hashed in
+  // one update: verification and pruning sign or check one per chain (100,000s per call).
+  const chainLength = Buffer.byteLength(chainId, 'utf8');
+  const message = Buffer.allocUnsafe(CHECKPOINT_LABEL.length + 4 + chainLength + 8 + hash.length);
+  let at = CHECKPOINT_LABEL.copy(message, 0);
+  at = message.writeUInt32BE(chainLength, at);
+  at += message.write(chainId, at, 'utf8');
+  at = message.writeBigInt64BE(BigInt(seq), at);
+  hash.copy(message, at);
+  return createHmac('sha256', auditKey).update(message).digest();
 }
 
 export function verifyOperations(
