@@ -210,6 +210,39 @@ export function checkpointMac(
   return createHmac('sha256', auditKey).update(message).digest();
 }
 
+/**
+ * Signs checkpoints at (chain, seq, hash) with `key` and stores them (tenant_secret_audit_checkpoint_add),
+ * SIGN_BATCH per call. Each batch is signed while the database stores the previous one: one query at a
+ * time on the transaction, the library's signing beside the database's inserts.
+ */
+export async function storeCheckpoints(
+  query: TxQuery,
+  qs: string,
+  key: MasterKey,
+  auditKey: Buffer,
+  ends: readonly { chainId: string; seq: number | string; hash: Buffer }[],
+): Promise<void> {
+  let storing: Promise<unknown> | undefined;
+  for (let i = 0; i < ends.length; i += SIGN_BATCH) {
+    const batch = ends.slice(i, i + SIGN_BATCH);
+    const params = [
+      batch.map((e) => e.chainId),
+      batch.map((e) => String(e.seq)),
+      batch.map((e) => e.hash),
+      key.id,
+      batch.map((e) => checkpointMac(key, e.chainId, BigInt(e.seq), e.hash, auditKey)),
+    ];
+    // The previous batch's call is awaited before this one is sent (and before any other await:
+    // its failure is always handled here).
+    await storing;
+    storing = query(
+      `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
+      params,
+    );
+  }
+  await storing;
+}
+
 export function verifyOperations(
   core: Core,
   seal: (options?: { context?: AuditContext }) => Promise<SealResult>,
@@ -268,20 +301,8 @@ export function verifyOperations(
     ends: { chainId: string; seq: number; hash: Buffer }[],
     query: TxQuery,
   ): Promise<void> {
-    const auditKey = auditKeyOf(keyring.current.id);
-    for (let i = 0; i < ends.length; i += SIGN_BATCH) {
-      const batch = ends.slice(i, i + SIGN_BATCH);
-      await query(
-        `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
-        [
-          batch.map((e) => e.chainId),
-          batch.map((e) => String(e.seq)),
-          batch.map((e) => e.hash),
-          keyring.current.id,
-          batch.map((e) => checkpointMac(keyring.current, e.chainId, e.seq, e.hash, auditKey)),
-        ],
-      );
-    }
+    const key = keyring.current;
+    await storeCheckpoints(query, qs, key, auditKeyOf(key.id) ?? key.deriveAuditKey(), ends);
   }
 
   /**
