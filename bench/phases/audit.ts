@@ -69,14 +69,14 @@ async function trail(ctx: BenchContext, shape: 'long' | 'short', value: string):
     first.result.records / first.seconds,
     'records/s',
     TARGETS.verifyRecordsPerSecond,
-    `${first.result.records} records of ${first.result.chains} chains in ${fmt(first.seconds)} s, ok=${first.result.ok}`,
+    `${first.result.records} records of ${first.result.chains} chains in ${fmt(first.seconds)} s, ok=${first.result.ok}${first.cpuSeconds ? `; ${fmt(first.result.records / first.cpuSeconds)} records per server CPU-second` : ''}`,
   );
   figure(
     `verifyAudit, ${shape} chains, checking ${again.result.checkpoints} checkpoints`,
     again.result.records / again.seconds,
     'records/s',
     TARGETS.verifyRecordsPerSecond,
-    `${again.result.records} records in ${fmt(again.seconds)} s (mean of two runs around the one below), ok=${again1.result.ok && again2.result.ok}`,
+    `${again.result.records} records in ${fmt(again.seconds)} s (mean of two runs around the one below), ok=${again1.result.ok && again2.result.ok}${again1.cpuSeconds && again2.cpuSeconds ? `; ${fmt((2 * again.result.records) / (again1.cpuSeconds + again2.cpuSeconds))} records per server CPU-second` : ''}`,
   );
   figure(
     `verifyAudit, ${shape} chains, checking checkpoints on one connection (parallel: 1)`,
@@ -139,11 +139,15 @@ async function trail(ctx: BenchContext, shape: 'long' | 'short', value: string):
     const t = performance.now();
     let pruned: Awaited<ReturnType<SecretsManager['pruneAudit']>> | undefined;
     let failure: unknown;
+    let cpuSeconds: number | undefined;
     try {
-      pruned = await m.pruneAudit({
-        olderThan: new Date(gen.firstDay.getTime() + DAY_MS),
-        verifyFirst: false,
-      });
+      // Server CPU meanwhile: the prune's, and the gets' (every server process is counted).
+      ({ result: pruned, cpuSeconds } = await serverCpuDuring(pool, () =>
+        m.pruneAudit({
+          olderThan: new Date(gen.firstDay.getTime() + DAY_MS),
+          verifyFirst: false,
+        }),
+      ));
     } catch (error) {
       failure = error;
     } finally {
@@ -157,7 +161,7 @@ async function trail(ctx: BenchContext, shape: 'long' | 'short', value: string):
       failure ? Number.POSITIVE_INFINITY : seconds,
       's',
       TARGETS.pruneSeconds,
-      `${pruned ? `${pruned.records} records of ${pruned.chains} chains` : `FAILED after ${fmt(seconds)} s: ${String((failure as Error)?.message ?? failure)}`}; gets meanwhile: ${lat.length}, p99 ${fmt(percentile(lat, 99))} ms, slowest ${fmt(lat.at(-1) ?? 0)} ms`,
+      `${pruned ? `${pruned.records} records of ${pruned.chains} chains` : `FAILED after ${fmt(seconds)} s: ${String((failure as Error)?.message ?? failure)}`}; gets meanwhile: ${lat.length}, p99 ${fmt(percentile(lat, 99))} ms, slowest ${fmt(lat.at(-1) ?? 0)} ms${cpuSeconds === undefined ? '' : `; server CPU ${fmt(cpuSeconds)} s`}`,
     );
     const check = await m.verifyAudit({
       tenantId: shape === 'long' ? 'long-3' : 'short-000042',

@@ -27,6 +27,11 @@ DECLARE
   v_n bigint[] := '{}';
   v_s bigint[] := '{}';
   v_h bytea[] := '{}';
+  -- The day partitions' chains (one row each, in chain order), kept apart from the rows above.
+  v_dc text[] := '{}';
+  v_dn bigint[] := '{}';
+  v_ds bigint[] := '{}';
+  v_dh bytea[] := '{}';
   v_parts_list regclass[];
   v_total bigint := 0;
   v_chains integer := 0;
@@ -54,10 +59,13 @@ BEGIN
       v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
     END LOOP;
   ELSE
-    -- Records of release 0.1 first: they precede every sealed partition in every chain.
-    FOR r IN SELECT * FROM :TS._ts_audit_prune_rows(NULL, p_older_than, true) LOOP
-      v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
-    END LOOP;
+    -- Records of release 0.1 first: they precede every sealed partition in every chain. (Without
+    -- any, no walk over every chain's head.)
+    IF EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_v1 a LIMIT 1) THEN
+      FOR r IN SELECT * FROM :TS._ts_audit_prune_rows(NULL, p_older_than, true) LOOP
+        v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
+      END LOOP;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM :TS.tenant_secret_audit_v1 a LIMIT 1) THEN
       v_parts_list := ARRAY(
         SELECT c.oid::regclass
@@ -67,9 +75,11 @@ BEGIN
          ORDER BY c.relname);
       IF pg_catalog.cardinality(v_parts_list) > 0 THEN
         BEGIN
-          FOR r IN SELECT * FROM :TS._ts_audit_drop_days(v_parts_list, GREATEST(COALESCE(p_lock_timeout_ms, 2000), 1)) LOOP
-            v_c := v_c || r.chain_id; v_n := v_n || r.pruned; v_s := v_s || r.anchor_seq; v_h := v_h || r.anchor_hash;
-          END LOOP;
+          -- One row per chain, in chain order: collected in one statement, not row by row.
+          SELECT COALESCE(pg_catalog.array_agg(d.chain_id), '{}'), COALESCE(pg_catalog.array_agg(d.pruned), '{}'),
+                 COALESCE(pg_catalog.array_agg(d.anchor_seq), '{}'), COALESCE(pg_catalog.array_agg(d.anchor_hash), '{}')
+            INTO v_dc, v_dn, v_ds, v_dh
+            FROM :TS._ts_audit_drop_days(v_parts_list, GREATEST(COALESCE(p_lock_timeout_ms, 2000), 1)) d;
           v_parts := pg_catalog.cardinality(v_parts_list);
         EXCEPTION WHEN lock_not_available THEN
           -- Nothing of the days was changed (anchors included): a later run drops them.
@@ -79,13 +89,23 @@ BEGIN
     END IF;
   END IF;
   -- One row per chain that lost records: the records it lost, and its last (highest) new anchor.
-  RETURN QUERY
-    SELECT 'ok'::text, u.c, pg_catalog.sum(u.n)::bigint, (pg_catalog.array_agg(u.s ORDER BY u.s DESC))[1],
-           (pg_catalog.array_agg(u.h ORDER BY u.s DESC))[1]
-      FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(c, n, s, h)
-     GROUP BY u.c ORDER BY u.c;
-  SELECT pg_catalog.count(DISTINCT u.c)::integer, COALESCE(pg_catalog.sum(u.n), 0)::bigint INTO v_chains, v_total
-    FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n)) AS u(c, n);
+  IF pg_catalog.cardinality(v_c) = 0 THEN
+    -- Only whole days dropped (the usual case): already one row per chain, in chain order.
+    RETURN QUERY
+      SELECT 'ok'::text, u.c, u.n, u.s, u.h
+        FROM ROWS FROM (pg_catalog.unnest(v_dc), pg_catalog.unnest(v_dn), pg_catalog.unnest(v_ds), pg_catalog.unnest(v_dh)) AS u(c, n, s, h);
+    SELECT pg_catalog.cardinality(v_dc), COALESCE((SELECT pg_catalog.sum(n) FROM pg_catalog.unnest(v_dn) n), 0)::bigint
+      INTO v_chains, v_total;
+  ELSE
+    v_c := v_c || v_dc; v_n := v_n || v_dn; v_s := v_s || v_ds; v_h := v_h || v_dh;
+    RETURN QUERY
+      SELECT 'ok'::text, u.c, pg_catalog.sum(u.n)::bigint, (pg_catalog.array_agg(u.s ORDER BY u.s DESC))[1],
+             (pg_catalog.array_agg(u.h ORDER BY u.s DESC))[1]
+        FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(c, n, s, h)
+       GROUP BY u.c ORDER BY u.c;
+    SELECT pg_catalog.count(DISTINCT u.c)::integer, COALESCE(pg_catalog.sum(u.n), 0)::bigint INTO v_chains, v_total
+      FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n)) AS u(c, n);
+  END IF;
   IF v_busy THEN
     RETURN QUERY SELECT 'busy'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::bytea;
   END IF;

@@ -3,7 +3,7 @@ import { DatabaseError, DatabaseTimeoutError, IntegrityError, InvalidInputError 
 import { assertTenantId } from '../base/validation.js';
 import type { Core } from '../core/core.js';
 import { appendAnchor, lockAnchors } from './anchors.js';
-import { checkpointMac, type verifyOperations } from './verify.js';
+import { storeCheckpoints, type verifyOperations } from './verify.js';
 
 export interface PruneAuditOptions {
   /** Records that occurred before this time are deleted (per chain: every record up to the last such one). */
@@ -39,7 +39,6 @@ export interface PruneAuditResult {
 }
 
 const MAX_ANCHORS = 10_000;
-const SIGN_BATCH = 5000;
 
 export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOperations>) {
   const { qs, keyring } = core;
@@ -108,22 +107,13 @@ export function pruneOperations(core: Core, verify: ReturnType<typeof verifyOper
           if (result.some((row) => row.status === 'forbidden' || row.status === 'invalid_input')) {
             return { result, rows };
           }
-          const auditKey = keyring.current.deriveAuditKey();
-          for (let i = 0; i < rows.length; i += SIGN_BATCH) {
-            const batch = rows.slice(i, i + SIGN_BATCH);
-            await query(
-              `SELECT ${qs}.tenant_secret_audit_checkpoint_add($1::text[], $2::bigint[], $3::bytea[], $4, $5::bytea[])`,
-              [
-                batch.map((r) => r.chain_id),
-                batch.map((r) => r.anchor_seq),
-                batch.map((r) => r.anchor_hash),
-                keyring.current.id,
-                batch.map((r) =>
-                  checkpointMac(keyring.current, r.chain_id, BigInt(r.anchor_seq), r.anchor_hash, auditKey),
-                ),
-              ],
-            );
-          }
+          await storeCheckpoints(
+            query,
+            qs,
+            keyring.current,
+            keyring.current.deriveAuditKey(),
+            rows.map((r) => ({ chainId: r.chain_id, seq: r.anchor_seq, hash: r.anchor_hash })),
+          );
           if (rows.length > 0) await appendAnchor(query, qs, keyring);
           return { result, rows };
         },

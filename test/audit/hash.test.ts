@@ -1,5 +1,8 @@
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { adminQuery, setupManager } from '../support/db.js';
+import { checkpointMac } from '../../src/audit/verify.js';
+import { MasterKey } from '../../src/crypto/master-key.js';
+import { adminQuery, setupManager, TEST_KEY } from '../support/db.js';
 
 /**
  * Migration 000004 redefines _ts_audit_hash as one inlinable expression (for verification speed).
@@ -113,5 +116,33 @@ describe('_ts_audit_hash', () => {
     ]);
     const h1 = nul[0]?.h as Buffer;
     expect(h1.equals(empty[0]?.h as Buffer)).toBe(false);
+  });
+});
+
+describe('checkpoint signatures', () => {
+  it('are HMAC-SHA256 over label, length-prefixed UTF-8 chain id, int8 seq and hash, under the audit key', () => {
+    const key = MasterKey.parse(TEST_KEY);
+    const auditKey = key.deriveAuditKey();
+    for (const [chain, seq] of [
+      ['acme', 1],
+      ['', 42],
+      ['tënant-ü-😀', 2 ** 40 + 3],
+    ] as const) {
+      const hash = createHash('sha256').update(`${chain}:${seq}`).digest();
+      const bytes = Buffer.from(chain, 'utf8');
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(bytes.length);
+      const seqBytes = Buffer.alloc(8);
+      seqBytes.writeBigInt64BE(BigInt(seq));
+      const expected = createHmac('sha256', auditKey)
+        .update('tenant-secrets:audit-checkpoint:v1\u0000')
+        .update(length)
+        .update(bytes)
+        .update(seqBytes)
+        .update(hash)
+        .digest();
+      expect(checkpointMac(key, chain, seq, hash).equals(expected)).toBe(true);
+      expect(checkpointMac(key, chain, BigInt(seq), hash, auditKey).equals(expected)).toBe(true);
+    }
   });
 });

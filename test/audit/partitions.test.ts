@@ -310,6 +310,83 @@ describe('records of release 0.1', () => {
   });
 });
 
+describe('pruning records of release 0.1 and whole days in one call', () => {
+  it('gives one row per chain: the records of both removed, the anchor at the last of them', async () => {
+    const db = await freshDatabase();
+    // A 0.1.0 database with four 0.1 records on chain 'legacy-t', as in the test above.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+      await client.query(
+        'CREATE TABLE tenant_secret_migrations (id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      for (const m of MIGRATIONS.filter((x) => x.id <= 5)) {
+        await client.query(m.sql.replace(/:TS\b/g, '"public"').replaceAll(':PGC', '"public"'));
+        await client.query('INSERT INTO tenant_secret_migrations (id, name) VALUES ($1, $2)', [m.id, m.name]);
+      }
+      for (let i = 0; i < 4; i++) {
+        await client.query(
+          `SELECT _ts_audit('legacy-t', 'secret.read', 'k', 1, 'success', NULL, '{"actor": "app-0.1"}', NULL)`,
+        );
+      }
+    } finally {
+      await client.end();
+    }
+    const manager = createSecretsManager({
+      connectionString: db.url,
+      masterKey: TEST_KEY,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    try {
+      await manager.migrate();
+      // Then three records on 'legacy-t' and on 'new-t' sealed 3 days ago, two more 1 day ago.
+      await appendPending(db.name, ['legacy-t', 'new-t'], 3, new Date(utcMidnight(3).getTime() + 3_600_000));
+      await sealAt(db.name, new Date(utcMidnight(3).getTime() + 12 * 3_600_000));
+      await appendPending(db.name, ['legacy-t', 'new-t'], 2, new Date(utcMidnight(1).getTime() + 3_600_000));
+      await sealAt(db.name, new Date(utcMidnight(1).getTime() + 12 * 3_600_000));
+      // The 0.1 records occurred before the cutoff (moved back in time: this changes their content,
+      // which only the pruning below, without verifying first, does not look at).
+      await adminQuery(
+        db.name,
+        `UPDATE tenant_secret_audit_v1 SET occurred_at = occurred_at - interval '4 days' WHERE chain_id = 'legacy-t'`,
+      );
+
+      // The 0.1 records (seq 1-4) go row by row, the day 3 days ago (seq 5-7) with its partition.
+      const result = await manager.pruneAudit({ olderThan: utcMidnight(1), verifyFirst: false });
+      expect(result.anchors.filter((a) => a.chainId !== '')).toEqual([
+        { chainId: 'legacy-t', seq: 7 },
+        { chainId: 'new-t', seq: 3 },
+      ]);
+      const chains = new Set(result.anchors.map((a) => a.chainId));
+      expect(result.chains).toBe(chains.size);
+      expect((await manager.audit('legacy-t')).records.map((r) => r.seq)).toEqual([8, 9]);
+      expect((await manager.audit('new-t')).records.map((r) => r.seq)).toEqual([4, 5]);
+      expect(
+        await adminQuery(
+          db.name,
+          `SELECT chain_id, anchor_seq::int FROM tenant_secret_audit_heads WHERE chain_id LIKE '%-t' ORDER BY 1`,
+        ),
+      ).toEqual([
+        { chain_id: 'legacy-t', anchor_seq: 7 },
+        { chain_id: 'new-t', anchor_seq: 3 },
+      ]);
+      const pruned = (await manager.audit(null, { action: 'audit.pruned' })).records.at(-1);
+      expect(pruned?.details).toMatchObject({
+        partitions: 1,
+        chains: result.chains,
+        records: result.records,
+      });
+      // 4 + 3 records of legacy-t, 3 of new-t, and the system chain's records of those days.
+      expect(result.records).toBeGreaterThanOrEqual(10);
+      expect(await manager.verifyAudit()).toMatchObject({ ok: true, problems: [] });
+    } finally {
+      await manager.close();
+    }
+  });
+});
+
 describe('paging through one chain across day partitions', () => {
   it('a page of a query or export reads about its own records, not the rest of the chain', async () => {
     const { manager, db } = await setupManager({ auditSealIntervalMs: 0 });
