@@ -316,7 +316,8 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Each anchor signs (in the library, with the audit key) the digest of every chain's checkpoint,
 -- a counter and the previous anchor's MAC:
---   heads_digest = SHA-256( for each checkpoint row in chain_id order: lp(chain_id) || int8(seq) || hash )
+--   heads_digest = SHA-256( for each checkpoint row in (chain_id, seq) order: lp(chain_id) || int8(seq) || hash )
+-- (a chain holds several checkpoints after a prune: seq orders them, not where the rows lie on disk)
 --   mac = HMAC-SHA256(audit key, "tenant-secrets:anchor:v1" || int8(counter) || lp(master key id)
 --                     || int8(chains) || int8(records) || heads_digest || prev_mac)
 -- Deleting or editing checkpoint rows changes the digest; deleting the newest anchors rolls the
@@ -330,7 +331,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
   SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(c.seq), 0)::bigint,
          :PGC.digest(COALESCE(pg_catalog.string_agg(
            pg_catalog.int4send(pg_catalog.octet_length(pg_catalog.convert_to(c.chain_id, 'UTF8'))) || pg_catalog.convert_to(c.chain_id, 'UTF8')
-             || pg_catalog.int8send(c.seq) || c.hash, ''::bytea ORDER BY c.chain_id COLLATE "C"), ''::bytea), 'sha256')
+             || pg_catalog.int8send(c.seq) || c.hash, ''::bytea ORDER BY c.chain_id COLLATE "C", c.seq), ''::bytea), 'sha256')
     FROM :TS.tenant_secret_audit_checkpoints c
 $$;
 

@@ -6215,7 +6215,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
   SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(c.seq), 0)::bigint,
          :PGC.digest(COALESCE(pg_catalog.string_agg(
            pg_catalog.int4send(pg_catalog.octet_length(pg_catalog.convert_to(c.chain_id, 'UTF8'))) || pg_catalog.convert_to(c.chain_id, 'UTF8')
-             || pg_catalog.int8send(c.seq) || c.hash, ''::bytea ORDER BY c.chain_id COLLATE "C"), ''::bytea), 'sha256')
+             || pg_catalog.int8send(c.seq) || c.hash, ''::bytea ORDER BY c.chain_id COLLATE "C", c.seq), ''::bytea), 'sha256')
     FROM :TS.tenant_secret_audit_checkpoints c
 $$;`,
   },
