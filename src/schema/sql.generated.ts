@@ -4505,7 +4505,7 @@ BEGIN
       NULL::timestamptz, v_bad, NULL::integer;
     RETURN;
   END IF;
-  SELECT a.version AS akv, a.master_key_id AS amk, a.access_digest AS adig,
+  SELECT a.version AS akv, a.master_key_id AS amk, a.access_digest AS adig, a.wrapped_key AS awrapped,
          COALESCE(:PGC.digest(:TS._ts_creds_token(p_creds, a.master_key_id), 'sha256') = a.access_digest, false) AS authorized
     INTO v_a FROM (SELECT) z LEFT JOIN :TS.tenant_secret_keys a ON a.tenant_id = p_tenant_id AND a.state = 'active';
   IF NOT v_a.authorized THEN
@@ -4530,15 +4530,21 @@ BEGIN
                                  FROM pg_catalog.unnest(p_key_names) WITH ORDINALITY AS u(name, ord)
                                 ORDER BY u.name, u.ord) d),
   res AS (
-    SELECT n.name, n.ord, s.current_version AS ver, s.expires_at AS exp, s.encrypted_value AS blob, s.key_version AS skv,
-           k.master_key_id AS kmk, k.wrapped_key AS kwrapped,
-           CASE WHEN s.current_version IS NULL OR s.deleted_at IS NOT NULL THEN 'not_found'
-                WHEN s.expires_at IS NOT NULL AND s.expires_at <= pg_catalog.now() AND NOT COALESCE(p_allow_expired, false) THEN 'expired'
-                WHEN k.wrapped_key IS NULL THEN 'integrity'
-                ELSE 'ok' END AS st
-      FROM names n
-      LEFT JOIN :TS.tenant_secrets s ON s.tenant_id = p_tenant_id AND s.key_name = n.name
-      LEFT JOIN :TS.tenant_secret_keys k ON k.tenant_id = p_tenant_id AND k.version = s.key_version),
+    -- The data key of each value: the active one (read above) unless the value is older, so that
+    -- the usual batch makes no lookup of the keys per name.
+    SELECT x.*, CASE WHEN x.st0 = 'ok' AND x.kwrapped IS NULL THEN 'integrity' ELSE x.st0 END AS st
+      FROM (SELECT n.name, n.ord, s.current_version AS ver, s.expires_at AS exp, s.encrypted_value AS blob, s.key_version AS skv,
+                   CASE WHEN s.key_version = v_a.akv THEN v_a.amk
+                        WHEN s.key_version IS NOT NULL
+                        THEN (SELECT k.master_key_id FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.version = s.key_version) END AS kmk,
+                   CASE WHEN s.key_version = v_a.akv THEN v_a.awrapped
+                        WHEN s.key_version IS NOT NULL
+                        THEN (SELECT k.wrapped_key FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.version = s.key_version) END AS kwrapped,
+                   CASE WHEN s.current_version IS NULL OR s.deleted_at IS NOT NULL THEN 'not_found'
+                        WHEN s.expires_at IS NOT NULL AND s.expires_at <= pg_catalog.now() AND NOT COALESCE(p_allow_expired, false) THEN 'expired'
+                        ELSE 'ok' END AS st0
+              FROM names n
+              LEFT JOIN :TS.tenant_secrets s ON s.tenant_id = p_tenant_id AND s.key_name = n.name) x),
   aud AS (
     INSERT INTO :TS.tenant_secret_audit_pending
       (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,

@@ -129,8 +129,17 @@ describe('tenant-key rotation', () => {
     expect((stopped as OperationAbortedError).done).toBe(4);
     expect(await keyVersionsInUse(db.name, t)).toEqual([1, 2]);
     expect((await keyRows(db.name, t)).map((k) => k.state)).toEqual(['retired', 'active']);
-    // mid-way, everything is readable
+    // mid-way, everything is readable, one by one and in one batch (values under both key versions)
     for (let i = 0; i < 6; i++) expect(await manager.get(t, `k${i}`)).toBe(`v${i}`);
+    expect(await manager.getMany(t, ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'none'])).toEqual({
+      k0: 'v0',
+      k1: 'v1',
+      k2: 'v2',
+      k3: 'v3',
+      k4: 'v4',
+      k5: 'v5',
+      none: null,
+    });
     expect((await manager.keyStatus()).retiredKeys).toBe(1);
 
     const resumed = await manager.rotateTenantKey(t, { batchSize: 4 });
