@@ -79,14 +79,38 @@ export async function prepareCitusDatabase(
   const coordinator = nodes.find((n) => n.groupId === 0);
   if (!coordinator) throw new Error(`no coordinator in pg_dist_node of ${base}`);
   const url = urlOn(base, coordinator, name);
-  await queryOn(url, 'SELECT pg_catalog.citus_set_coordinator_host($1, $2)', [
-    coordinator.host,
-    coordinator.port,
-  ]);
+  await setUp(() =>
+    queryOn(url, 'SELECT pg_catalog.citus_set_coordinator_host($1, $2)', [
+      coordinator.host,
+      coordinator.port,
+    ]),
+  );
   for (const node of nodes.filter((n) => n.groupId !== 0)) {
-    await queryOn(url, 'SELECT pg_catalog.citus_add_node($1, $2)', [node.host, node.port]);
+    await setUp(() => queryOn(url, 'SELECT pg_catalog.citus_add_node($1, $2)', [node.host, node.port]));
   }
   return nodes;
+}
+
+/**
+ * A setup step run again when the coordinator could not reach a worker for it. Every test file makes
+ * its databases at once when the stage starts, each with a Citus maintenance daemon per node, and
+ * adding a node opens connections to it: a worker may refuse one for a moment (CI once saw "failure
+ * on connection marked as essential" there). Both steps are idempotent. Said on stderr when it happens.
+ */
+async function setUp<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      const message = String((error as Error)?.message ?? error);
+      const transient = /connection marked as essential|could not connect|too many clients|starting up/i.test(
+        message,
+      );
+      if (!transient || attempt >= 6) throw error;
+      console.warn(`citus setup: ${message}; trying again (${attempt})`);
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
 }
 
 /** Drops database `name` on every node (workers first). */
