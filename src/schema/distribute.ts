@@ -132,6 +132,7 @@ export function distributeStatements(schema: string): string[] {
     'status',
     'rotation',
     'checkpoints',
+    'audit_retention',
     'record',
   ]) {
     const statements = DISTRIBUTE_STEPS[step];

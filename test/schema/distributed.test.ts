@@ -269,6 +269,108 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     );
     expect(health[0]?.h.unexpected_privileges).toEqual([]);
   });
+  it('stores signed checkpoints and an anchor after a full verification; a record changed inside a worker shard is found', async () => {
+    const t = 't-ckpt';
+    await manager.set(t, 'k', 'v1');
+    await manager.get(t, 'k');
+    await manager.auditTrail.seal();
+    // 't-audit' was changed by hand above: every other chain verifies and gets its checkpoint.
+    const first = await manager.auditTrail.verify();
+    expect(first.problems.map((p) => p.chainId)).toEqual(['t-audit']);
+    expect(first.anchor?.counter).toBeGreaterThanOrEqual(1);
+    const listed = await q<{ chain_id: string; seq: string; master_key_id: string }>(
+      'SELECT chain_id, seq::text, master_key_id FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000)',
+    );
+    const heads = await q<{ chain_id: string; seq: string }>(
+      'SELECT chain_id, seq::text FROM tenant_secret_audit_heads ORDER BY chain_id',
+    );
+    // A checkpoint at every head, under the current key ('t-audit's from its verification before it
+    // was changed: this one stored none for it).
+    expect(listed.map((c) => [c.chain_id, c.seq])).toEqual(heads.map((h) => [h.chain_id, h.seq]));
+    expect(new Set(listed.map((c) => c.master_key_id)).size).toBe(1);
+    const [newest] = await q<{ counter: string; chains: string }>(
+      'SELECT counter::text, chains::text FROM tenant_secret_audit_anchors(NULL)',
+    );
+    expect(newest).toEqual({ counter: String(first.anchor?.counter), chains: String(listed.length) });
+    // The next verification checks those checkpoints (on the workers) and the anchor, and anchors again.
+    const second = await manager.auditTrail.verify({ anchor: first.anchor ?? undefined });
+    expect(second.problems.map((p) => p.chainId)).toEqual(['t-audit']);
+    expect(second.checkpoints).toBeGreaterThanOrEqual(listed.length);
+    expect(second.anchorChecked).toBe(true);
+    expect(second.anchor?.counter).toBe((first.anchor?.counter ?? 0) + 1);
+
+    // The chain's first record changed in its worker's shard: found, below its signed checkpoint.
+    const [row] = await q<{ shard: string }>(
+      `SELECT get_shard_id_for_distribution_column('tenant_secret_audit', $1::text)::text AS shard`,
+      [t],
+    );
+    const { node } = await nodeOf(t);
+    const edit = (actor: string) =>
+      queryOn(
+        db.urlOf(node),
+        `SET citus.enable_manual_changes_to_shards = on;
+         UPDATE public.tenant_secret_audit_${row?.shard} SET actor = ${pg.escapeLiteral(actor)} WHERE chain_id = '${t}' AND seq = 1`,
+      );
+    const [original] = await queryOn<{ actor: string }>(
+      db.urlOf(node),
+      `SELECT actor FROM public.tenant_secret_audit_${row?.shard} WHERE chain_id = '${t}' AND seq = 1`,
+    );
+    await edit('someone else');
+    const tampered = await manager.auditTrail.verify({ checkpoint: false });
+    expect(tampered.problems.map((p) => [p.chainId, p.seq, p.reason])).toEqual([
+      ['t-audit', 1, 'hash_mismatch'],
+      [t, 1, 'hash_mismatch'],
+    ]);
+    // Put back (the tests after this one expect only 't-audit' changed).
+    await edit(original?.actor ?? '');
+    expect((await manager.auditTrail.verify({ tenantId: t })).ok).toBe(true);
+  });
+
+  it('prunes one chain on its worker: records and checkpoints below the new anchor go, a checkpoint is signed at it, and it still verifies', async () => {
+    const t = 't-prune';
+    await manager.set(t, 'k', 'v');
+    await manager.get(t, 'k');
+    await manager.get(t, 'k');
+    await manager.auditTrail.seal();
+    await manager.auditTrail.verify({ tenantId: t }); // checkpoint at 3
+    await manager.get(t, 'k');
+    await manager.get(t, 'k');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await manager.get(t, 'k');
+    await manager.auditTrail.seal();
+    const fifth = (await manager.auditTrail.query(t)).records[4];
+    expect(fifth?.seq).toBe(5);
+    // occurredAt has µs precision in the database, ms in JS: 2 ms later is after record 5 and (20 ms
+    // pause) before record 6. The prune verifies the chain first (and checkpoints it at 6).
+    const pruned = await manager.auditTrail.prune({
+      tenantId: t,
+      olderThan: new Date((fifth?.occurredAt.getTime() ?? 0) + 2),
+    });
+    expect(pruned).toMatchObject({ chains: 1, records: 5, anchors: [{ chainId: t, seq: 5 }] });
+    expect((await manager.auditTrail.query(t)).records.map((r) => r.seq)).toEqual([6]);
+    const [head] = await q<{ anchor_seq: string }>(
+      'SELECT anchor_seq::text FROM tenant_secret_audit_heads WHERE chain_id = $1',
+      [t],
+    );
+    expect(head?.anchor_seq).toBe('5');
+    expect(
+      (
+        await q<{ seq: number }>(
+          'SELECT seq::int FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000) WHERE chain_id = $1',
+          [t],
+        )
+      ).map((c) => c.seq),
+    ).toEqual([5, 6]);
+    expect(await manager.auditTrail.verify({ tenantId: t, checkpoint: false })).toMatchObject({
+      ok: true,
+      records: 1,
+    });
+    const record = (await manager.auditTrail.query(null, { action: 'audit.pruned', limit: 1000 })).records.at(
+      -1,
+    );
+    expect(record).toMatchObject({ outcome: 'success', details: { chain_id: t, records: 5, chains: 1 } });
+  });
+
   it('rotates the master key: each tenant re-wrapped on its worker; a full verification walks every chain', async () => {
     for (let i = 0; i < 4; i++) await manager.set(`t-mk${i}`, 'k', `mk value ${i}`);
     const next = randomBytes(32).toString('base64');
@@ -296,5 +398,170 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     } finally {
       await rotating.close();
     }
+  });
+});
+
+describe.skipIf(!CITUS_URL)('pruning whole days on Citus', () => {
+  const key = randomBytes(32).toString('base64');
+  const DAY = 86_400_000;
+  const utcMidnight = (daysAgo: number) => {
+    const now = new Date();
+    return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()) - daysAgo * DAY);
+  };
+  let db: Awaited<ReturnType<typeof citusDatabase>>;
+  let manager: SecretsManager;
+  const q = <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) =>
+    queryOn<R>(db.url, sql, params);
+  const dayPartitions = async () =>
+    (
+      await q<{ name: string }>(
+        `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'tenant_secret_audit'::regclass AND c.relname ~ '^tenant_secret_audit_p[0-9]{8}$' ORDER BY 1`,
+      )
+    ).map((r) => r.name);
+  /** `perChain` pending records on each chain from `from` on, one second apart, with the digest operations compute. */
+  const appendPending = (chains: string[], perChain: number, from: Date) =>
+    q(
+      `INSERT INTO tenant_secret_audit_pending (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version,
+                                                outcome, request_id, digest, sealed_at)
+       SELECT c.id, t.at, c.id, 'postgres', 'loadgen', 'secret.read', 'k', 1, 'success', 'req-' || i,
+              _ts_audit_digest(c.id, t.at, c.id, 'postgres', 'loadgen', 'secret.read', 'k', 1, 'success', NULL, 'req-' || i, NULL, NULL),
+              'infinity'
+         FROM generate_series(1, $2::int) i
+        CROSS JOIN unnest($1::text[]) WITH ORDINALITY AS c(id, ord)
+        CROSS JOIN LATERAL (SELECT $3::timestamptz + make_interval(secs => i) AS at) t
+        ORDER BY i, c.ord`,
+      [chains, perChain, from],
+    );
+  /** Seals every pending record as if the sealer ran at `when` (its day's partition made first). */
+  const sealAt = async (when: Date) => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query(`SET citus.enable_unsafe_triggers = on; SET client_min_messages = warning`);
+      await client.query(`SELECT _ts_audit_partition(($1::timestamptz AT TIME ZONE 'UTC')::date)`, [when]);
+      await client.query('BEGIN');
+      await client.query('SELECT _ts_sealer_lock(true)');
+      await client.query('SELECT _ts_citus_seal(100000, $1)', [when]);
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+  };
+
+  beforeAll(async () => {
+    db = await citusDatabase();
+    manager = createSecretsManager({
+      connectionString: db.url,
+      masterKey: key,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    afterAll(() => manager.close());
+    expect((await manager.installation.migrate({ distribute: true })).distributed).toBe(true);
+  }, 180_000);
+
+  it('drops the days sealed before the cutoff, moves every chain anchor with them, replaces the checkpoints, and the trail still verifies; a record changed in a worker shard afterwards is found', async () => {
+    const chains = ['c1', 'c2', 'c3'];
+    // Three records per chain on each of four days (5, 4, 3 and 2 days ago), sealed that day.
+    for (const daysAgo of [5, 4, 3, 2]) {
+      await appendPending(chains, 3, new Date(utcMidnight(daysAgo).getTime() + 3_600_000));
+      await sealAt(new Date(utcMidnight(daysAgo).getTime() + 12 * 3_600_000));
+      // Checkpoints at seq 3 (end of the first day): below the anchors the prune will set.
+      if (daysAgo === 5) expect(await manager.auditTrail.verify()).toMatchObject({ ok: true });
+    }
+    const before = await dayPartitions();
+    expect(before.slice(0, 4)).toEqual(
+      [5, 4, 3, 2].map(
+        (d) => `tenant_secret_audit_p${utcMidnight(d).toISOString().slice(0, 10).replace(/-/g, '')}`,
+      ),
+    );
+    const checkpoints = () =>
+      q<{ chain_id: string; seq: number }>(
+        `SELECT chain_id, seq::int FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000) WHERE chain_id LIKE 'c%'`,
+      );
+    expect(await checkpoints()).toEqual(chains.map((chain_id) => ({ chain_id, seq: 3 })));
+
+    const result = await manager.auditTrail.prune({ olderThan: utcMidnight(3), verifyFirst: false });
+    expect(result.anchors.filter((a) => a.chainId !== '')).toEqual(
+      chains.map((chainId) => ({ chainId, seq: 6 })),
+    );
+    expect(result.records).toBeGreaterThanOrEqual(18);
+    // The two days are gone (their shards on every worker with them).
+    expect(await dayPartitions()).toEqual(before.slice(2));
+    for (const node of db.nodes) {
+      const [left] = await queryOn<{ n: number }>(
+        db.urlOf(node),
+        `SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE ${pg.escapeLiteral(`${before[0]}%`)} OR relname LIKE ${pg.escapeLiteral(`${before[1]}%`)}`,
+      );
+      expect({ port: node.port, left: left?.n }).toEqual({ port: node.port, left: 0 });
+    }
+    expect(
+      await q(
+        `SELECT chain_id, anchor_seq::int, seq::int FROM tenant_secret_audit_heads WHERE chain_id LIKE 'c%' ORDER BY 1`,
+      ),
+    ).toEqual(chains.map((chain_id) => ({ chain_id, anchor_seq: 6, seq: 12 })));
+    // The checkpoints at 3 went with the days; the library signed one at each new anchor, and
+    // anchored them (in the same distributed transaction).
+    expect(await checkpoints()).toEqual(chains.map((chain_id) => ({ chain_id, seq: 6 })));
+    const pruned = (await manager.auditTrail.query(null, { action: 'audit.pruned' })).records.at(-1);
+    expect(pruned?.details).toMatchObject({ partitions: 2, records: result.records });
+    expect((await manager.auditTrail.query('c1')).records.map((r) => r.seq)).toEqual([7, 8, 9, 10, 11, 12]);
+
+    // A prune is not tampering, and the chains go on from their new anchors.
+    const after = await manager.auditTrail.verify();
+    expect(after).toMatchObject({ ok: true, problems: [] });
+    await manager.set('c1', 'k', 'value-after-prune');
+    expect(await manager.auditTrail.verify({ anchor: after.anchor ?? undefined })).toMatchObject({
+      ok: true,
+    });
+    expect((await manager.auditTrail.query('c1')).records.at(-1)?.seq).toBe(13);
+
+    // A record changed in its worker's shard after the prune is found.
+    const [row] = await q<{ shard: string; host: string; port: number }>(
+      `SELECT pl.shardid::text AS shard, n.nodename AS host, n.nodeport AS port
+         FROM pg_dist_placement pl JOIN pg_dist_node n ON n.groupid = pl.groupid
+        WHERE pl.shardid = get_shard_id_for_distribution_column('tenant_secret_audit', 'c2')`,
+    );
+    const node = db.nodes.find((n) => n.host === row?.host && n.port === row?.port);
+    if (!node) throw new Error('no node for c2');
+    await queryOn(
+      db.urlOf(node),
+      `SET citus.enable_manual_changes_to_shards = on;
+       UPDATE public.tenant_secret_audit_${row?.shard} SET actor = 'someone else' WHERE chain_id = 'c2' AND seq = 8`,
+    );
+    expect((await manager.auditTrail.verify({ checkpoint: false })).problems).toEqual([
+      { chainId: 'c2', seq: 8, id: expect.any(Number), reason: 'hash_mismatch' },
+    ]);
+    // And pruning refuses to destroy the evidence.
+    await expect(manager.auditTrail.prune({ olderThan: utcMidnight(2) })).rejects.toMatchObject({
+      code: 'INTEGRITY',
+    });
+  });
+
+  it('gives up (TIMEOUT, 55P03) when a reader holds the trail, and changes nothing', async () => {
+    const heads = () => q('SELECT chain_id, anchor_seq::int FROM tenant_secret_audit_heads ORDER BY 1');
+    const headsBefore = await heads();
+    const checkpointsBefore = await q('SELECT * FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000)');
+    const days = await dayPartitions();
+    const reader = new pg.Client({ connectionString: db.url });
+    await reader.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM tenant_secret_audit');
+      await expect(
+        manager.auditTrail.prune({ olderThan: utcMidnight(2), verifyFirst: false, lockTimeoutMs: 1500 }),
+      ).rejects.toMatchObject({ code: 'TIMEOUT', sqlState: '55P03' });
+    } finally {
+      await reader.query('COMMIT');
+      await reader.end();
+    }
+    expect(await heads()).toEqual(headsBefore);
+    expect(await q('SELECT * FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000)')).toEqual(
+      checkpointsBefore,
+    );
+    expect(await dayPartitions()).toEqual(days);
+    const failed = (await manager.auditTrail.query(null, { action: 'audit.pruned' })).records.at(-1);
+    expect(failed).toMatchObject({ outcome: 'failure', errorCode: 'BUSY' });
   });
 });
