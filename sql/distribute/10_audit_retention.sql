@@ -153,10 +153,17 @@ BEGIN
       PERFORM pg_catalog.pg_sleep(0.01);
     END;
   END LOOP;
-  PERFORM pg_catalog.set_config('lock_timeout', v_lock, true);
+  -- The workers drop the days' shards in this transaction, and a statement a worker runs on its own
+  -- shard (a verification page) is not seen by the locks above: bound the workers' waits by what is
+  -- left of the deadline too. Citus sends a SET LOCAL to every node of the transaction when
+  -- citus.propagate_set_commands is 'local'.
+  PERFORM pg_catalog.set_config('citus.propagate_set_commands', 'local', true);
+  EXECUTE pg_catalog.format('SET LOCAL lock_timeout = %L',
+    GREATEST(100, (EXTRACT(EPOCH FROM v_deadline - pg_catalog.clock_timestamp()) * 1000)::integer)::text || 'ms');
   FOREACH v_part IN ARRAY p_parts LOOP
     EXECUTE pg_catalog.format('DROP TABLE %s', v_part);
   END LOOP;
+  EXECUTE pg_catalog.format('SET LOCAL lock_timeout = %L', v_lock);
   RETURN QUERY SELECT 'ok'::text, u.c, u.n, u.s, u.h
                  FROM ROWS FROM (pg_catalog.unnest(v_c), pg_catalog.unnest(v_n), pg_catalog.unnest(v_s), pg_catalog.unnest(v_h)) AS u(c, n, s, h);
 END

@@ -370,7 +370,27 @@ COMMENT ON FUNCTION :TS.tenant_secret_destroy(text, text, bytea, jsonb) IS
   'tenant-secrets: immediately and irreversibly remove a secret (live or soft-deleted) and every version; returns a status.';
 COMMENT ON FUNCTION :TS.tenant_secret_destroy_versions(text, text, integer[], bytea, jsonb) IS
   'tenant-secrets: destroy the ciphertext of specific non-current versions (metadata kept); returns a status.';
+-- The tenants that have soft-deleted secrets past their recovery window, in tenant order, a page at a
+-- time (after p_after, at most p_limit, 1-10000). An operator function: on a distributed (Citus)
+-- installation, where one statement cannot purge every tenant (it would lock rows on every worker),
+-- the library lists them with it and purges each tenant on its worker. Dynamic SQL, so that Citus
+-- plans it with its values.
+CREATE FUNCTION :TS.tenant_secret_purgeable_tenants(p_after text DEFAULT NULL, p_limit integer DEFAULT 1000)
+RETURNS TABLE (tenant_id text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM :TS._ts_require_operator();
+  RETURN QUERY EXECUTE
+    'SELECT DISTINCT s.tenant_id FROM :TS.tenant_secrets s
+      WHERE s.purge_after <= pg_catalog.now() AND ($1::text IS NULL OR s.tenant_id > $1::text)
+      ORDER BY s.tenant_id LIMIT LEAST(GREATEST(COALESCE($2::integer, 1000), 1), 10000)'
+    USING p_after, p_limit;
+END
+$$;
+
 COMMENT ON FUNCTION :TS.tenant_secret_purge_deleted(text, jsonb) IS
   'tenant-secrets: destroy every soft-deleted secret whose recovery window has passed (optionally of one tenant); returns the count.';
 COMMENT ON FUNCTION :TS.tenant_secret_update_metadata(text, text, text, bytea, jsonb, jsonb) IS
   'tenant-secrets: change description, labels, expires_at or rotate_after without a new version; returns a status.';
+COMMENT ON FUNCTION :TS.tenant_secret_purgeable_tenants(text, integer) IS
+  'tenant-secrets: tenants with soft-deleted secrets past their recovery window, a page at a time (operators).';

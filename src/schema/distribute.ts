@@ -33,7 +33,7 @@ export const GLOBAL_TABLES = [
 /**
  * Tenant-scoped functions delegated to the worker holding the tenant. Not delegated (they run on
  * the coordinator; see docs/scaling.md): tenant_secret_purge_deleted (every tenant when the tenant
- * is omitted), tenant_secret_import_legacy (reads the legacy table, writes the import state) and
+ * is omitted: refused distributed, the library then purges tenant by tenant), tenant_secret_import_legacy (reads the legacy table, writes the import state) and
  * tenant_secret_audit_query (NULL is the system chain: Citus 13.2 crashes the backend planning a
  * delegated set-returning function called with a NULL distribution argument).
  */

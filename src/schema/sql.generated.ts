@@ -5230,6 +5230,21 @@ $$;`,
   },
   {
     file: "60_lifecycle.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_purgeable_tenants(p_after text DEFAULT NULL, p_limit integer DEFAULT 1000)
+RETURNS TABLE (tenant_id text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM :TS._ts_require_operator();
+  RETURN QUERY EXECUTE
+    'SELECT DISTINCT s.tenant_id FROM :TS.tenant_secrets s
+      WHERE s.purge_after <= pg_catalog.now() AND ($1::text IS NULL OR s.tenant_id > $1::text)
+      ORDER BY s.tenant_id LIMIT LEAST(GREATEST(COALESCE($2::integer, 1000), 1), 10000)'
+    USING p_after, p_limit;
+END
+$$;`,
+  },
+  {
+    file: "60_lifecycle.sql",
     sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_purge_deleted(text, jsonb) IS
   'tenant-secrets: destroy every soft-deleted secret whose recovery window has passed (optionally of one tenant); returns the count.';`,
   },
@@ -5237,6 +5252,11 @@ $$;`,
     file: "60_lifecycle.sql",
     sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_update_metadata(text, text, text, bytea, jsonb, jsonb) IS
   'tenant-secrets: change description, labels, expires_at or rotate_after without a new version; returns a status.';`,
+  },
+  {
+    file: "60_lifecycle.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_purgeable_tenants(text, integer) IS
+  'tenant-secrets: tenants with soft-deleted secrets past their recovery window, a page at a time (operators).';`,
   },
   {
     file: "70_key_rotation.sql",

@@ -4,6 +4,7 @@ import { assertKeyName, assertOptions, assertTenantId, assertVersion } from '../
 import { callChecked, type StatusRow } from '../core/call.js';
 import type { Core } from '../core/core.js';
 import { statusError } from '../core/status.js';
+import { sqlStateOf } from '../db/driver-errors.js';
 import { dataPath } from './data-path.js';
 import { metadataOptions, type SecretMetadataInput } from './metadata.js';
 import type { CallOptions, WriteResult } from './operations.js';
@@ -196,14 +197,36 @@ export function lifecycleOperations(core: Core) {
     async purgeDeleted(options: PurgeOptions = {}): Promise<number> {
       assertOptions(options, ['tenantId', 'context'], 'purgeDeleted');
       if (options.tenantId !== undefined) assertTenantId(options.tenantId);
-      const row = await callChecked<StatusRow & { purged: number | null }>(
-        core,
-        'purgeDeleted',
-        `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::text::jsonb)`,
-        [options.tenantId ?? null, ctxJson(options.context)],
-        { about: { tenantId: options.tenantId ?? '', keyName: '' }, required: ['purged'] },
-      );
-      return row.purged as number;
+      const purge = async (tenantId: string | null) => {
+        const row = await callChecked<StatusRow & { purged: number | null }>(
+          core,
+          'purgeDeleted',
+          `SELECT status, purged FROM ${qs}.tenant_secret_purge_deleted($1, $2::text::jsonb)`,
+          [tenantId, ctxJson(options.context)],
+          { about: { tenantId: tenantId ?? '', keyName: '' }, required: ['purged'] },
+        );
+        return row.purged as number;
+      };
+      if (options.tenantId !== undefined) return purge(options.tenantId);
+      try {
+        return await purge(null);
+      } catch (error) {
+        // A distributed (Citus) installation cannot purge every tenant in one statement (0A000):
+        // list the tenants with something to purge, and purge each on its worker.
+        if (sqlStateOf(error) !== '0A000') throw error;
+      }
+      let purged = 0;
+      let after: string | null = null;
+      for (;;) {
+        const page: { tenant_id: string }[] = await core.query<{ tenant_id: string }>(
+          'purgeDeleted',
+          `SELECT tenant_id FROM ${qs}.tenant_secret_purgeable_tenants($1, 1000)`,
+          [after],
+        );
+        for (const { tenant_id } of page) purged += await purge(tenant_id);
+        if (page.length < 1000) return purged;
+        after = page[page.length - 1]?.tenant_id ?? null;
+      }
     },
 
     /**

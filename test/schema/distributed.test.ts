@@ -564,4 +564,53 @@ describe.skipIf(!CITUS_URL)('pruning whole days on Citus', () => {
     const failed = (await manager.auditTrail.query(null, { action: 'audit.pruned' })).records.at(-1);
     expect(failed).toMatchObject({ outcome: 'failure', errorCode: 'BUSY' });
   });
+
+  it("gives up (TIMEOUT, 55P03) when a reader holds a day's shard on a worker, and changes nothing", async () => {
+    const heads = () => q('SELECT chain_id, anchor_seq::int FROM tenant_secret_audit_heads ORDER BY 1');
+    const headsBefore = await heads();
+    const checkpointsBefore = await q('SELECT * FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000)');
+    const days = await dayPartitions();
+    const [held] = await q<{ host: string; port: number; shard: string }>(
+      `SELECT n.nodename AS host, n.nodeport AS port, s.shardid::text AS shard
+         FROM pg_dist_shard s JOIN pg_dist_placement pl ON pl.shardid = s.shardid JOIN pg_dist_node n ON n.groupid = pl.groupid
+        WHERE s.logicalrelid = $1::regclass AND n.groupid > 0 ORDER BY s.shardid LIMIT 1`,
+      [days[0]],
+    );
+    const worker = db.nodes.find((n) => n.host === held?.host && n.port === held?.port);
+    if (!held || !worker) throw new Error('no worker placement of the oldest day');
+    // A statement a worker runs on its own shard (as a verification page does): the coordinator's
+    // lock attempts do not see it. Released after 60 s whatever happens, so that a prune that waits
+    // for it ends (and the test fails on its outcome) instead of hanging.
+    const reader = new pg.Client({ connectionString: db.urlOf(worker) });
+    await reader.connect();
+    let holding = true;
+    const release = async () => {
+      if (!holding) return;
+      holding = false;
+      await reader.query('COMMIT');
+    };
+    const timer = setTimeout(() => void release(), 60_000);
+    try {
+      await reader.query('BEGIN');
+      await reader.query(`SELECT count(*) FROM ${days[0]}_${held.shard}`);
+      const outcome = await manager.auditTrail
+        .prune({ olderThan: utcMidnight(2), verifyFirst: false, lockTimeoutMs: 1500 })
+        .then(
+          () => 'pruned',
+          (error: unknown) => error,
+        );
+      // Settled while the reader still held the shard: bounded by lockTimeoutMs, not by the reader.
+      expect(holding).toBe(true);
+      expect(outcome).toMatchObject({ code: 'TIMEOUT', sqlState: '55P03' });
+    } finally {
+      clearTimeout(timer);
+      await release();
+      await reader.end();
+    }
+    expect(await heads()).toEqual(headsBefore);
+    expect(await q('SELECT * FROM tenant_secret_audit_checkpoint_list(NULL, NULL, 10000)')).toEqual(
+      checkpointsBefore,
+    );
+    expect(await dayPartitions()).toEqual(days);
+  }, 120_000);
 });

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  ConfigurationError,
   ConflictError,
   createSecretsManager,
   IntegrityError,
@@ -322,15 +321,19 @@ describe('purgeDeleted', () => {
       `UPDATE tenant_secrets SET deleted_at = now() - interval '31 days', purge_after = now() - interval '1 second'
         WHERE tenant_id = 'tenant-a' AND key_name = 'shifted'`,
     );
-    if (CITUS_STAGE) {
-      // Distributed, a purge across tenants is not supported (docs/scaling.md): a typed error, nothing
-      // purged; each tenant is purged on its own instead.
-      await expect(m.purgeDeleted()).rejects.toBeInstanceOf(ConfigurationError);
-      expect(await m.purgeDeleted({ tenantId: 'tenant-a' })).toBe(1);
-      expect(await m.purgeDeleted({ tenantId: 'tenant-b' })).toBe(1);
-    } else {
-      expect(await m.purgeDeleted()).toBe(2);
-    }
+    // The tenants with something to purge, a page at a time (what a distributed installation purges
+    // tenant by tenant, on each tenant's worker, since one statement cannot lock rows on every worker).
+    const page = (after: string | null) =>
+      adminQuery<{ tenant_id: string }>(
+        pdb.name,
+        'SELECT tenant_id FROM tenant_secret_purgeable_tenants($1, 1)',
+        [after],
+      );
+    expect(await page(null)).toEqual([{ tenant_id: 'tenant-a' }]);
+    expect(await page('tenant-a')).toEqual([{ tenant_id: 'tenant-b' }]);
+    expect(await page('tenant-b')).toEqual([]);
+    expect(await m.purgeDeleted()).toBe(2);
+    expect(await m.purgeDeleted()).toBe(0);
 
     const remaining = await adminQuery<{ tenant_id: string; key_name: string }>(
       pdb.name,
