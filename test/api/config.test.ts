@@ -1,5 +1,5 @@
 // suite-scope: once — option and master-key validation, no database
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
@@ -254,5 +254,21 @@ describe('key material never prints', () => {
     expect(a.deriveTenantKek('t1').equals(a.deriveTenantKek('t2'))).toBe(false);
     expect(a.deriveTenantKek('t1').equals(b.deriveTenantKek('t1'))).toBe(false);
     expect(a.deriveTenantKek('t1').length).toBe(64);
+  });
+
+  it('derives the same keys as RFC 5869 HKDF over the key bytes (what every stored key was wrapped with)', () => {
+    const raw = randomBytes(32);
+    const key = MasterKey.parse(raw.toString('base64'));
+    const hkdf = (salt: string, info: string, length: number) =>
+      Buffer.from(hkdfSync('sha256', raw, salt, info, length));
+    for (const tenant of ['t1', 'tenant-ü', '']) {
+      expect(key.deriveTenantKek(tenant)).toEqual(
+        hkdf('tenant-secrets:kek-salt:v1', `tenant-secrets:kek:v1\u0000${tenant}`, 64),
+      );
+    }
+    expect(key.deriveProofKey()).toEqual(
+      hkdf('tenant-secrets:proof-salt:v1', 'tenant-secrets:proof-key:v1', 32),
+    );
+    expect(key.deriveAuditKey()).toEqual(hkdf('tenant-secrets:audit-salt:v1', 'tenant-secrets:audit:v1', 32));
   });
 });
