@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, type SecretsManager } from '../../src/index.js';
 import { DELEGATED_FUNCTIONS, GLOBAL_TABLES } from '../../src/schema/distribute.js';
 import { CITUS_SKIP_REASON, CITUS_URL, type CitusNode, citusDatabase, queryOn } from '../support/citus.js';
+import { runCli } from '../support/cli.js';
 
 /**
  * migrate({ distribute: true }) on a real 3-node Citus cluster (docs/scaling.md): tables distributed
@@ -613,4 +614,52 @@ describe.skipIf(!CITUS_URL)('pruning whole days on Citus', () => {
     );
     expect(await dayPartitions()).toEqual(days);
   }, 120_000);
+});
+
+describe.skipIf(!CITUS_URL)('the CLI on a Citus coordinator', () => {
+  const key = randomBytes(32).toString('base64');
+  let db: Awaited<ReturnType<typeof citusDatabase>>;
+  let env: Record<string, string>;
+  const cli = (args: string[], input = '') => runCli(args, { input, env });
+
+  beforeAll(async () => {
+    db = await citusDatabase();
+    env = { DATABASE_URL: db.url, TENANT_SECRETS_MASTER_KEY: key, TENANT_SECRETS_ACTOR: 'cli-citus' };
+  }, 180_000);
+
+  it('migrate --distribute distributes the installation; the operator commands work on it', async () => {
+    const migrated = await cli(['migrate', '--distribute', '--json']);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const [table] = await queryOn<{ method: string }>(
+      db.url,
+      `SELECT partmethod AS method FROM pg_dist_partition WHERE logicalrelid = 'tenant_secrets'::regclass`,
+    );
+    expect(table?.method).toBe('h');
+    // Idempotent: a second run without the flag keeps it distributed.
+    expect((await cli(['migrate'])).code).toBe(0);
+
+    expect((await cli(['set', 't-cli-a', 'db/url'], 'postgres://one')).code).toBe(0);
+    expect((await cli(['rotate', 't-cli-a', 'db/url'], 'postgres://two')).code).toBe(0);
+    expect((await cli(['set', 't-cli-b', 'old/token'], 'tok')).code).toBe(0);
+    const got = await cli(['get', 't-cli-a', 'db/url']);
+    expect({ code: got.code, stdout: got.stdout }).toEqual({ code: 0, stdout: 'postgres://two\n' });
+    const listed = await cli(['list', 't-cli-a', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject([{ keyName: 'db/url', currentVersion: 2 }]);
+
+    // Purge across tenants runs tenant by tenant on a cluster.
+    expect((await cli(['delete', 't-cli-b', 'old/token', '--recovery-window', '0'])).code).toBe(0);
+    const purged = await cli(['purge-deleted', '--json']);
+    expect(purged.code, purged.stderr).toBe(0);
+    expect(JSON.parse(purged.stdout)).toEqual({ purged: 1 });
+    expect((await cli(['get', 't-cli-b', 'old/token'])).code).toBe(3);
+
+    expect((await cli(['rotate-tenant-key', 't-cli-a'])).code).toBe(0);
+    expect((await cli(['get', 't-cli-a', 'db/url'])).stdout).toBe('postgres://two\n');
+    expect((await cli(['audit', 'seal'])).code).toBe(0);
+    const verified = await cli(['audit', 'verify', '--json']);
+    expect(verified.code, verified.stderr).toBe(0);
+    const status = await cli(['status', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+  }, 300_000);
 });
