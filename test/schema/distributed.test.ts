@@ -1,11 +1,14 @@
 // suite-scope: direct — needs a Citus cluster of its own (TEST_CITUS_URL), never through PgBouncer
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSecretsManager, type SecretsManager } from '../../src/index.js';
 import { DELEGATED_FUNCTIONS, GLOBAL_TABLES } from '../../src/schema/distribute.js';
 import { CITUS_SKIP_REASON, CITUS_URL, type CitusNode, citusDatabase, queryOn } from '../support/citus.js';
 import { runCli } from '../support/cli.js';
+import { buildRelease } from '../support/releases.js';
 
 /**
  * migrate({ distribute: true }) on a real 3-node Citus cluster (docs/scaling.md): tables distributed
@@ -661,5 +664,84 @@ describe.skipIf(!CITUS_URL)('the CLI on a Citus coordinator', () => {
     expect(verified.code, verified.stderr).toBe(0);
     const status = await cli(['status', '--json']);
     expect(status.code, status.stderr).toBe(0);
+  }, 300_000);
+});
+
+describe.skipIf(!CITUS_URL)('distributing an installation of release 0.2.0 that holds data', () => {
+  const key = randomBytes(32).toString('base64');
+  let db: Awaited<ReturnType<typeof citusDatabase>>;
+  let dir: string;
+  const tenants = Array.from({ length: 12 }, (_, i) => `t-old-${i}`);
+
+  beforeAll(async () => {
+    // Built once per commit under the temporary directory (about a minute the first time).
+    dir = buildRelease('0.2.0');
+    db = await citusDatabase();
+  }, 900_000);
+
+  it('migrate({ distribute: true }) upgrades it and moves its rows into the shards: what 0.2.0 wrote reads, verifies and rotates', async () => {
+    // Release 0.2.0 installs its own (local) schema on the coordinator and writes through it.
+    const old = (await import(pathToFileURL(join(dir, 'dist', 'index.js')).href)) as {
+      createSecretsManager(options: Record<string, unknown>): {
+        migrate(): Promise<unknown>;
+        set(t: string, k: string, v: string): Promise<unknown>;
+        rotate(t: string, k: string, v: string): Promise<unknown>;
+        get(t: string, k: string): Promise<string | null>;
+        close(): Promise<void>;
+      };
+    };
+    const before = old.createSecretsManager({ connectionString: db.url, masterKey: key, actor: 'v0.2.0' });
+    try {
+      await before.migrate();
+      for (const t of tenants) {
+        await before.set(t, 'api', `${t}/1`);
+        await before.rotate(t, 'api', `${t}/2`);
+        await before.set(t, 'other', `${t}/other`);
+      }
+      expect(await before.get('t-old-0', 'api')).toBe('t-old-0/2');
+    } finally {
+      await before.close();
+    }
+    const [local] = await queryOn<{ n: number }>(db.url, 'SELECT count(*)::int AS n FROM pg_dist_partition');
+    expect(local?.n).toBe(0);
+
+    const manager = createSecretsManager({
+      connectionString: db.url,
+      masterKey: key,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+    });
+    try {
+      expect((await manager.installation.migrate({ distribute: true })).distributed).toBe(true);
+      const tables = await queryOn<{ name: string; method: string }>(
+        db.url,
+        `SELECT c.relname AS name, d.partmethod AS method FROM pg_dist_partition d JOIN pg_class c ON c.oid = d.logicalrelid
+          WHERE c.relname IN ('tenant_secrets', 'tenant_secret_versions', 'tenant_secret_keys', 'tenant_secret_audit_heads')
+          ORDER BY 1`,
+      );
+      expect(tables.map((t) => t.method)).toEqual(['h', 'h', 'h', 'h']);
+      // The rows are in the workers' shards now: each tenant's secrets on the node holding it.
+      const perWorker = await queryOn<{ n: number }>(
+        db.url,
+        `SELECT result::int AS n FROM run_command_on_shards('tenant_secrets', 'SELECT count(*) FROM %s')`,
+      );
+      expect(perWorker.reduce((sum, r) => sum + r.n, 0)).toBe(tenants.length * 2);
+
+      for (const t of tenants) {
+        expect(await manager.get(t, 'api')).toBe(`${t}/2`);
+        expect(await manager.get(t, 'api', { version: 1 })).toBe(`${t}/1`);
+        expect(await manager.get(t, 'other')).toBe(`${t}/other`);
+      }
+      await manager.auditTrail.seal();
+      expect((await manager.auditTrail.verify()).ok).toBe(true);
+      await manager.keys.rotateTenant('t-old-3');
+      expect(await manager.get('t-old-3', 'api')).toBe('t-old-3/2');
+      await manager.rotate('t-old-4', 'api', 't-old-4/3');
+      expect(await manager.get('t-old-4', 'api')).toBe('t-old-4/3');
+      await manager.auditTrail.seal();
+      expect((await manager.auditTrail.verify()).ok).toBe(true);
+    } finally {
+      await manager.close();
+    }
   }, 300_000);
 });
