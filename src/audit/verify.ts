@@ -459,8 +459,9 @@ export function verifyOperations(
       }
       // Ranges of chains (lo, until]: the first starts at the beginning, the last has no end. One range
       // is the walk of every chain (or of the one chain in scope) page after page.
-      // On a distributed (Citus) installation the chain list cannot be read in pages (0A000) and every
-      // chain is verified on its own worker anyway: one range, walked on one connection.
+      // On a distributed (Citus) installation each range's chains are verified on their workers. Where
+      // the chain list cannot be read in pages (0A000: Citus refused it before it was dynamic SQL),
+      // one range, walked on one connection.
       const bounds =
         scope === null && parallel > 1 && !core.executor.inCallerTransaction
           ? await chainBounds(parallel).catch((error: unknown) => {

@@ -5934,11 +5934,17 @@ $$;`,
     file: "82_audit_query.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_audit_chains(p_after text DEFAULT NULL, p_limit integer DEFAULT 10000)
 RETURNS SETOF text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
-  SELECT :TS._ts_require_operator();
-  SELECT h.chain_id FROM :TS.tenant_secret_audit_heads h
-   WHERE p_after IS NULL OR h.chain_id > p_after
-   ORDER BY h.chain_id LIMIT LEAST(GREATEST(COALESCE(p_limit, 10000), 1), 100000)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+  PERFORM :TS._ts_require_operator();
+  -- Dynamic SQL, planned with its values: on a distributed (Citus) installation the heads are
+  -- sharded, and Citus refuses the same page as a parameterised statement of a function (0A000).
+  RETURN QUERY EXECUTE
+    'SELECT h.chain_id FROM :TS.tenant_secret_audit_heads h
+      WHERE $1::text IS NULL OR h.chain_id > $1::text
+      ORDER BY h.chain_id LIMIT LEAST(GREATEST(COALESCE($2::integer, 10000), 1), 100000)'
+    USING p_after, p_limit;
+END
 $$;`,
   },
   {

@@ -268,6 +268,7 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     expect(drift[0]?.d).toMatchObject({ changed: [], missing: [], unexpected: [] });
     const status = await manager.installation.status();
     expect(status.schemaVersion).toBe(status.libraryVersion);
+    await expect(manager.ready()).resolves.toBeDefined();
     const health = await q<{ h: { unexpected_privileges: unknown[]; unprotected_tables: unknown[] } }>(
       'SELECT tenant_secret_health() AS h',
     );
@@ -662,6 +663,31 @@ describe.skipIf(!CITUS_URL)('the CLI on a Citus coordinator', () => {
     expect((await cli(['audit', 'seal'])).code).toBe(0);
     const verified = await cli(['audit', 'verify', '--json']);
     expect(verified.code, verified.stderr).toBe(0);
+    // Export: one chain, read on its worker, then every chain; each record once, in chain order.
+    const one = await cli(['audit', 'export', '--tenant', 't-cli-a']);
+    expect(one.code, one.stderr).toBe(0);
+    const records = one.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { chainId: string; seq: number; action: string });
+    expect(records.map((r) => r.action)).toEqual(
+      expect.arrayContaining([
+        'secret.created',
+        'secret.rotated',
+        'secret.read',
+        'secret.listed',
+        'tenant_key.rotated',
+      ]),
+    );
+    expect(new Set(records.map((r) => r.chainId))).toEqual(new Set(['t-cli-a']));
+    expect(records.map((r) => r.seq)).toEqual(records.map((_, i) => (records[0]?.seq ?? 0) + i));
+    const all = await cli(['audit', 'export']);
+    expect(all.code, all.stderr).toBe(0);
+    const chains = all.stdout
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { chainId: string }).chainId);
+    expect(new Set(chains)).toEqual(new Set(['', 't-cli-a', 't-cli-b']));
     const status = await cli(['status', '--json']);
     expect(status.code, status.stderr).toBe(0);
   }, 300_000);
