@@ -5,9 +5,11 @@ import { ConfigurationError, InvalidInputError } from '../base/errors.js';
 import { createTelemetry, type Telemetry } from '../base/telemetry.js';
 import { assertTenantId } from '../base/validation.js';
 import { type Core, createCore } from '../core/core.js';
+import type { FetchRow } from '../core/rows.js';
 import { DataKeys } from '../crypto/data-keys.js';
 import { poolExecutor, quietPrelude, type SqlExecutor, transactionExecutor } from '../db/executor.js';
 import type { Queryable } from '../db/queryable.js';
+import { ReadBatches } from '../db/read-batches.js';
 import { quoteSchema } from '../db/schema-name.js';
 import { pinOperations } from '../keys/pins.js';
 import { purgeOperations } from '../keys/purge.js';
@@ -336,13 +338,29 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     config.auditSealIntervalMs,
     telemetry,
   );
-  const core = createCore({
+  const reads = new ReadBatches<FetchRow | undefined>(config.concurrentReads, async (items) =>
+    (
+      await core.query<FetchRow & { ord: number }>(
+        'get',
+        `SELECT * FROM ${qs}.tenant_secret_fetch_batch($1::text[], $2::text[], $3::bytea[], $4::boolean[], $5::text[]::jsonb[])`,
+        [
+          items.map((i) => i.tenantId),
+          items.map((i) => i.keyName),
+          items.map((i) => i.credentials),
+          items.map((i) => i.allowExpired),
+          items.map((i) => i.context),
+        ],
+      )
+    ).map((row) => ({ ord: row.ord, status: row.status, row: { ...row, detail: null } })),
+  );
+  const core: Core = createCore({
     executor: base,
     schema: config.schema,
     qs,
     keyring: config.keyring,
     dataKeys,
     settings: config.settings,
+    reads,
     context: config.context,
     telemetry,
     onAudited: () => sealer.touch(),

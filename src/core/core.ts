@@ -3,6 +3,8 @@ import type { Telemetry } from '../base/telemetry.js';
 import type { DataKeys } from '../crypto/data-keys.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SqlExecutor, TxQuery } from '../db/executor.js';
+import type { ReadBatches } from '../db/read-batches.js';
+import type { FetchRow } from './rows.js';
 
 /** Tunables with production defaults (see docs/configuration.md). */
 export interface Settings {
@@ -28,6 +30,8 @@ export interface Core {
   /** Unwrapped data keys of this manager (shared by its contexts and transactions). */
   readonly dataKeys: DataKeys;
   readonly settings: Settings;
+  /** The manager's reads of current versions, sent together when more arrive than run at once. */
+  readonly reads?: ReadBatches<FetchRow | undefined> | undefined;
   readonly context: AuditContext;
   readonly telemetry: Telemetry;
   /** Called after every call that appended audit records (the manager's sealer seals them soon). */

@@ -47,6 +47,7 @@ export const DATA_PLANE_FUNCTIONS: ReadonlySet<string> = new Set([
   'tenant_secret_audit_cached_reads',
   'tenant_secret_fetch',
   'tenant_secret_fetch_many',
+  'tenant_secret_fetch_batch',
   'tenant_secret_put',
   'tenant_secret_report',
   'tenant_secret_open_transactions',

@@ -4586,6 +4586,91 @@ $$;`,
   },
   {
     file: "56_access.sql",
+    sql: String.raw`CREATE FUNCTION :TS.tenant_secret_fetch_batch(
+  p_tenant_ids text[], p_key_names text[], p_creds bytea[], p_allow_expired boolean[], p_ctxs jsonb[])
+RETURNS TABLE (ord integer, status text, version integer, key_version integer, master_key_id text,
+               wrapped_key bytea, sealed bytea, expires_at timestamptz, active_key_version integer)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+  IF p_tenant_ids IS NULL OR pg_catalog.cardinality(p_tenant_ids) NOT BETWEEN 1 AND 100
+     OR pg_catalog.cardinality(p_key_names) IS DISTINCT FROM pg_catalog.cardinality(p_tenant_ids)
+     OR pg_catalog.cardinality(p_creds) IS DISTINCT FROM pg_catalog.cardinality(p_tenant_ids)
+     OR pg_catalog.cardinality(p_allow_expired) IS DISTINCT FROM pg_catalog.cardinality(p_tenant_ids)
+     OR pg_catalog.cardinality(p_ctxs) IS DISTINCT FROM pg_catalog.cardinality(p_tenant_ids) THEN
+    RAISE EXCEPTION 'tenant-secrets: a batch of reads takes 1 to 100 items, each with a tenant, a name, credentials, allow_expired and a context'
+      USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM :TS.tenant_secret_schema_state st WHERE st.key = 'citus_variants') THEN
+    RAISE EXCEPTION 'tenant-secrets: reads of several tenants in one call are not routed on a distributed installation; read one secret per call'
+      USING ERRCODE = '0A000';
+  END IF;
+  RETURN QUERY
+  WITH r AS (
+    SELECT i.ord::integer AS ord, i.t, i.k, i.x, COALESCE(i.ae, false) AS ae,
+           a.version AS akv, a.master_key_id AS amk, a.wrapped_key AS awrapped,
+           COALESCE(:TS._ts_creds_valid(i.c)
+                    AND :PGC.digest(:TS._ts_creds_token(i.c, a.master_key_id), 'sha256') = a.access_digest
+                    AND :TS._ts_ctx_invalid(i.x) IS NULL, false) AS authorized,
+           s.deleted_at, s.expires_at AS exp, s.current_version AS ver, s.encrypted_value AS blob, s.key_version AS skv
+      FROM ROWS FROM (pg_catalog.unnest(p_tenant_ids), pg_catalog.unnest(p_key_names), pg_catalog.unnest(p_creds),
+                     pg_catalog.unnest(p_allow_expired), pg_catalog.unnest(p_ctxs)) WITH ORDINALITY AS i(t, k, c, ae, x, ord)
+      LEFT JOIN :TS.tenant_secret_keys a ON a.tenant_id = i.t AND a.state = 'active'
+      LEFT JOIN :TS.tenant_secrets s ON s.tenant_id = i.t AND s.key_name = i.k),
+  res AS (
+    SELECT r.*, q.kmk, q.kwrapped,
+           CASE WHEN NOT r.authorized THEN 'single'
+                WHEN r.ver IS NULL OR r.deleted_at IS NOT NULL THEN
+                     CASE WHEN r.k IS NULL OR :TS._ts_invalid_input(r.t, r.k) IS NOT NULL THEN 'single' ELSE 'not_found' END
+                WHEN r.exp IS NOT NULL AND r.exp <= pg_catalog.now() AND NOT r.ae THEN 'expired'
+                WHEN q.kwrapped IS NULL THEN 'integrity'
+                ELSE 'ok' END AS st
+      FROM r
+      -- The data key that wraps the value: the active one (already read) unless the value is older.
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN r.skv = r.akv THEN r.amk
+                    ELSE (SELECT k.master_key_id FROM :TS.tenant_secret_keys k WHERE k.tenant_id = r.t AND k.version = r.skv) END AS kmk,
+               CASE WHEN r.skv = r.akv THEN r.awrapped
+                    ELSE (SELECT k.wrapped_key FROM :TS.tenant_secret_keys k WHERE k.tenant_id = r.t AND k.version = r.skv) END AS kwrapped) q),
+  aud AS (
+    INSERT INTO :TS.tenant_secret_audit_pending
+      (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
+       request_id, context, details, sealed_at)
+    SELECT res.t, pg_catalog.clock_timestamp(), res.t, session_user,
+           COALESCE(NULLIF(res.x->>'actor', ''), 'db:' || session_user), 'secret.read', res.k,
+           CASE WHEN res.st = 'not_found' THEN NULL ELSE res.ver END,
+           CASE WHEN res.st = 'ok' THEN 'success' ELSE 'failure' END,
+           CASE WHEN res.st = 'ok' THEN NULL ELSE pg_catalog.upper(res.st) END,
+           NULLIF(res.x->>'request_id', ''), NULLIF(COALESCE(res.x, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb),
+           NULL, 'infinity'
+      FROM res WHERE res.st <> 'single' ORDER BY res.ord)
+  SELECT res.ord,
+         CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+             WHERE t.tgrelid = ':TS.tenant_secret_audit_pending'::pg_catalog.regclass AND NOT t.tgisinternal
+               AND t.tgfoid <> ALL (ARRAY[':TS._ts_guard_truncate()'::pg_catalog.regprocedure,
+                                          ':TS._ts_guard_write()'::pg_catalog.regprocedure]::pg_catalog.oid[])) OR (SELECT t.tgrelid FROM pg_catalog.pg_trigger t
+  WHERE t.tgrelid = ':TS.tenant_secret_audit_pending'::pg_catalog.regclass AND NOT t.tgisinternal
+    AND t.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p
+                          WHERE p.pronamespace = pg_catalog.to_regnamespace(':TS')
+                            AND p.proname IN ('_ts_guard_truncate', '_ts_guard_write'))
+  LIMIT 1) IS NULL THEN res.st
+              WHEN :TS._ts_refuse_foreign_trigger((SELECT t.tgrelid FROM pg_catalog.pg_trigger t
+  WHERE t.tgrelid = ':TS.tenant_secret_audit_pending'::pg_catalog.regclass AND NOT t.tgisinternal
+    AND t.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p
+                          WHERE p.pronamespace = pg_catalog.to_regnamespace(':TS')
+                            AND p.proname IN ('_ts_guard_truncate', '_ts_guard_write'))
+  LIMIT 1)) THEN NULL END,
+         CASE WHEN res.st IN ('ok', 'expired', 'integrity') THEN res.ver END,
+         CASE WHEN res.st = 'ok' THEN res.skv END, CASE WHEN res.st = 'ok' THEN res.kmk END,
+         CASE WHEN res.st = 'ok' THEN res.kwrapped END, CASE WHEN res.st = 'ok' THEN res.blob END,
+         CASE WHEN res.st IN ('ok', 'expired') THEN res.exp END,
+         CASE WHEN res.st = 'ok' THEN res.akv END
+    FROM res ORDER BY res.ord;
+END
+$$;`,
+  },
+  {
+    file: "56_access.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_report(
   p_tenant_id text, p_key_name text, p_creds bytea, p_version integer, p_what text, p_ctx jsonb DEFAULT '{}'::jsonb)
 RETURNS boolean
@@ -4780,6 +4865,11 @@ $$;`,
     file: "56_access.sql",
     sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_fetch_many(text, text[], bytea, boolean, jsonb) IS
   'tenant-secrets: tenant_secret_fetch for up to 100 names of one tenant; one audit record per name.';`,
+  },
+  {
+    file: "56_access.sql",
+    sql: String.raw`COMMENT ON FUNCTION :TS.tenant_secret_fetch_batch(text[], text[], bytea[], boolean[], jsonb[]) IS
+  'tenant-secrets: tenant_secret_fetch for up to 100 concurrent reads of any tenants in one statement; one audit record each.';`,
   },
   {
     file: "56_access.sql",
@@ -6749,7 +6839,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                     'tenant_secret_list_versions', 'upsert_tenant_secret', 'get_tenant_secret',
                     'tenant_secret_audit_seal', 'tenant_secret_register_master_key', 'tenant_secret_ready',
                     'tenant_secret_quiet', 'tenant_secret_audit_cached_reads', 'tenant_secret_fetch',
-                    'tenant_secret_fetch_many', 'tenant_secret_put', 'tenant_secret_report',
+                    'tenant_secret_fetch_many', 'tenant_secret_fetch_batch', 'tenant_secret_put', 'tenant_secret_report',
                     'tenant_secret_open_transactions', 'tenant_secret_transactions_open')
 $$;`,
   },

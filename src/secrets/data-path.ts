@@ -1,6 +1,7 @@
 import type { AuditContext } from '../base/audit-context.js';
 import { ConflictError, IntegrityError, UnknownMasterKeyError } from '../base/errors.js';
 import type { Core } from '../core/core.js';
+import type { FetchRow } from '../core/rows.js';
 import { type SqlStatus, statusError } from '../core/status.js';
 import type { UnwrapFailure, WrappedDataKey } from '../crypto/data-keys.js';
 import { openSecret } from '../crypto/sealed.js';
@@ -24,18 +25,6 @@ export interface FetchedValue {
   value: Buffer;
   version: number;
   expiresAt: Date | null;
-}
-
-interface FetchRow {
-  status: SqlStatus | 'enroll';
-  version: number | null;
-  key_version: number | null;
-  master_key_id: string | null;
-  wrapped_key: Buffer | null;
-  sealed: Buffer | null;
-  expires_at: Date | null;
-  detail: string | null;
-  active_key_version: number | null;
 }
 
 interface PutRow {
@@ -126,19 +115,23 @@ export function dataPath(core: Core) {
     keyName: string,
     options: { version?: FetchVersion; allowExpired?: boolean; context?: AuditContext | undefined },
   ): Promise<FetchedValue | null | 'enroll'> {
-    const rows = await core.query<FetchRow>(
-      'get',
-      `SELECT * FROM ${qs}.tenant_secret_fetch($1, $2, $3, $4::integer, $5::boolean, $6::text::jsonb)`,
-      [
-        tenantId,
-        keyName,
-        core.keyring.credentialsBytes(tenantId),
-        toSqlVersion(options.version),
-        options.allowExpired === true,
-        ctxJson(options.context),
-      ],
-    );
-    const row = rows[0];
+    const credentials = core.keyring.credentialsBytes(tenantId);
+    const context = ctxJson(options.context);
+    const allowExpired = options.allowExpired === true;
+    const single = async () =>
+      (
+        await core.query<FetchRow>(
+          'get',
+          `SELECT * FROM ${qs}.tenant_secret_fetch($1, $2, $3, $4::integer, $5::boolean, $6::text::jsonb)`,
+          [tenantId, keyName, credentials, toSqlVersion(options.version), allowExpired, context],
+        )
+      )[0];
+    // Reads of current versions on the manager's pool may go together with concurrent ones
+    // (db/read-batches.ts); in a caller's transaction each read is its own statement.
+    const row =
+      options.version === undefined && core.reads !== undefined && !core.executor.inCallerTransaction
+        ? await core.reads.run({ tenantId, keyName, credentials, allowExpired, context }, single)
+        : await single();
     if (row?.status === 'enroll') return 'enroll';
     if (row?.status === 'not_found') return null;
     if (

@@ -161,6 +161,31 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     expect(listed.map((s) => s.keyName)).toEqual(['shared-name']);
   });
 
+  it('reads concurrent gets of many tenants one call each: a batch of tenants is refused (0A000), every read answered and audited', async () => {
+    const tenants = Array.from({ length: 6 }, (_, i) => `t-batch-${i}`);
+    for (const t of tenants) await manager.set(t, 'k', `value of ${t}`);
+    const reader = createSecretsManager({
+      connectionString: db.url,
+      masterKey: key,
+      actor: 'batch-reader',
+      auditSealIntervalMs: 0,
+      concurrentReads: 1,
+    });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const values = await Promise.all(tenants.flatMap((t) => [reader.get(t, 'k'), reader.get(t, 'k')]));
+        expect(values).toEqual(tenants.flatMap((t) => [`value of ${t}`, `value of ${t}`]));
+      }
+    } finally {
+      await reader.close();
+    }
+    await manager.sealAudit();
+    const [row] = await q<{ n: string }>(
+      `SELECT count(*) AS n FROM tenant_secret_audit WHERE actor = 'batch-reader' AND action = 'secret.read' AND outcome = 'success'`,
+    );
+    expect(Number(row?.n)).toBe(tenants.length * 6);
+  });
+
   it('runs the data plane: versions, rotate, delete, restore, rollback, metadata, getMany', async () => {
     const t = 't-ops';
     await manager.set(t, 'a', 'one');

@@ -1,0 +1,265 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ConfigurationError,
+  createSecretsManager,
+  Keyring,
+  SecretExpiredError,
+  type SecretsManager,
+} from '../../src/index.js';
+import { adminQuery, CITUS_STAGE, freshDatabase, TEST_KEY } from '../support/db.js';
+
+/**
+ * Concurrent reads beyond `concurrentReads` go to the database together (tenant_secret_fetch_batch):
+ * each keeps its own authorisation, audit record, context and outcome, and a batch the database
+ * refuses falls back to one call per read.
+ */
+describe.skipIf(CITUS_STAGE)('reads sent together', () => {
+  let db: { name: string; url: string };
+  let manager: SecretsManager;
+  const TENANTS = Array.from({ length: 8 }, (_, i) => `rb-${i}`);
+
+  /** Read statements this test file's managers sent, counted on their connections. */
+  const sent = { single: 0, batch: 0 };
+  function countingPool(): pg.Pool {
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const text = String((args[0] as { text?: unknown } | undefined)?.text ?? args[0]);
+        if (text.includes('.tenant_secret_fetch_batch(')) sent.batch++;
+        else if (text.includes('.tenant_secret_fetch(')) sent.single++;
+        return query(...args);
+      };
+    });
+    pools.push(pool);
+    return pool;
+  }
+  const pools: pg.Pool[] = [];
+  const counted = async (work: () => Promise<unknown>) => {
+    const before = { ...sent };
+    await work();
+    return { single: sent.single - before.single, batch: sent.batch - before.batch };
+  };
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    manager = createSecretsManager({
+      pool: countingPool(),
+      masterKey: TEST_KEY,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+      concurrentReads: 1,
+      maxConnections: 4,
+    });
+    await manager.migrate();
+    for (const tenant of TENANTS) {
+      for (let k = 0; k < 4; k++) await manager.set(tenant, `k${k}`, `${tenant}/k${k}`);
+    }
+  });
+  afterAll(async () => {
+    await manager?.close();
+    for (const pool of pools) await pool.end();
+  });
+
+  it('answers each of many concurrent reads with its own value, in fewer statements than reads', async () => {
+    const reads = Array.from({ length: 64 }, (_, i) => ({
+      tenant: TENANTS[i % 8] as string,
+      key: `k${i % 4}`,
+    }));
+    let values: (string | null)[] = [];
+    const statements = await counted(async () => {
+      values = await Promise.all(reads.map((r) => manager.get(r.tenant, r.key)));
+    });
+    expect(values).toEqual(reads.map((r) => `${r.tenant}/${r.key}`));
+    expect(statements.batch).toBeGreaterThan(0);
+    expect(statements.batch + statements.single).toBeLessThan(reads.length / 2);
+  });
+
+  it('records every read on its own tenant chain with its own context, and the trail verifies', async () => {
+    const reads = Array.from({ length: 40 }, (_, i) => ({
+      tenant: TENANTS[i % 8] as string,
+      key: `k${i % 4}`,
+      request: `req-${i}`,
+    }));
+    await Promise.all(
+      reads.map((r) =>
+        manager.withContext({ requestId: r.request, actor: `user-${r.request}` }).get(r.tenant, r.key),
+      ),
+    );
+    await manager.sealAudit();
+    const rows = await adminQuery<{
+      request_id: string;
+      tenant_id: string;
+      key_name: string;
+      actor: string;
+      outcome: string;
+      version: number;
+    }>(
+      db.name,
+      `SELECT request_id, tenant_id, key_name, actor, outcome, version FROM tenant_secret_audit
+        WHERE action = 'secret.read' AND request_id LIKE 'req-%'`,
+    );
+    expect(rows).toHaveLength(reads.length);
+    for (const r of reads) {
+      const record = rows.find((row) => row.request_id === r.request);
+      expect(record).toMatchObject({
+        tenant_id: r.tenant,
+        key_name: r.key,
+        actor: `user-${r.request}`,
+        outcome: 'success',
+        version: 1,
+      });
+    }
+    expect((await manager.verifyAudit()).ok).toBe(true);
+  });
+
+  it('gives each read its own outcome: missing, expired and present secrets in one burst', async () => {
+    await manager.set('rb-0', 'gone-by', 'old', { expiresAt: new Date(Date.now() + 1500) });
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 30 }, (_, i) =>
+        i % 3 === 0
+          ? manager.get('rb-1', 'k1')
+          : i % 3 === 1
+            ? manager.get('rb-2', `missing-${i}`)
+            : manager.get('rb-0', 'gone-by'),
+      ),
+    );
+    outcomes.forEach((o, i) => {
+      if (i % 3 === 0) expect(o).toEqual({ status: 'fulfilled', value: 'rb-1/k1' });
+      else if (i % 3 === 1) expect(o).toEqual({ status: 'fulfilled', value: null });
+      else {
+        expect(o.status).toBe('rejected');
+        expect((o as PromiseRejectedResult).reason).toBeInstanceOf(SecretExpiredError);
+      }
+    });
+    await manager.sealAudit();
+    const failures = await adminQuery<{ error_code: string; n: string }>(
+      db.name,
+      `SELECT error_code, count(*) AS n FROM tenant_secret_audit
+        WHERE action = 'secret.read' AND outcome = 'failure' AND (key_name LIKE 'missing-%' OR key_name = 'gone-by') GROUP BY 1 ORDER BY 1`,
+    );
+    expect(failures).toEqual([
+      { error_code: 'EXPIRED', n: '10' },
+      { error_code: 'NOT_FOUND', n: '10' },
+    ]);
+  });
+
+  it('releases nothing and records nothing for an item its credentials do not authorise; the others are answered', async () => {
+    const ring = Keyring.parse(TEST_KEY);
+    const good = ring.credentialsBytes('rb-3');
+    const before = await adminQuery<{ n: string }>(
+      db.name,
+      'SELECT count(*) AS n FROM tenant_secret_audit_pending',
+    );
+    // Item 2 presents rb-3's credentials for rb-4: another tenant's token.
+    const rows = await adminQuery<{
+      ord: number;
+      status: string;
+      sealed: Buffer | null;
+      wrapped_key: Buffer | null;
+    }>(
+      db.name,
+      `SELECT ord, status, sealed, wrapped_key FROM tenant_secret_fetch_batch($1::text[], $2::text[], $3::bytea[], $4::boolean[], $5::jsonb[])`,
+      [
+        ['rb-3', 'rb-4', 'rb-3'],
+        ['k0', 'k0', 'nope'],
+        [good, good, good],
+        [false, false, false],
+        ['{}', '{}', '{}'],
+      ],
+    );
+    expect(rows.map((r) => [r.ord, r.status])).toEqual([
+      [1, 'ok'],
+      [2, 'single'],
+      [3, 'not_found'],
+    ]);
+    expect(rows[1]?.sealed).toBeNull();
+    expect(rows[1]?.wrapped_key).toBeNull();
+    expect(rows[0]?.sealed).not.toBeNull();
+    const after = await adminQuery<{ n: string }>(
+      db.name,
+      'SELECT count(*) AS n FROM tenant_secret_audit_pending',
+    );
+    expect(Number(after[0]?.n) - Number(before[0]?.n)).toBe(2);
+    await expect(
+      adminQuery(
+        db.name,
+        `SELECT * FROM tenant_secret_fetch_batch($1::text[], $2::text[], $3::bytea[], $4::boolean[], $5::jsonb[])`,
+        [['rb-3'], ['k0', 'k1'], [good], [false], ['{}']],
+      ),
+    ).rejects.toMatchObject({ code: '22023' });
+  });
+
+  it('reads inside a caller transaction one statement at a time', async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      const tx = manager.inTransaction(client);
+      const values = await Promise.all([tx.get('rb-5', 'k0'), tx.get('rb-6', 'k1'), tx.get('rb-7', 'k2')]);
+      await client.query('COMMIT');
+      expect(values).toEqual(['rb-5/k0', 'rb-6/k1', 'rb-7/k2']);
+    } finally {
+      await client.end();
+    }
+    await manager.sealAudit();
+    const recorded = await adminQuery<{ n: string }>(
+      db.name,
+      `SELECT count(*) AS n FROM tenant_secret_audit WHERE action = 'secret.read' AND tenant_id IN ('rb-5', 'rb-6', 'rb-7') AND key_name IN ('k0', 'k1', 'k2') AND tenant_id || key_name IN ('rb-5k0', 'rb-6k1', 'rb-7k2')`,
+    );
+    expect(Number(recorded[0]?.n)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('falls back to one call per read when the database refuses batches, and stops batching', async () => {
+    const other = createSecretsManager({
+      pool: countingPool(),
+      masterKey: TEST_KEY,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+      concurrentReads: 1,
+      maxConnections: 4,
+    });
+    // What a distributed installation records: batches of several tenants are refused there (0A000).
+    await adminQuery(
+      db.name,
+      `INSERT INTO tenant_secret_schema_state (key, value, updated_at) VALUES ('citus_variants', '{}'::jsonb, now())`,
+    );
+    try {
+      for (let round = 0; round < 2; round++) {
+        const values = await Promise.all(TENANTS.map((t) => other.get(t, 'k3')));
+        expect(values).toEqual(TENANTS.map((t) => `${t}/k3`));
+      }
+      const statements = await counted(() => Promise.all(TENANTS.map((t) => other.get(t, 'k2'))));
+      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+    } finally {
+      await adminQuery(db.name, `DELETE FROM tenant_secret_schema_state WHERE key = 'citus_variants'`);
+      await other.close();
+    }
+  });
+
+  it('sends every read on its own with concurrentReads: 0, and refuses a bad setting', async () => {
+    const unbatched = createSecretsManager({
+      pool: countingPool(),
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+      concurrentReads: 0,
+    });
+    try {
+      const statements = await counted(() => Promise.all(TENANTS.map((t) => unbatched.get(t, 'k0'))));
+      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+    } finally {
+      await unbatched.close();
+    }
+    for (const bad of [-1, 1.5, 1001, '4']) {
+      expect(() =>
+        createSecretsManager({
+          connectionString: db.url,
+          masterKey: TEST_KEY,
+          concurrentReads: bad as number,
+        }),
+      ).toThrow(ConfigurationError);
+    }
+  });
+});
