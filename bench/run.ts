@@ -21,11 +21,12 @@
  * concurrency, with phases interleaved (A B A B) so that drift and other load hit both sides
  * (load.ts); the targets are in figures.ts. Phases (phases/*.ts):
  *   - hot-tenants: 16 clients on ONE tenant vs the same load over 16 tenants (get, set);
- *   - data-plane: get vs the one-statement audited read (WITH a AS (INSERT INTO audit ...) SELECT
+ *   - data-plane (the manager's defaults: concurrent calls sent together): get vs the one-statement audited read (WITH a AS (INSERT INTO audit ...) SELECT
  *     encrypted_value FROM t WHERE pk, into a table shaped like the pending partition our get
  *     appends to), set / rotate vs a one-statement upsert + audit insert, at 4 and 16 clients; a get
  *     while another transaction holds an open write of the same tenant; WAL and audit storage;
- *   - many: getMany(100) secrets/s vs single gets; cached get ops/s (the opt-in cache);
+ *   - many: getMany(100) secrets/s vs single gets (as the manager sends them by default, and each its
+ *     own statement); cached get ops/s (the opt-in cache);
  *   - scale: set() at 10,000 versions of one key; gets over 100,000 tenants x 10 secrets vs 1,000;
  *   - memory: RSS across 200,000 operations;
  *   - rotation: master-key rotation of 10,000 tenants;

@@ -8,6 +8,7 @@
 --   tenant_secret_put         writes with the data key of the tenant's active key version, which the
 --                             caller proves by the key itself (checked against dek_check); pgcrypto
 --                             seals the value as on every path.
+--   tenant_secret_put_batch   the same for up to 100 concurrent writes of existing secrets, in one statement.
 --   tenant_secret_report      records an integrity failure the library found when opening a value.
 --
 -- Credentials (built by the library from its keyring): 0x02 || n (1..16) || n entries of
@@ -554,6 +555,113 @@ BEGIN
 END
 $$;
 
+-- Concurrent writes (set or rotate, without metadata) of existing secrets, sent together: item i is
+-- (p_tenant_ids[i], p_key_names[i], p_values[i], p_key_versions[i], p_deks[i], p_modes[i],
+-- p_if_versions[i], p_max_versions[i], p_grace_seconds[i], p_ctxs[i]), as tenant_secret_put takes them,
+-- each of any tenant and authorised by its own tenant's data key. Each item is written exactly as the
+-- one-statement path of tenant_secret_put writes it (value sealed by pgcrypto, version stored, what
+-- falls out of retention destroyed, its own audit record). An item that path would not write comes
+-- back 'single', untouched and unrecorded, for the library to send as a call of its own: a new, deleted
+-- or conflicting secret, a key that does not authorise it, invalid input, a second write of the same
+-- secret in the batch, and a secret whose row another transaction holds. The batch takes its rows
+-- with SKIP LOCKED, so it never waits on a lock (nor deadlocks): a contended write waits on its own.
+-- Rows: (ord, status, version). Refused on a distributed installation (0A000), as reads of several
+-- tenants are.
+CREATE FUNCTION :TS.tenant_secret_put_batch(
+  p_tenant_ids text[], p_key_names text[], p_values bytea[], p_key_versions integer[], p_deks bytea[],
+  p_modes text[], p_if_versions integer[], p_max_versions integer[], p_grace_seconds integer[], p_ctxs jsonb[])
+RETURNS TABLE (ord integer, status text, version integer)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+DECLARE
+  n integer := pg_catalog.cardinality(p_tenant_ids);
+BEGIN
+  IF n IS NULL OR n NOT BETWEEN 1 AND 100
+     OR pg_catalog.cardinality(p_key_names) IS DISTINCT FROM n OR pg_catalog.cardinality(p_values) IS DISTINCT FROM n
+     OR pg_catalog.cardinality(p_key_versions) IS DISTINCT FROM n OR pg_catalog.cardinality(p_deks) IS DISTINCT FROM n
+     OR pg_catalog.cardinality(p_modes) IS DISTINCT FROM n OR pg_catalog.cardinality(p_if_versions) IS DISTINCT FROM n
+     OR pg_catalog.cardinality(p_max_versions) IS DISTINCT FROM n OR pg_catalog.cardinality(p_grace_seconds) IS DISTINCT FROM n
+     OR pg_catalog.cardinality(p_ctxs) IS DISTINCT FROM n THEN
+    RAISE EXCEPTION 'tenant-secrets: a batch of writes takes 1 to 100 items, each with every field'
+      USING ERRCODE = '22023';
+  END IF;
+  IF EXISTS (SELECT FROM :TS.tenant_secret_schema_state st WHERE st.key = 'citus_variants') THEN
+    RAISE EXCEPTION 'tenant-secrets: writes of several tenants in one call are not routed on a distributed installation; write one secret per call'
+      USING ERRCODE = '0A000';
+  END IF;
+  -- The tables locked and checked for foreign triggers before anything is written (once per batch).
+  PERFORM :TS._ts_guard(false);
+  RETURN QUERY
+  WITH i AS (
+    SELECT x.ord::integer AS ord, x.t, x.k, x.v, x.kv, x.dek, x.mode, x.ifv, x.maxv, x.grace, x.ctx,
+           COALESCE(:TS._ts_ctx_invalid(x.ctx) IS NULL AND :TS._ts_invalid_input(x.t, x.k) IS NULL AND x.k IS NOT NULL
+                    AND x.mode IN ('set', 'rotate') AND pg_catalog.octet_length(x.v) BETWEEN 1 AND 65536
+                    AND (x.ifv IS NULL OR x.ifv BETWEEN 0 AND 999999999) AND x.maxv BETWEEN 2 AND 1000
+                    AND x.grace BETWEEN 0 AND 31536000 AND pg_catalog.octet_length(x.dek) IN (32, 64) AND x.kv IS NOT NULL, false) AS valid
+      FROM ROWS FROM (pg_catalog.unnest(p_tenant_ids), pg_catalog.unnest(p_key_names), pg_catalog.unnest(p_values),
+                      pg_catalog.unnest(p_key_versions), pg_catalog.unnest(p_deks), pg_catalog.unnest(p_modes),
+                      pg_catalog.unnest(p_if_versions), pg_catalog.unnest(p_max_versions), pg_catalog.unnest(p_grace_seconds),
+                      pg_catalog.unnest(p_ctxs)) WITH ORDINALITY AS x(t, k, v, kv, dek, mode, ifv, maxv, grace, ctx, ord)),
+  -- Valid items authorised by their tenant's active data key; one per secret (the first in the batch).
+  ok AS MATERIALIZED (
+    SELECT DISTINCT ON (i.t, i.k) i.*
+      FROM i JOIN :TS.tenant_secret_keys a ON a.tenant_id = i.t AND a.state = 'active'
+                                          AND a.version = i.kv AND a.dek_check = :TS._ts_dek_check(i.dek)
+     WHERE i.valid
+     ORDER BY i.t, i.k, i.ord),
+  -- Their rows, locked in one order, skipping rows another transaction holds.
+  lk AS MATERIALIZED (
+    SELECT s.tenant_id, s.key_name
+      FROM :TS.tenant_secrets s JOIN ok ON s.tenant_id = ok.t AND s.key_name = ok.k
+     WHERE (ok.mode = 'set' OR s.deleted_at IS NULL)
+       AND (ok.ifv IS NULL OR (s.current_version = ok.ifv AND s.deleted_at IS NULL))
+     ORDER BY s.tenant_id, s.key_name
+       FOR UPDATE OF s SKIP LOCKED),
+  upd AS (
+    UPDATE :TS.tenant_secrets s SET
+        current_version = s.current_version + 1,
+        encrypted_value = :TS._ts_seal_secret(ok.v, ok.dek, ok.t, ok.k, s.current_version + 1, ok.kv),
+        key_version = ok.kv,
+        previous_version = CASE WHEN s.deleted_at IS NULL THEN s.current_version END,
+        previous_expires_at = CASE WHEN s.deleted_at IS NULL
+                                   THEN pg_catalog.now() + pg_catalog.make_interval(secs => ok.grace) END,
+        updated_at = pg_catalog.now(), updated_by = COALESCE(NULLIF(ok.ctx->>'actor', ''), 'db:' || session_user),
+        rotated_at = CASE WHEN ok.mode = 'rotate' THEN pg_catalog.now() ELSE s.rotated_at END,
+        deleted_at = NULL, purge_after = NULL
+      FROM ok JOIN lk ON lk.tenant_id = ok.t AND lk.key_name = ok.k
+     WHERE s.tenant_id = ok.t AND s.key_name = ok.k
+    RETURNING ok.ord, ok.t, ok.k, ok.kv, ok.mode, ok.maxv, ok.ctx, s.current_version, s.encrypted_value, s.previous_version),
+  ver AS (
+    INSERT INTO :TS.tenant_secret_versions (tenant_id, key_name, version, encrypted_value, key_version, state, origin, created_by)
+    SELECT u.t, u.k, u.current_version, u.encrypted_value, u.kv, 'enabled', u.mode,
+           COALESCE(NULLIF(u.ctx->>'actor', ''), 'db:' || session_user) FROM upd u),
+  gone AS (
+    UPDATE :TS.tenant_secret_versions v
+       SET encrypted_value = NULL, key_version = NULL, state = 'destroyed', destroyed_at = pg_catalog.now()
+      FROM upd u
+     WHERE v.tenant_id = u.t AND v.key_name = u.k AND v.encrypted_value IS NOT NULL
+       AND v.version <= u.current_version - u.maxv
+    RETURNING u.ord, v.version),
+  aud AS (
+    INSERT INTO :TS.tenant_secret_audit_pending
+      (chain_id, occurred_at, tenant_id, db_role, actor, action, key_name, version, outcome, error_code,
+       request_id, context, details, sealed_at)
+    SELECT u.t, pg_catalog.clock_timestamp(), u.t, session_user,
+           COALESCE(NULLIF(u.ctx->>'actor', ''), 'db:' || session_user),
+           CASE u.mode WHEN 'rotate' THEN 'secret.rotated' ELSE 'secret.updated' END, u.k, u.current_version,
+           'success', NULL, NULLIF(u.ctx->>'request_id', ''), NULLIF(COALESCE(u.ctx, '{}'::jsonb) - 'actor' - 'request_id', '{}'::jsonb),
+           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+             'previous_version', u.current_version - 1,
+             'destroyed_versions', (SELECT pg_catalog.to_jsonb(pg_catalog.array_agg(g.version ORDER BY g.version)) FROM gone g WHERE g.ord = u.ord),
+             'undeleted', CASE WHEN u.previous_version IS NULL THEN true END)),
+           'infinity'
+      FROM upd u ORDER BY u.ord)
+  SELECT i.ord, CASE WHEN u.ord IS NULL THEN 'single' ELSE 'ok' END, u.current_version
+    FROM i LEFT JOIN upd u ON u.ord = i.ord
+   ORDER BY i.ord;
+END
+$$;
+
 COMMENT ON FUNCTION :TS.tenant_secret_fetch(text, text, bytea, integer, boolean, jsonb) IS
   'tenant-secrets: release a secret''s ciphertext and wrapped data key to a caller presenting the tenant''s access token (the library opens them); audited.';
 COMMENT ON FUNCTION :TS.tenant_secret_fetch_many(text, text[], bytea, boolean, jsonb) IS
@@ -562,5 +670,7 @@ COMMENT ON FUNCTION :TS.tenant_secret_fetch_batch(text[], text[], bytea[], boole
   'tenant-secrets: tenant_secret_fetch for up to 100 concurrent reads of any tenants in one statement; one audit record each.';
 COMMENT ON FUNCTION :TS.tenant_secret_report(text, text, bytea, integer, text, jsonb) IS
   'tenant-secrets: record an integrity failure the library found opening a fetched value (access token required).';
+COMMENT ON FUNCTION :TS.tenant_secret_put_batch(text[], text[], bytea[], integer[], bytea[], text[], integer[], integer[], integer[], jsonb[]) IS
+  'tenant-secrets: tenant_secret_put for up to 100 concurrent writes of existing secrets of any tenants in one statement; one audit record each.';
 COMMENT ON FUNCTION :TS.tenant_secret_put(text, text, bytea, bytea, integer, bytea, text, integer, integer, integer, jsonb, jsonb) IS
   'tenant-secrets: create, replace or rotate a secret with the data key of the tenant''s active key version (no key-encryption key); audited.';

@@ -10,7 +10,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                     'tenant_secret_list_versions', 'upsert_tenant_secret', 'get_tenant_secret',
                     'tenant_secret_audit_seal', 'tenant_secret_register_master_key', 'tenant_secret_ready',
                     'tenant_secret_quiet', 'tenant_secret_audit_cached_reads', 'tenant_secret_fetch',
-                    'tenant_secret_fetch_many', 'tenant_secret_fetch_batch', 'tenant_secret_put', 'tenant_secret_report',
+                    'tenant_secret_fetch_many', 'tenant_secret_fetch_batch', 'tenant_secret_put', 'tenant_secret_put_batch', 'tenant_secret_report',
                     'tenant_secret_open_transactions', 'tenant_secret_transactions_open')
 $$;
 

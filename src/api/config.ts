@@ -63,14 +63,20 @@ export interface SecretsManagerOptions {
    */
   keyCacheEntries?: number;
   /**
-   * Reads of current versions this manager sends at once, 1-1000 (default 4), or 0 for
-   * no limit. Reads that arrive while that many run wait for the next free one, which sends all of
-   * them in one statement: one round trip and one commit for the lot, each read still authorised,
-   * audited and answered on its own. Under load this is what keeps the server's CPUs on reads
-   * rather than on per-statement overhead; a quiet service never waits. 0 sends every read as a
-   * statement of its own, as many at once as the pool allows.
+   * Read statements (current versions) this manager runs at once, 1-1000 (default 2). While any
+   * runs, reads that arrive wait for the end of the event loop's turn (or for a free slot) and leave
+   * together in one statement: one round trip and one commit for the lot, each read still
+   * authorised, audited and answered on its own. Under load this keeps the server's CPUs on reads
+   * rather than on per-statement overhead; a read made while none runs goes at once. 0 sends every
+   * read as a statement of its own, as many at once as the pool allows.
    */
   concurrentReads?: number;
+  /**
+   * The same for plain writes (`set`, `rotate` without metadata, of existing secrets), 0-1000 (default
+   * 2): each still checked, versioned and audited on its own. A write whose row another transaction
+   * holds leaves the batch and waits on its own: the others never wait on it.
+   */
+  concurrentWrites?: number;
   /** Opt-in in-process cache of values read (default off). See docs/configuration.md. */
   cache?: CacheOptions | false;
   /** OpenTelemetry through `@opentelemetry/api` when installed: `'auto'` (default) or `false`. */
@@ -99,6 +105,7 @@ const KNOWN_OPTIONS = new Set<string>([
   'lockTimeoutMs',
   'keyCacheEntries',
   'concurrentReads',
+  'concurrentWrites',
   'cache',
   'openTelemetry',
   'logger',
@@ -117,6 +124,7 @@ export interface ResolvedConfig {
   lockTimeoutMs: number;
   keyCacheEntries: number;
   concurrentReads: number;
+  concurrentWrites: number;
   cache: CacheOptions | false;
   openTelemetry: 'auto' | false;
   logger: OperationLogger | undefined;
@@ -260,7 +268,9 @@ export function resolvePool(
 }
 
 /** Reads of current versions a manager sends at once before it batches the rest (`concurrentReads`). */
-export const DEFAULT_CONCURRENT_READS = 4;
+export const DEFAULT_CONCURRENT_READS = 2;
+/** The same for plain writes (`concurrentWrites`). */
+export const DEFAULT_CONCURRENT_WRITES = 2;
 
 function integerSetting(value: unknown, fallback: number, min: number, max: number, name: string): number {
   const result = value ?? fallback;
@@ -315,6 +325,13 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
     0,
     1000,
     'concurrentReads',
+  );
+  const concurrentWrites = integerSetting(
+    options.concurrentWrites,
+    DEFAULT_CONCURRENT_WRITES,
+    0,
+    1000,
+    'concurrentWrites',
   );
   // A key or database missing from the environment is reported at first use (and by ready()), so
   // an app may create its manager at module level and still build without them; a key or setting
@@ -386,6 +403,7 @@ export function resolveConfig(options: SecretsManagerOptions = {}): ResolvedConf
     lockTimeoutMs,
     keyCacheEntries,
     concurrentReads,
+    concurrentWrites,
     cache,
     openTelemetry: options.openTelemetry ?? 'auto',
     logger: options.logger,

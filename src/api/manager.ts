@@ -5,11 +5,11 @@ import { ConfigurationError, InvalidInputError } from '../base/errors.js';
 import { createTelemetry, type Telemetry } from '../base/telemetry.js';
 import { assertTenantId } from '../base/validation.js';
 import { type Core, createCore } from '../core/core.js';
-import type { FetchRow } from '../core/rows.js';
+import type { BatchedRead, BatchedWrite, FetchRow, PutRow } from '../core/rows.js';
 import { DataKeys } from '../crypto/data-keys.js';
+import { CallBatches } from '../db/call-batches.js';
 import { poolExecutor, quietPrelude, type SqlExecutor, transactionExecutor } from '../db/executor.js';
 import type { Queryable } from '../db/queryable.js';
-import { ReadBatches } from '../db/read-batches.js';
 import { quoteSchema } from '../db/schema-name.js';
 import { pinOperations } from '../keys/pins.js';
 import { purgeOperations } from '../keys/purge.js';
@@ -338,7 +338,7 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     config.auditSealIntervalMs,
     telemetry,
   );
-  const reads = new ReadBatches<FetchRow | undefined>(config.concurrentReads, async (items) =>
+  const reads = new CallBatches<BatchedRead, FetchRow | undefined>(config.concurrentReads, async (items) =>
     (
       await core.query<FetchRow & { ord: number }>(
         'get',
@@ -353,6 +353,37 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
       )
     ).map((row) => ({ ord: row.ord, status: row.status, row: { ...row, detail: null } })),
   );
+  const writes = new CallBatches<BatchedWrite, PutRow | undefined>(config.concurrentWrites, async (items) =>
+    (
+      await core.query<{ ord: number; status: string; version: number | null }>(
+        'set',
+        `SELECT * FROM ${qs}.tenant_secret_put_batch($1::text[], $2::text[], $3::bytea[], $4::integer[], $5::bytea[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::text[]::jsonb[])`,
+        [
+          items.map((i) => i.tenantId),
+          items.map((i) => i.keyName),
+          items.map((i) => i.value),
+          items.map((i) => i.keyVersion),
+          items.map((i) => i.dek),
+          items.map((i) => i.mode),
+          items.map((i) => i.ifVersion),
+          items.map((i) => i.maxVersions),
+          items.map((i) => i.graceSeconds),
+          items.map((i) => i.context),
+        ],
+      )
+    ).map((row) => ({
+      ord: row.ord,
+      status: row.status,
+      row: {
+        status: 'ok' as const,
+        version: row.version,
+        detail: null,
+        key_version: null,
+        master_key_id: null,
+        wrapped_key: null,
+      },
+    })),
+  );
   const core: Core = createCore({
     executor: base,
     schema: config.schema,
@@ -361,6 +392,7 @@ export function createSecretsManager(options: SecretsManagerOptions = {}): Secre
     dataKeys,
     settings: config.settings,
     reads,
+    writes,
     context: config.context,
     telemetry,
     onAudited: () => sealer.touch(),

@@ -2,9 +2,9 @@ import { type AuditContext, mergeContext, toSqlContext } from '../base/audit-con
 import type { Telemetry } from '../base/telemetry.js';
 import type { DataKeys } from '../crypto/data-keys.js';
 import type { Keyring } from '../crypto/keyring.js';
+import type { CallBatches } from '../db/call-batches.js';
 import type { SqlExecutor, TxQuery } from '../db/executor.js';
-import type { ReadBatches } from '../db/read-batches.js';
-import type { FetchRow } from './rows.js';
+import type { BatchedRead, BatchedWrite, FetchRow, PutRow } from './rows.js';
 
 /** Tunables with production defaults (see docs/configuration.md). */
 export interface Settings {
@@ -31,7 +31,9 @@ export interface Core {
   readonly dataKeys: DataKeys;
   readonly settings: Settings;
   /** The manager's reads of current versions, sent together when more arrive than run at once. */
-  readonly reads?: ReadBatches<FetchRow | undefined> | undefined;
+  readonly reads?: CallBatches<BatchedRead, FetchRow | undefined> | undefined;
+  /** The manager's plain writes (set, rotate), the same way. */
+  readonly writes?: CallBatches<BatchedWrite, PutRow | undefined> | undefined;
   readonly context: AuditContext;
   readonly telemetry: Telemetry;
   /** Called after every call that appended audit records (the manager's sealer seals them soon). */

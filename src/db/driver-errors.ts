@@ -49,6 +49,7 @@ export const DATA_PLANE_FUNCTIONS: ReadonlySet<string> = new Set([
   'tenant_secret_fetch_many',
   'tenant_secret_fetch_batch',
   'tenant_secret_put',
+  'tenant_secret_put_batch',
   'tenant_secret_report',
   'tenant_secret_open_transactions',
   'tenant_secret_transactions_open',

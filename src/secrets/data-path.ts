@@ -1,7 +1,7 @@
 import type { AuditContext } from '../base/audit-context.js';
 import { ConflictError, IntegrityError, UnknownMasterKeyError } from '../base/errors.js';
 import type { Core } from '../core/core.js';
-import type { FetchRow } from '../core/rows.js';
+import type { FetchRow, PutRow } from '../core/rows.js';
 import { type SqlStatus, statusError } from '../core/status.js';
 import type { UnwrapFailure, WrappedDataKey } from '../crypto/data-keys.js';
 import { openSecret } from '../crypto/sealed.js';
@@ -25,15 +25,6 @@ export interface FetchedValue {
   value: Buffer;
   version: number;
   expiresAt: Date | null;
-}
-
-interface PutRow {
-  status: SqlStatus | 'enroll' | 'stale_key' | 'no_key';
-  version: number | null;
-  detail: string | null;
-  key_version: number | null;
-  master_key_id: string | null;
-  wrapped_key: Buffer | null;
 }
 
 /** `version` as the fetch functions take it: NULL current, 0 previous, n a version number. */
@@ -127,7 +118,7 @@ export function dataPath(core: Core) {
         )
       )[0];
     // Reads of current versions on the manager's pool may go together with concurrent ones
-    // (db/read-batches.ts); in a caller's transaction each read is its own statement.
+    // (db/call-batches.ts); in a caller's transaction each read is its own statement.
     const row =
       options.version === undefined && core.reads !== undefined && !core.executor.inCallerTransaction
         ? await core.reads.run({ tenantId, keyName, credentials, allowExpired, context }, single)
@@ -246,26 +237,54 @@ export function dataPath(core: Core) {
     let key = core.dataKeys.active(tenantId);
     // A first try without a key fetches the active one ('stale_key'); a rotation by another process
     // answers the same way once: at most two more round trips.
+    const credentials = core.keyring.credentialsBytes(tenantId);
+    const context = ctxJson(options.context);
     for (let attempt = 0; attempt < 3; attempt++) {
-      const rows = await core.query<PutRow>(
-        mode,
-        `SELECT * FROM ${qs}.tenant_secret_put($1, $2, $3, $4, $5::integer, $6, $7, $8::integer, $9::integer, $10::integer, $11::text::jsonb, $12::text::jsonb)`,
-        [
-          tenantId,
-          keyName,
-          value,
-          core.keyring.credentialsBytes(tenantId),
-          key?.keyVersion ?? null,
-          key?.dek ?? null,
-          mode,
-          options.ifVersion ?? null,
-          options.maxVersions,
-          options.graceSeconds,
-          options.metadata === undefined ? null : JSON.stringify(options.metadata),
-          ctxJson(options.context),
-        ],
-      );
-      const row = rows[0];
+      const sent = key;
+      const single = async () =>
+        (
+          await core.query<PutRow>(
+            mode,
+            `SELECT * FROM ${qs}.tenant_secret_put($1, $2, $3, $4, $5::integer, $6, $7, $8::integer, $9::integer, $10::integer, $11::text::jsonb, $12::text::jsonb)`,
+            [
+              tenantId,
+              keyName,
+              value,
+              credentials,
+              sent?.keyVersion ?? null,
+              sent?.dek ?? null,
+              mode,
+              options.ifVersion ?? null,
+              options.maxVersions,
+              options.graceSeconds,
+              options.metadata === undefined ? null : JSON.stringify(options.metadata),
+              context,
+            ],
+          )
+        )[0];
+      // A plain write with the tenant's data key on the manager's pool may go together with
+      // concurrent ones (db/call-batches.ts); anything else is a statement of its own.
+      const row =
+        sent !== undefined &&
+        options.metadata === undefined &&
+        core.writes !== undefined &&
+        !core.executor.inCallerTransaction
+          ? await core.writes.run(
+              {
+                tenantId,
+                keyName,
+                value,
+                keyVersion: sent.keyVersion,
+                dek: sent.dek,
+                mode,
+                ifVersion: options.ifVersion ?? null,
+                maxVersions: options.maxVersions,
+                graceSeconds: options.graceSeconds,
+                context,
+              },
+              single,
+            )
+          : await single();
       if (row?.status === 'ok' && row.version !== null) return { version: row.version };
       if (row?.status === 'enroll' || row?.status === 'no_key') return 'bundle';
       if (

@@ -132,6 +132,7 @@ describe('every option is checked when the manager is created', () => {
     lockTimeoutMs: [0, -1, Number.NaN, '1000', 99, 600_001, 1.5, {}, true],
     keyCacheEntries: [0, -1, Number.NaN, '1000', 99, 10_000_001, 1.5, {}, true],
     concurrentReads: [-1, Number.NaN, '4', 1001, 1.5, {}, true],
+    concurrentWrites: [-1, Number.NaN, '4', 1001, 1.5, {}, true],
     cache: [
       0,
       -1,

@@ -161,7 +161,7 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
     expect(listed.map((s) => s.keyName)).toEqual(['shared-name']);
   });
 
-  it('reads concurrent gets of many tenants one call each: a batch of tenants is refused (0A000), every read answered and audited', async () => {
+  it('reads and writes concurrent calls of many tenants one call each: a batch of tenants is refused (0A000), every call answered and audited', async () => {
     const tenants = Array.from({ length: 6 }, (_, i) => `t-batch-${i}`);
     for (const t of tenants) await manager.set(t, 'k', `value of ${t}`);
     const reader = createSecretsManager({
@@ -170,8 +170,13 @@ describe.skipIf(!CITUS_URL)('distributed on Citus (migrate({ distribute: true })
       actor: 'batch-reader',
       auditSealIntervalMs: 0,
       concurrentReads: 1,
+      concurrentWrites: 1,
     });
     try {
+      for (let round = 0; round < 2; round++) {
+        const written = await Promise.all(tenants.map((t) => reader.set(t, 'k', `value of ${t}`)));
+        expect(written.map((w) => w.version)).toEqual(tenants.map(() => round + 2));
+      }
       for (let round = 0; round < 3; round++) {
         const values = await Promise.all(tenants.flatMap((t) => [reader.get(t, 'k'), reader.get(t, 'k')]));
         expect(values).toEqual(tenants.flatMap((t) => [`value of ${t}`, `value of ${t}`]));

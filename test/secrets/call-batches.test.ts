@@ -2,9 +2,11 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConfigurationError,
+  ConflictError,
   createSecretsManager,
   Keyring,
   SecretExpiredError,
+  SecretNotFoundError,
   type SecretsManager,
 } from '../../src/index.js';
 import { adminQuery, CITUS_STAGE, freshDatabase, TEST_KEY } from '../support/db.js';
@@ -260,6 +262,228 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
           concurrentReads: bad as number,
         }),
       ).toThrow(ConfigurationError);
+    }
+  });
+});
+
+/**
+ * Concurrent plain writes beyond `concurrentWrites` go together (tenant_secret_put_batch): each is
+ * checked, versioned, retained and audited on its own; a write the batch cannot make alone (new,
+ * conflicting, missing, or a row another transaction holds) is made by a call of its own.
+ */
+describe.skipIf(CITUS_STAGE)('writes sent together', () => {
+  let db: { name: string; url: string };
+  let manager: SecretsManager;
+  const sent = { single: 0, batch: 0 };
+  let pool: pg.Pool;
+  const TENANTS = Array.from({ length: 8 }, (_, i) => `wb-${i}`);
+  const counted = async (work: () => Promise<unknown>) => {
+    const before = { ...sent };
+    await work();
+    return { single: sent.single - before.single, batch: sent.batch - before.batch };
+  };
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    pool = new pg.Pool({ connectionString: db.url, max: 6 });
+    pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const text = String((args[0] as { text?: unknown } | undefined)?.text ?? args[0]);
+        if (text.includes('.tenant_secret_put_batch(')) sent.batch++;
+        else if (text.includes('.tenant_secret_put(')) sent.single++;
+        return query(...args);
+      };
+    });
+    manager = createSecretsManager({
+      pool,
+      masterKey: TEST_KEY,
+      actor: 'test',
+      auditSealIntervalMs: 0,
+      concurrentWrites: 1,
+    });
+    await manager.migrate();
+    for (const tenant of TENANTS) {
+      for (let k = 0; k < 4; k++) await manager.set(tenant, `k${k}`, `${tenant}/k${k}/v1`);
+    }
+  });
+  afterAll(async () => {
+    await manager?.close();
+    await pool?.end();
+  });
+
+  it('writes each of many concurrent sets, in fewer statements than writes; every value reads back at its version', async () => {
+    const writes = Array.from({ length: 32 }, (_, i) => ({
+      tenant: TENANTS[i % 8] as string,
+      key: `k${Math.floor(i / 8)}`,
+    }));
+    let results: { version: number }[] = [];
+    const statements = await counted(async () => {
+      results = await Promise.all(writes.map((w) => manager.set(w.tenant, w.key, `${w.tenant}/${w.key}/v2`)));
+    });
+    expect(results.map((r) => r.version)).toEqual(writes.map(() => 2));
+    expect(statements.batch).toBeGreaterThan(0);
+    expect(statements.batch + statements.single).toBeLessThan(writes.length / 2);
+    for (const w of writes) {
+      expect(await manager.get(w.tenant, w.key)).toBe(`${w.tenant}/${w.key}/v2`);
+      expect(await manager.get(w.tenant, w.key, { version: 'previous' })).toBe(`${w.tenant}/${w.key}/v1`);
+    }
+  });
+
+  it('gives concurrent writes of one secret one version each, in order, each audited; the trail verifies', async () => {
+    const before = (await manager.getWithVersion('wb-0', 'k0'))?.version ?? 0;
+    const results = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        manager.withContext({ requestId: `same-${i}` }).set('wb-0', 'k0', `same-${i}`),
+      ),
+    );
+    const versions = results.map((r) => r.version).sort((a, b) => a - b);
+    expect(versions).toEqual(Array.from({ length: 24 }, (_, i) => before + 1 + i));
+    const kept = results.filter((r) => r.version > before + 24 - 10);
+    for (const [i, r] of results.entries()) {
+      if (kept.includes(r)) expect(await manager.get('wb-0', 'k0', { version: r.version })).toBe(`same-${i}`);
+    }
+    await manager.sealAudit();
+    const records = await adminQuery<{
+      request_id: string;
+      version: number;
+      details: { destroyed_versions?: number[] } | null;
+    }>(
+      db.name,
+      `SELECT request_id, version, details FROM tenant_secret_audit WHERE action = 'secret.updated' AND request_id LIKE 'same-%'`,
+    );
+    expect(records).toHaveLength(24);
+    for (const [i, r] of results.entries()) {
+      expect(records.find((x) => x.request_id === `same-${i}`)?.version).toBe(r.version);
+    }
+    // Retention (10 versions by default) destroyed the oldest as the versions were written, and said so.
+    const destroyed = records.flatMap((r) => r.details?.destroyed_versions ?? []).sort((a, b) => a - b);
+    expect(destroyed).toEqual(Array.from({ length: before + 24 - 10 }, (_, i) => i + 1));
+    expect((await manager.verifyAudit()).ok).toBe(true);
+  });
+
+  it('answers each write on its own: a rotate of a missing secret and a stale expectedVersion fail, the rest are written', async () => {
+    const current = (await manager.getWithVersion('wb-2', 'k1'))?.version as number;
+    const outcomes = await Promise.allSettled([
+      ...TENANTS.map((t) => manager.rotate(t, 'k2', `${t}/rotated`)),
+      manager.rotate('wb-3', 'no-such-secret', 'x'),
+      manager.rotate('wb-2', 'k1', 'stale', { expectedVersion: current - 1 }),
+      manager.rotate('wb-2', 'k3', 'checked', {
+        expectedVersion: (await manager.getWithVersion('wb-2', 'k3'))?.version,
+      }),
+    ]);
+    for (const o of outcomes.slice(0, TENANTS.length)) expect(o.status).toBe('fulfilled');
+    expect((outcomes[TENANTS.length] as PromiseRejectedResult).reason).toBeInstanceOf(SecretNotFoundError);
+    expect((outcomes[TENANTS.length + 1] as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+    expect(outcomes[TENANTS.length + 2]?.status).toBe('fulfilled');
+    for (const t of TENANTS) expect(await manager.get(t, 'k2')).toBe(`${t}/rotated`);
+    expect(await manager.get('wb-2', 'k1')).not.toBe('stale');
+    await manager.sealAudit();
+    const rotated = await adminQuery<{ n: string }>(
+      db.name,
+      `SELECT count(*) AS n FROM tenant_secret_audit WHERE action = 'secret.rotated' AND key_name = 'k2' AND outcome = 'success'`,
+    );
+    expect(Number(rotated[0]?.n)).toBe(TENANTS.length);
+  });
+
+  it('never waits on a row another transaction holds: that write waits alone, the others are written', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(
+        `SELECT 1 FROM tenant_secrets WHERE tenant_id = 'wb-5' AND key_name = 'k3' FOR UPDATE`,
+      );
+      // All in one turn: the first leaves at once, the rest (wb-5's among them) as one batch.
+      const before = { ...sent };
+      const all = TENANTS.map((t) =>
+        manager.set(t, 'k3', t === 'wb-5' ? 'after the holder' : `${t}/k3/free`),
+      );
+      const held = all[5] as Promise<unknown>;
+      const others = await Promise.all(all.filter((_, i) => i !== 5));
+      expect(others).toHaveLength(TENANTS.length - 1);
+      let settled = false;
+      void held.then(() => {
+        settled = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(settled).toBe(false);
+      await holder.query('COMMIT');
+      await held;
+      // wb-5's write left the batch and went alone: a batch that had waited on the row would have
+      // failed at the lock timeout and been sent again write by write.
+      expect({ batch: sent.batch - before.batch, single: sent.single - before.single }).toEqual({
+        batch: 1,
+        single: 2,
+      });
+      expect(await manager.get('wb-5', 'k3')).toBe('after the holder');
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('writes nothing for an item whose data key does not match its tenant', async () => {
+    const snapshot = () =>
+      adminQuery<{ v: number }>(
+        db.name,
+        `SELECT current_version AS v FROM tenant_secrets WHERE tenant_id = 'wb-6' AND key_name = 'k0'`,
+      );
+    const before = await snapshot();
+    const rows = await adminQuery<{ ord: number; status: string; version: number | null }>(
+      db.name,
+      `SELECT * FROM tenant_secret_put_batch($1::text[], $2::text[], $3::bytea[], $4::integer[], $5::bytea[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::jsonb[])`,
+      [
+        ['wb-6'],
+        ['k0'],
+        [Buffer.from('forged')],
+        [1],
+        [Buffer.alloc(32, 7)],
+        ['set'],
+        [null],
+        [10],
+        [0],
+        ['{}'],
+      ],
+    );
+    expect(rows).toEqual([{ ord: 1, status: 'single', version: null }]);
+    expect(await snapshot()).toEqual(before);
+    await expect(
+      adminQuery(
+        db.name,
+        `SELECT * FROM tenant_secret_put_batch($1::text[], $2::text[], $3::bytea[], $4::integer[], $5::bytea[], $6::text[], $7::integer[], $8::integer[], $9::integer[], $10::jsonb[])`,
+        [
+          ['wb-6'],
+          ['k0', 'k1'],
+          [Buffer.from('x')],
+          [1],
+          [Buffer.alloc(32)],
+          ['set'],
+          [null],
+          [10],
+          [0],
+          ['{}'],
+        ],
+      ),
+    ).rejects.toMatchObject({ code: '22023' });
+  });
+
+  it('writes one call per secret when the database refuses batches', async () => {
+    await adminQuery(
+      db.name,
+      `INSERT INTO tenant_secret_schema_state (key, value, updated_at) VALUES ('citus_variants', '{}'::jsonb, now())`,
+    );
+    try {
+      for (let round = 0; round < 2; round++) {
+        const results = await Promise.all(TENANTS.map((t) => manager.set(t, 'k1', `${t}/refused-${round}`)));
+        expect(results).toHaveLength(TENANTS.length);
+      }
+      const statements = await counted(() =>
+        Promise.all(TENANTS.map((t) => manager.set(t, 'k1', `${t}/alone`))),
+      );
+      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+      for (const t of TENANTS) expect(await manager.get(t, 'k1')).toBe(`${t}/alone`);
+    } finally {
+      await adminQuery(db.name, `DELETE FROM tenant_secret_schema_state WHERE key = 'citus_variants'`);
     }
   });
 });
