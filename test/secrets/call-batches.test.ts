@@ -364,13 +364,13 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
 
   it('answers each write on its own: a rotate of a missing secret and a stale expectedVersion fail, the rest are written', async () => {
     const current = (await manager.getWithVersion('wb-2', 'k1'))?.version as number;
+    const k3 = (await manager.getWithVersion('wb-2', 'k3'))?.version;
+    // Every call made in one turn, so that they go together.
     const outcomes = await Promise.allSettled([
       ...TENANTS.map((t) => manager.rotate(t, 'k2', `${t}/rotated`)),
       manager.rotate('wb-3', 'no-such-secret', 'x'),
       manager.rotate('wb-2', 'k1', 'stale', { expectedVersion: current - 1 }),
-      manager.rotate('wb-2', 'k3', 'checked', {
-        expectedVersion: (await manager.getWithVersion('wb-2', 'k3'))?.version,
-      }),
+      manager.rotate('wb-2', 'k3', 'checked', { expectedVersion: k3 }),
     ]);
     for (const o of outcomes.slice(0, TENANTS.length)) expect(o.status).toBe('fulfilled');
     expect((outcomes[TENANTS.length] as PromiseRejectedResult).reason).toBeInstanceOf(SecretNotFoundError);
