@@ -234,7 +234,8 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
         expect(values).toEqual(TENANTS.map((t) => `${t}/k3`));
       }
       const statements = await counted(() => Promise.all(TENANTS.map((t) => other.get(t, 'k2'))));
-      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+      expect(statements.batch).toBe(0);
+      expect(statements.single).toBeGreaterThanOrEqual(TENANTS.length);
     } finally {
       await adminQuery(db.name, `DELETE FROM tenant_secret_schema_state WHERE key = 'citus_variants'`);
       await other.close();
@@ -253,7 +254,10 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
       // refused and sent again unnamed, which would count twice.
       await unbatched.get('rb-0', 'k1');
       const statements = await counted(() => Promise.all(TENANTS.map((t) => unbatched.get(t, 'k0'))));
-      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+      // At least one statement per read (behind a transaction pooler a refused named statement is sent
+      // again, and counted again), and never a batch.
+      expect(statements.batch).toBe(0);
+      expect(statements.single).toBeGreaterThanOrEqual(TENANTS.length);
     } finally {
       await unbatched.close();
     }
@@ -415,10 +419,12 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
       await held;
       // wb-5's write left the batch and went alone: a batch that had waited on the row would have
       // failed at the lock timeout and been sent again write by write.
-      expect({ batch: sent.batch - before.batch, single: sent.single - before.single }).toEqual({
-        batch: 1,
-        single: 2,
-      });
+      // (Behind a transaction pooler a refused named statement is sent again and counted again: hence
+      // bounds rather than exact counts. Waiting on the row, the batch would have failed at the lock
+      // timeout and all seven writes would have been sent again one by one.)
+      expect(sent.batch - before.batch).toBeGreaterThanOrEqual(1);
+      expect(sent.single - before.single).toBeGreaterThanOrEqual(2);
+      expect(sent.single - before.single).toBeLessThanOrEqual(4);
       expect(await manager.get('wb-5', 'k3')).toBe('after the holder');
     } finally {
       await holder.end();
@@ -483,7 +489,8 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
       const statements = await counted(() =>
         Promise.all(TENANTS.map((t) => manager.set(t, 'k1', `${t}/alone`))),
       );
-      expect(statements).toEqual({ batch: 0, single: TENANTS.length });
+      expect(statements.batch).toBe(0);
+      expect(statements.single).toBeGreaterThanOrEqual(TENANTS.length);
       for (const t of TENANTS) expect(await manager.get(t, 'k1')).toBe(`${t}/alone`);
     } finally {
       await adminQuery(db.name, `DELETE FROM tenant_secret_schema_state WHERE key = 'citus_variants'`);
