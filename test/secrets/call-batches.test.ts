@@ -12,6 +12,40 @@ import {
 import { adminQuery, CITUS_STAGE, freshDatabase, TEST_KEY } from '../support/db.js';
 
 /**
+ * Pools whose connections count the statements calling `single` and `batch` (function names), so
+ * that a test can tell how many statements its calls became.
+ */
+function statementCounter(single: string, batch: string) {
+  const sent = { single: 0, batch: 0 };
+  const pools: pg.Pool[] = [];
+  return {
+    sent,
+    pool(url: string, max: number): pg.Pool {
+      const pool = new pg.Pool({ connectionString: url, max });
+      pool.on('connect', (client) => {
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+          const text = String((args[0] as { text?: unknown } | undefined)?.text ?? args[0]);
+          if (text.includes(`.${batch}(`)) sent.batch++;
+          else if (text.includes(`.${single}(`)) sent.single++;
+          return query(...args);
+        };
+      });
+      pools.push(pool);
+      return pool;
+    },
+    async counted(work: () => Promise<unknown>): Promise<{ single: number; batch: number }> {
+      const before = { ...sent };
+      await work();
+      return { single: sent.single - before.single, batch: sent.batch - before.batch };
+    },
+    async end(): Promise<void> {
+      for (const pool of pools) await pool.end();
+    },
+  };
+}
+
+/**
  * Concurrent reads beyond `concurrentReads` go to the database together (tenant_secret_fetch_batch):
  * each keeps its own authorisation, audit record, context and outcome, and a batch the database
  * refuses falls back to one call per read.
@@ -21,28 +55,10 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
   let manager: SecretsManager;
   const TENANTS = Array.from({ length: 8 }, (_, i) => `rb-${i}`);
 
-  /** Read statements this test file's managers sent, counted on their connections. */
-  const sent = { single: 0, batch: 0 };
-  function countingPool(): pg.Pool {
-    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
-    pool.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-        const text = String((args[0] as { text?: unknown } | undefined)?.text ?? args[0]);
-        if (text.includes('.tenant_secret_fetch_batch(')) sent.batch++;
-        else if (text.includes('.tenant_secret_fetch(')) sent.single++;
-        return query(...args);
-      };
-    });
-    pools.push(pool);
-    return pool;
-  }
-  const pools: pg.Pool[] = [];
-  const counted = async (work: () => Promise<unknown>) => {
-    const before = { ...sent };
-    await work();
-    return { single: sent.single - before.single, batch: sent.batch - before.batch };
-  };
+  /** Read statements this block's managers sent, counted on their connections. */
+  const statements = statementCounter('tenant_secret_fetch', 'tenant_secret_fetch_batch');
+  const { counted } = statements;
+  const countingPool = () => statements.pool(db.url, 4);
 
   beforeAll(async () => {
     db = await freshDatabase();
@@ -61,7 +77,7 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
   });
   afterAll(async () => {
     await manager?.close();
-    for (const pool of pools) await pool.end();
+    await statements.end();
   });
 
   it('answers each of many concurrent reads with its own value, in fewer statements than reads', async () => {
@@ -281,27 +297,13 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
 describe.skipIf(CITUS_STAGE)('writes sent together', () => {
   let db: { name: string; url: string };
   let manager: SecretsManager;
-  const sent = { single: 0, batch: 0 };
-  let pool: pg.Pool;
+  const statements = statementCounter('tenant_secret_put', 'tenant_secret_put_batch');
+  const { sent, counted } = statements;
   const TENANTS = Array.from({ length: 8 }, (_, i) => `wb-${i}`);
-  const counted = async (work: () => Promise<unknown>) => {
-    const before = { ...sent };
-    await work();
-    return { single: sent.single - before.single, batch: sent.batch - before.batch };
-  };
 
   beforeAll(async () => {
     db = await freshDatabase();
-    pool = new pg.Pool({ connectionString: db.url, max: 6 });
-    pool.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-        const text = String((args[0] as { text?: unknown } | undefined)?.text ?? args[0]);
-        if (text.includes('.tenant_secret_put_batch(')) sent.batch++;
-        else if (text.includes('.tenant_secret_put(')) sent.single++;
-        return query(...args);
-      };
-    });
+    const pool = statements.pool(db.url, 6);
     manager = createSecretsManager({
       pool,
       masterKey: TEST_KEY,
@@ -316,7 +318,7 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
   });
   afterAll(async () => {
     await manager?.close();
-    await pool?.end();
+    await statements.end();
   });
 
   it('writes each of many concurrent sets, in fewer statements than writes; every value reads back at its version', async () => {
