@@ -3,9 +3,11 @@ import { describe, expect, test } from 'vitest';
 
 /**
  * The suite's exit code is CI's only signal. Each fixture in test/fixtures/exit-code must make a
- * child vitest exit non-zero with a summary that says so: on the default path (the embedded
- * PostgreSQL the global setup starts, whose package installs process exit hooks) and in this run's
- * own stage (TEST_DATABASE_URL, TEST_STAGE=pooler through PgBouncer). A regression here once let
+ * child vitest exit non-zero with a summary that says so, in this run's own stage: the default path
+ * (the embedded PostgreSQL the global setup starts, whose package installs process exit hooks) when
+ * the run is `npm test`, else the stage's server (TEST_DATABASE_URL, TEST_STAGE=pooler through
+ * PgBouncer). Each stage checks its own path; the default one is checked by the stage that runs it,
+ * so the others do not start an embedded server three more times. A regression here once let
  * failing tests exit 0.
  */
 const FIXTURES = {
@@ -19,15 +21,15 @@ interface Stage {
   env: Record<string, string>;
 }
 
-const stages: Stage[] = [{ name: 'embedded PostgreSQL (the default path)', env: {} }];
 const own: Record<string, string> = {};
 for (const name of ['TEST_DATABASE_URL', 'TEST_SERVER_LOG', 'TEST_STAGE']) {
   const value = process.env[name];
   if (value) own[name] = value;
 }
-if (own.TEST_DATABASE_URL || own.TEST_STAGE) {
-  stages.push({ name: `this run's stage (${Object.keys(own).join(', ')})`, env: own });
-}
+const stages: Stage[] =
+  own.TEST_DATABASE_URL || own.TEST_STAGE
+    ? [{ name: `this run's stage (${Object.keys(own).join(', ')})`, env: own }]
+    : [{ name: 'embedded PostgreSQL (the default path)', env: {} }];
 
 function runFixture(fixture: string, stage: Stage) {
   const env: NodeJS.ProcessEnv = { ...process.env, EXIT_CODE_FIXTURE: fixture, CI: '1', NO_COLOR: '1' };
