@@ -3147,10 +3147,13 @@ BEGIN
     v_digests := v_digests || s_digests;
   END IF;
   v_n := pg_catalog.cardinality(v_ids);
+  -- Each record with its chain's head as it stands (joined once, not looked up per chain: with many
+  -- tenants, most records of a batch are on a chain of their own).
   FOR r IN
-    SELECT u.ctid, u.id, u.chain_id, u.digest
+    SELECT u.ctid, u.id, u.chain_id, u.digest, h.seq AS head_seq, h.hash AS head_hash
       FROM ROWS FROM (pg_catalog.unnest(v_ctids), pg_catalog.unnest(v_ids), pg_catalog.unnest(v_chains), pg_catalog.unnest(v_digests))
            AS u(ctid, id, chain_id, digest)
+      LEFT JOIN :TS.tenant_secret_audit_heads h ON h.chain_id = u.chain_id
      ORDER BY u.chain_id, u.id, u.ctid
   LOOP
     IF v_chain IS DISTINCT FROM r.chain_id THEN
@@ -3160,11 +3163,8 @@ BEGIN
         v_head_hashes := v_head_hashes || v_hash;
       END IF;
       v_chain := r.chain_id;
-      SELECT h.seq, h.hash INTO v_seq, v_hash FROM :TS.tenant_secret_audit_heads h WHERE h.chain_id = v_chain;
-      IF NOT FOUND THEN
-        v_seq := 0;
-        v_hash := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
-      END IF;
+      v_seq := COALESCE(r.head_seq, 0);
+      v_hash := COALESCE(r.head_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
     END IF;
     v_seq := v_seq + 1;
     v_hash := :TS._ts_audit_link(v_hash, v_chain, v_seq, r.digest);
