@@ -127,16 +127,27 @@ describe('no plaintext in the write-ahead log', () => {
       throw new Error(`cannot read ${walDir}: run the suite on the database host as root`);
     const marker = `wal-marker-${randomBytes(8).toString('hex')}`;
     const control = `wal-control-${randomBytes(8).toString('hex')}`;
-    await owner.set('wal-tenant', 'k', marker);
-    await owner.rotate('wal-tenant', 'k', `${marker}-2`);
-    expect(await owner.get('wal-tenant', 'k')).toBe(`${marker}-2`);
-    await adminQuery(db.name, 'CREATE TABLE plain_control (v text)');
-    await adminQuery(db.name, 'INSERT INTO plain_control VALUES ($1)', [control]);
-    await adminQuery(db.name, 'CHECKPOINT');
-    expect(walContains(Buffer.from(control))).toBe(true); // the scan works
-    expect(walContains(Buffer.from(marker))).toBe(false);
-    for (const part of bundleParts(owner.tenantKeyBundle('wal-tenant').bytes).filter((_, i) => i % 2 === 0)) {
-      expect(walContains(part)).toBe(false); // KEKs
+    // A slot that reserves the WAL from here on: without it, a checkpoint (another test's, or the
+    // server's own) may remove the segments this test wrote once the server has moved past them, and
+    // the scan below would find neither the control nor, vacuously, the marker.
+    const slot = `leaks_${randomBytes(6).toString('hex')}`;
+    await adminQuery('postgres', 'SELECT pg_catalog.pg_create_physical_replication_slot($1, true)', [slot]);
+    try {
+      await owner.set('wal-tenant', 'k', marker);
+      await owner.rotate('wal-tenant', 'k', `${marker}-2`);
+      expect(await owner.get('wal-tenant', 'k')).toBe(`${marker}-2`);
+      await adminQuery(db.name, 'CREATE TABLE plain_control (v text)');
+      await adminQuery(db.name, 'INSERT INTO plain_control VALUES ($1)', [control]);
+      await adminQuery(db.name, 'CHECKPOINT');
+      expect(walContains(Buffer.from(control))).toBe(true); // the scan works
+      expect(walContains(Buffer.from(marker))).toBe(false);
+      for (const part of bundleParts(owner.tenantKeyBundle('wal-tenant').bytes).filter(
+        (_, i) => i % 2 === 0,
+      )) {
+        expect(walContains(part)).toBe(false); // KEKs
+      }
+    } finally {
+      await adminQuery('postgres', 'SELECT pg_catalog.pg_drop_replication_slot($1)', [slot]);
     }
   });
 });
