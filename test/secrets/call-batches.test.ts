@@ -56,9 +56,9 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
   const TENANTS = Array.from({ length: 8 }, (_, i) => `rb-${i}`);
 
   /** Read statements this block's managers sent, counted on their connections. */
-  const statements = statementCounter('tenant_secret_fetch', 'tenant_secret_fetch_batch');
-  const { counted } = statements;
-  const countingPool = () => statements.pool(db.url, 4);
+  const counter = statementCounter('tenant_secret_fetch', 'tenant_secret_fetch_batch');
+  const { counted } = counter;
+  const countingPool = () => counter.pool(db.url, 4);
 
   beforeAll(async () => {
     db = await freshDatabase();
@@ -77,7 +77,7 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
   });
   afterAll(async () => {
     await manager?.close();
-    await statements.end();
+    await counter.end();
   });
 
   it('answers each of many concurrent reads with its own value, in fewer statements than reads', async () => {
@@ -297,13 +297,13 @@ describe.skipIf(CITUS_STAGE)('reads sent together', () => {
 describe.skipIf(CITUS_STAGE)('writes sent together', () => {
   let db: { name: string; url: string };
   let manager: SecretsManager;
-  const statements = statementCounter('tenant_secret_put', 'tenant_secret_put_batch');
-  const { sent, counted } = statements;
+  const counter = statementCounter('tenant_secret_put', 'tenant_secret_put_batch');
+  const { sent, counted } = counter;
   const TENANTS = Array.from({ length: 8 }, (_, i) => `wb-${i}`);
 
   beforeAll(async () => {
     db = await freshDatabase();
-    const pool = statements.pool(db.url, 6);
+    const pool = counter.pool(db.url, 6);
     manager = createSecretsManager({
       pool,
       masterKey: TEST_KEY,
@@ -318,7 +318,7 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
   });
   afterAll(async () => {
     await manager?.close();
-    await statements.end();
+    await counter.end();
   });
 
   it('writes each of many concurrent sets, in fewer statements than writes; every value reads back at its version', async () => {

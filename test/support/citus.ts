@@ -14,7 +14,7 @@ export const CITUS_SKIP_REASON = CITUS_URL
   : 'no Citus cluster: set TEST_CITUS_URL to a coordinator (../shared/citus/cluster.sh start DIR PORT DB prints one; .ci/run starts it)';
 
 /** Shards per distributed table in the test databases (see prepareCitusDatabase). */
-export const TEST_SHARD_COUNT = 4;
+const TEST_SHARD_COUNT = 4;
 
 export interface CitusNode {
   host: string;
