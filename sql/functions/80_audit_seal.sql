@@ -6,13 +6,32 @@
 
 -- Takes the sealer's lock: waits (bounded by lock_timeout, 30 s when the session has none) when
 -- p_wait, else gives up at once. Returns whether it holds the lock.
+--
+-- Release 0.2 serialised its sealer, its full seal and its retention on an advisory lock instead of
+-- this row. A 0.2 pass that was running when the upgrade to this release committed finishes with 0.2's
+-- code (one that took its lock, then waited for a table the upgrade held, goes on once the upgrade
+-- commits), and a sealer of this release beside it would chain the same records a second time. So for
+-- an hour after an upgrade from 0.2, a sealer takes that advisory lock as well, first, as 0.2's code
+-- did: the two never overlap. Any login can take an advisory lock; one that holds it in that hour
+-- stalls sealing (records wait, nothing is lost, status() shows the stall) until it lets go or the
+-- hour ends. Release 0.1 chained at append time under each head's row lock, which this sealer's
+-- head updates wait for.
 CREATE FUNCTION :TS._ts_sealer_lock(p_wait boolean) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-  IF p_wait THEN
-    IF pg_catalog.current_setting('lock_timeout') = '0' THEN
-      PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  IF p_wait AND pg_catalog.current_setting('lock_timeout') = '0' THEN
+    PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  END IF;
+  IF EXISTS (SELECT 1 FROM :TS.tenant_secret_migrations m
+              WHERE m.id = 7 AND m.applied_at > pg_catalog.now() - interval '1 hour'
+                AND EXISTS (SELECT 1 FROM :TS.tenant_secret_migrations e WHERE e.id = 6 AND e.applied_at < m.applied_at)) THEN
+    IF p_wait THEN
+      PERFORM pg_catalog.pg_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS'));
+    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS')) THEN
+      RETURN false;
     END IF;
+  END IF;
+  IF p_wait THEN
     PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE;
     RETURN true;
   END IF;

@@ -5951,10 +5951,19 @@ $$;`,
     sql: String.raw`CREATE FUNCTION :TS._ts_sealer_lock(p_wait boolean) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-  IF p_wait THEN
-    IF pg_catalog.current_setting('lock_timeout') = '0' THEN
-      PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  IF p_wait AND pg_catalog.current_setting('lock_timeout') = '0' THEN
+    PERFORM pg_catalog.set_config('lock_timeout', '30s', true);
+  END IF;
+  IF EXISTS (SELECT 1 FROM :TS.tenant_secret_migrations m
+              WHERE m.id = 7 AND m.applied_at > pg_catalog.now() - interval '1 hour'
+                AND EXISTS (SELECT 1 FROM :TS.tenant_secret_migrations e WHERE e.id = 6 AND e.applied_at < m.applied_at)) THEN
+    IF p_wait THEN
+      PERFORM pg_catalog.pg_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS'));
+    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(1951622706, pg_catalog.hashtext(':TS')) THEN
+      RETURN false;
     END IF;
+  END IF;
+  IF p_wait THEN
     PERFORM 1 FROM :TS.tenant_secret_audit_sealer s WHERE s.id = 1 FOR UPDATE;
     RETURN true;
   END IF;

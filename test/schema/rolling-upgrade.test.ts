@@ -401,3 +401,130 @@ describe('functions are replaced in place', () => {
     }
   });
 });
+
+/**
+ * Release 0.2 sealers serialise on an advisory lock; this release's on the sealer's row. A 0.2.0
+ * sealing pass that took its lock and then waited for a table the upgrade holds goes on, with 0.2.0's
+ * code, once the upgrade commits: a sealer of this release must not chain the same records beside it
+ * (each would register the new chains on the system chain under the same seqs, or move a head back).
+ */
+describe('a 0.2.0 sealing pass caught by the upgrade, and a sealer of this release at once', () => {
+  it('chain every record once: the trail verifies, each chain is registered once', async () => {
+    const db = await freshDatabase('sealrace');
+    const url = directUrlFor(db.name);
+    expect(await exited(start('0.2.0', url, { WORKER_MODE: 'migrate' }))).toBe(0);
+    // A trail already in use (today's partition exists), then records appended by 0.2.0's own append
+    // function on 200 tenants whose chains start with them.
+    await adminQuery(
+      db.name,
+      `SELECT public._ts_audit('warm', 'secret.read', 'k', 1, 'success', NULL, '{}'::jsonb);
+       SELECT * FROM public.tenant_secret_audit_seal(100, true);`,
+    );
+    await adminQuery(
+      db.name,
+      `SELECT public._ts_audit('race-' || (i % 200), 'secret.read', 'k', 1, 'success', NULL, '{}'::jsonb)
+         FROM pg_catalog.generate_series(1, 20000) i`,
+    );
+    const { installerStatements } = await import('../../src/schema/installer.js');
+    const [prologue, guard, ...rest] = installerStatements({ schema: 'public' });
+    const upgrader = new pg.Client({ connectionString: url });
+    const old = new pg.Client({ connectionString: url });
+    const current = new pg.Client({ connectionString: url });
+    const background = new pg.Client({ connectionString: url });
+    await Promise.all([upgrader.connect(), old.connect(), current.connect(), background.connect()]);
+    try {
+      await upgrader.query('BEGIN');
+      await upgrader.query(prologue as string);
+      await upgrader.query(guard as string);
+      // The 0.2.0 pass starts now: it takes 0.2.0's lock, then waits for the tables the upgrade holds.
+      const oldPid = (await old.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      const oldPass = old.query('SELECT * FROM public.tenant_secret_audit_seal(100000, false)');
+      for (let waited = 0; ; waited += 20) {
+        const [row] = await adminQuery<{ n: number }>(
+          db.name,
+          'SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted',
+          [oldPid],
+        );
+        if ((row?.n ?? 0) > 0) break;
+        if (waited > 10_000) throw new Error('the 0.2.0 sealing pass never waited for the upgrade');
+        await sleep(20);
+      }
+      for (const sql of rest) await upgrader.query(sql);
+      await upgrader.query('COMMIT');
+      // Sealers of this release at once, while the 0.2.0 pass goes on: the library's background
+      // pass (gives up when busy) and a pass that waits, with a batch small enough to finish first.
+      const passes = await Promise.allSettled([
+        oldPass,
+        current.query('SELECT * FROM public.tenant_secret_audit_seal(100, true)'),
+        background.query('SELECT * FROM public.tenant_secret_audit_seal(100, false)'),
+      ]);
+      expect(passes.filter((p) => p.status === 'rejected')).toEqual([]);
+    } finally {
+      await Promise.all([upgrader.end(), old.end(), current.end(), background.end()]);
+    }
+    const manager = createSecretsManager({ connectionString: url, masterKey: TEST_KEY });
+    try {
+      const result = await manager.verifyAudit();
+      expect(
+        result.ok,
+        JSON.stringify({ firstBad: result.firstBad, problems: result.problems.slice(0, 10) }),
+      ).toBe(true);
+      const registered = await adminQuery<{ chain: string; n: number }>(
+        db.name,
+        `SELECT details->>'chain_id' AS chain, count(*)::int AS n FROM public.tenant_secret_audit
+          WHERE action = 'audit.chain_started' GROUP BY 1 HAVING count(*) > 1`,
+      );
+      expect(registered).toEqual([]);
+      const [sealed] = await adminQuery<{ n: number }>(
+        db.name,
+        `SELECT count(*)::int AS n FROM public.tenant_secret_audit WHERE chain_id LIKE 'race-%' AND sealed_at < 'infinity'`,
+      );
+      expect(sealed?.n).toBe(20_000);
+    } finally {
+      await manager.close();
+    }
+  }, 120_000);
+
+  it("0.2.0's lock counts for an hour after the upgrade only: held meanwhile, sealing waits and loses nothing", async () => {
+    const db = await freshDatabase('sealwindow');
+    const url = directUrlFor(db.name);
+    expect(await exited(start('0.2.0', url, { WORKER_MODE: 'migrate' }))).toBe(0);
+    const manager = createSecretsManager({
+      connectionString: url,
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+    });
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    const seal = async () =>
+      (
+        await adminQuery<{ sealed: number; pending: string; busy: boolean }>(
+          db.name,
+          'SELECT * FROM public.tenant_secret_audit_seal(10000, false)',
+        )
+      )[0];
+    try {
+      await manager.migrate();
+      await manager.set('t', 'k', 'v');
+      await holder.query(`SELECT pg_advisory_lock(1951622706, hashtext('"public"'))`);
+      // In the hour after the upgrade: busy, and the record waits.
+      expect(await seal()).toMatchObject({ sealed: 0, busy: true });
+      await expect(manager.auditTrail.seal()).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      // The upgrade two hours ago: that lock no longer counts.
+      await adminQuery(
+        db.name,
+        `UPDATE public.tenant_secret_migrations SET applied_at = applied_at - interval '2 hours'`,
+      );
+      expect(await seal()).toMatchObject({ busy: false, pending: '0' });
+      expect((await manager.verifyAudit()).ok).toBe(true);
+      const [created] = await adminQuery<{ n: number }>(
+        db.name,
+        `SELECT count(*)::int AS n FROM public.tenant_secret_audit WHERE chain_id = 't' AND sealed_at < 'infinity'`,
+      );
+      expect(created?.n).toBeGreaterThan(0);
+    } finally {
+      await holder.end();
+      await manager.close();
+    }
+  }, 120_000);
+});
