@@ -20,6 +20,10 @@
 -- 5. tenant_secret_purges: a tenant being crypto-shredded (no new data key for it meanwhile).
 -- 6. The audit id sequence cycles instead of failing at its end: a role that moved it there (after a
 --    hostile GRANT ALL ON ALL SEQUENCES) cannot stop every operation; migrate() puts it back.
+-- 7. The pending partition gets an index on id (with occurred_at): the sealer finds what is pending,
+--    oldest first, and counts it, through it. The partition keeps the size its largest backlog gave
+--    it (VACUUM frees the space, but cannot return it while live records sit at its end), and reading
+--    all of it twice per sealing pass cost 200 ms per pass once 1.5 million records had gone through.
 
 ALTER TABLE :TS.tenant_secret_keys ADD COLUMN access_digest bytea CHECK (octet_length(access_digest) = 32);
 ALTER TABLE :TS.tenant_secret_keys ADD COLUMN dek_check bytea CHECK (octet_length(dek_check) = 32);
@@ -67,6 +71,10 @@ COMMENT ON TABLE :TS.tenant_secret_purges IS
   'tenant-secrets: tenants being crypto-shredded; no data key is created for them until the purge ends.';
 
 ALTER SEQUENCE :TS.tenant_secret_audit_id_seq CYCLE;
+
+CREATE INDEX tenant_secret_audit_pending_id ON :TS.tenant_secret_audit_pending (id) INCLUDE (occurred_at);
+COMMENT ON INDEX :TS.tenant_secret_audit_pending_id IS
+  'tenant-secrets: what the sealer reads, oldest first, without reading the whole pending partition.';
 
 -- Every sealing pass rewrites the head of each chain it extends: room on the page lets the new row
 -- version stay there (a HOT update, no new index entry), so the heads' index does not grow with passes.

@@ -47,7 +47,7 @@ $$;
 -- that needs everything sealed calls it until pending is 0; each call is one bounded transaction.
 CREATE FUNCTION :TS.tenant_secret_audit_seal(p_limit integer DEFAULT 10000, p_wait boolean DEFAULT false)
 RETURNS TABLE (sealed integer, pending bigint, oldest_pending timestamptz, busy boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
   v_n integer;
@@ -100,7 +100,7 @@ $$;
 -- uses, and the backlog (count, age of the oldest pending record in seconds). Reads only (it works on
 -- a read-only server): a held row lock shows as the row's xmax naming a transaction still running.
 CREATE FUNCTION :TS._ts_sealer_state() RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET enable_seqscan = off SET jit = off AS $$
   SELECT pg_catalog.jsonb_build_object(
     'lock_held', EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                           WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'

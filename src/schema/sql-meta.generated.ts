@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"audit_sealing_key_proofs","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "7b20666daa0a291986d2cd3d0bc366058d12b1fa9493d93288c559aef84d6f4e";
+export const FUNCTIONS_DIGEST = "bfbe4b66d501e3c0f51b94ab2eb5a17b750c6b22d7b439d7cae4e3db0675ae05";

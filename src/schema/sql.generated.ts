@@ -2275,6 +2275,10 @@ COMMENT ON TABLE :TS.tenant_secret_legacy_import IS
 -- 5. tenant_secret_purges: a tenant being crypto-shredded (no new data key for it meanwhile).
 -- 6. The audit id sequence cycles instead of failing at its end: a role that moved it there (after a
 --    hostile GRANT ALL ON ALL SEQUENCES) cannot stop every operation; migrate() puts it back.
+-- 7. The pending partition gets an index on id (with occurred_at): the sealer finds what is pending,
+--    oldest first, and counts it, through it. The partition keeps the size its largest backlog gave
+--    it (VACUUM frees the space, but cannot return it while live records sit at its end), and reading
+--    all of it twice per sealing pass cost 200 ms per pass once 1.5 million records had gone through.
 
 ALTER TABLE :TS.tenant_secret_keys ADD COLUMN access_digest bytea CHECK (octet_length(access_digest) = 32);
 ALTER TABLE :TS.tenant_secret_keys ADD COLUMN dek_check bytea CHECK (octet_length(dek_check) = 32);
@@ -2322,6 +2326,10 @@ COMMENT ON TABLE :TS.tenant_secret_purges IS
   'tenant-secrets: tenants being crypto-shredded; no data key is created for them until the purge ends.';
 
 ALTER SEQUENCE :TS.tenant_secret_audit_id_seq CYCLE;
+
+CREATE INDEX tenant_secret_audit_pending_id ON :TS.tenant_secret_audit_pending (id) INCLUDE (occurred_at);
+COMMENT ON INDEX :TS.tenant_secret_audit_pending_id IS
+  'tenant-secrets: what the sealer reads, oldest first, without reading the whole pending partition.';
 
 -- Every sealing pass rewrites the head of each chain it extends: room on the page lets the new row
 -- version stay there (a HOT update, no new index entry), so the heads' index does not grow with passes.
@@ -3083,7 +3091,7 @@ $$;`,
   {
     file: "30_audit_append.sql",
     sql: String.raw`CREATE FUNCTION :TS._ts_audit_seal_batch(p_limit integer, p_now timestamptz) RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   r record;
   v_now timestamptz;
@@ -3119,7 +3127,7 @@ BEGIN
            :TS._ts_audit_digest(b.chain_id, b.occurred_at, b.tenant_id, b.db_role, b.actor, b.action, b.key_name, b.version,
                                 b.outcome, b.error_code, b.request_id, b.context, b.details)))
     INTO v_ctids, v_ids, v_chains, v_digests
-    FROM (SELECT p.* , p.ctid FROM :TS.tenant_secret_audit_pending p LIMIT p_limit) b;
+    FROM (SELECT p.* , p.ctid FROM :TS.tenant_secret_audit_pending p ORDER BY p.id LIMIT p_limit) b;
   IF v_ctids IS NULL THEN
     RETURN 0;
   END IF;
@@ -5976,7 +5984,7 @@ $$;`,
     file: "80_audit_seal.sql",
     sql: String.raw`CREATE FUNCTION :TS.tenant_secret_audit_seal(p_limit integer DEFAULT 10000, p_wait boolean DEFAULT false)
 RETURNS TABLE (sealed integer, pending bigint, oldest_pending timestamptz, busy boolean)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' SET enable_seqscan = off SET jit = off AS $$
 #variable_conflict use_column
 DECLARE
   v_n integer;
@@ -6027,7 +6035,7 @@ $$;`,
   {
     file: "80_audit_seal.sql",
     sql: String.raw`CREATE FUNCTION :TS._ts_sealer_state() RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET enable_seqscan = off SET jit = off AS $$
   SELECT pg_catalog.jsonb_build_object(
     'lock_held', EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                           WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
