@@ -4747,10 +4747,13 @@ BEGIN
     RETURN;
   END IF;
 
-  -- Usual case, one statement: the data key checked, then an existing secret's value replaced (the
-  -- row lock of the UPDATE orders concurrent writers), the version stored, what falls out of
-  -- retention destroyed, the audit record appended. The CASE evaluates the trigger guard before the
-  -- first data-modifying WITH clause runs.
+  -- Concurrent writers of one secret queue here, on its row, before the statement below takes its
+  -- snapshot: a statement that waited for the row inside would see the versions written by the
+  -- writers it waited for only through the row itself, and leave them out of retention.
+  PERFORM 1 FROM :TS.tenant_secrets s WHERE s.tenant_id = p_tenant_id AND s.key_name = p_key_name FOR UPDATE;
+  -- Usual case, one statement: the data key checked, then an existing secret's value replaced, the
+  -- version stored, what falls out of retention destroyed, the audit record appended. The CASE
+  -- evaluates the trigger guard before the first data-modifying WITH clause runs.
   WITH a AS (
     SELECT k.version AS akv, COALESCE(k.version = p_key_version AND k.dek_check = :TS._ts_dek_check(p_dek), false) AS authorized
       FROM :TS.tenant_secret_keys k WHERE k.tenant_id = p_tenant_id AND k.state = 'active'),
