@@ -4911,14 +4911,21 @@ BEGIN
                                           AND a.version = i.kv AND a.dek_check = :TS._ts_dek_check(i.dek)
      WHERE i.valid
      ORDER BY i.t, i.k, i.ord),
-  -- Their rows, locked in one order, skipping rows another transaction holds.
+  -- Their rows, locked in one order, skipping rows another transaction holds. A lock returns the row
+  -- as it is now, which may be newer than this statement's snapshot.
   lk AS MATERIALIZED (
-    SELECT s.tenant_id, s.key_name
+    SELECT s.tenant_id, s.key_name, s.current_version
       FROM :TS.tenant_secrets s JOIN ok ON s.tenant_id = ok.t AND s.key_name = ok.k
      WHERE (ok.mode = 'set' OR s.deleted_at IS NULL)
        AND (ok.ifv IS NULL OR (s.current_version = ok.ifv AND s.deleted_at IS NULL))
      ORDER BY s.tenant_id, s.key_name
        FOR UPDATE OF s SKIP LOCKED),
+  -- The same rows as the snapshot sees them. A secret written and committed by others between the
+  -- snapshot and the lock has versions the snapshot cannot see, which retention below would leave
+  -- out: that item goes back to be written by a call of its own (which locks before its snapshot).
+  seen AS MATERIALIZED (
+    SELECT s.tenant_id, s.key_name, s.current_version
+      FROM :TS.tenant_secrets s JOIN lk ON s.tenant_id = lk.tenant_id AND s.key_name = lk.key_name),
   upd AS (
     UPDATE :TS.tenant_secrets s SET
         current_version = s.current_version + 1,
@@ -4931,6 +4938,7 @@ BEGIN
         rotated_at = CASE WHEN ok.mode = 'rotate' THEN pg_catalog.now() ELSE s.rotated_at END,
         deleted_at = NULL, purge_after = NULL
       FROM ok JOIN lk ON lk.tenant_id = ok.t AND lk.key_name = ok.k
+              JOIN seen ON seen.tenant_id = lk.tenant_id AND seen.key_name = lk.key_name AND seen.current_version = lk.current_version
      WHERE s.tenant_id = ok.t AND s.key_name = ok.k
     RETURNING ok.ord, ok.t, ok.k, ok.kv, ok.mode, ok.maxv, ok.ctx, s.current_version, s.encrypted_value, s.previous_version),
   ver AS (

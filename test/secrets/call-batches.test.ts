@@ -9,7 +9,14 @@ import {
   SecretNotFoundError,
   type SecretsManager,
 } from '../../src/index.js';
-import { adminQuery, CITUS_STAGE, freshDatabase, TEST_KEY } from '../support/db.js';
+import {
+  adminQuery,
+  CITUS_STAGE,
+  connectForTest,
+  directUrlFor,
+  freshDatabase,
+  TEST_KEY,
+} from '../support/db.js';
 
 /**
  * Pools whose connections count the statements calling `single` and `batch` (function names), so
@@ -497,5 +504,98 @@ describe.skipIf(CITUS_STAGE)('writes sent together', () => {
     } finally {
       await adminQuery(db.name, `DELETE FROM tenant_secret_schema_state WHERE key = 'citus_variants'`);
     }
+  });
+});
+
+/**
+ * A batch reads the versions table with the snapshot its statement started with, and locks each row
+ * later. When other writers commit new versions of a secret in between, that snapshot cannot see them,
+ * so the batch's retention would leave them out: the batch sends such a secret back to be written by a
+ * call of its own. To make the interval as long as the test needs, the data-key check the batch makes
+ * before locking (and only that of the held connections) waits on a lock the test holds.
+ */
+describe.skipIf(CITUS_STAGE)('a batched write of a secret that others write meanwhile', () => {
+  let db: { name: string; url: string };
+  let writer: SecretsManager;
+  let held: SecretsManager;
+  const HOLD = 77_001;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    writer = createSecretsManager({
+      connectionString: db.url,
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+      maxVersions: 2,
+    });
+    await writer.migrate();
+    // The check, renamed, and a wrapper that first waits for the test's lock on held connections.
+    await adminQuery(
+      db.name,
+      `ALTER FUNCTION _ts_dek_check(bytea) RENAME TO _ts_dek_check_unheld;
+       CREATE FUNCTION _ts_dek_check(p_dek bytea) RETURNS bytea LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+       BEGIN
+         IF pg_catalog.current_setting('application_name') = 'held-writer' THEN
+           PERFORM pg_catalog.pg_advisory_xact_lock_shared(${HOLD});
+         END IF;
+         RETURN public._ts_dek_check_unheld(p_dek);
+       END $$;`,
+    );
+    held = createSecretsManager({
+      pool: new pg.Pool({ connectionString: db.url, max: 4, application_name: 'held-writer' }),
+      masterKey: TEST_KEY,
+      auditSealIntervalMs: 0,
+      maxVersions: 2,
+      concurrentWrites: 1,
+    });
+    for (const key of ['s', 'a0', 'a1']) await writer.set('hb', key, `${key}/1`);
+    // The held manager learns the tenant's data key while nothing holds it.
+    await held.set('hb', 'a0', 'a0/2');
+  });
+  afterAll(async () => {
+    await held?.close();
+    await writer?.close();
+  });
+
+  it('keeps exactly maxVersions versions, and the trail says which were destroyed', async () => {
+    const lock = await connectForTest(directUrlFor(db.name));
+    await lock.query(`SELECT pg_advisory_lock(${HOLD})`);
+    // One write alone (its slot stalls), then two that go together once it has stalled: a batch.
+    const heldWrites = Promise.all([
+      held.set('hb', 'a0', 'a0/3'),
+      held.set('hb', 's', 's/held'),
+      held.set('hb', 'a1', 'a1/2'),
+    ]);
+    const waiting = async () =>
+      Number(
+        (
+          await lock.query(
+            `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = ${HOLD} AND NOT granted`,
+          )
+        ).rows[0].n,
+      );
+    for (let i = 0; i < 200 && (await waiting()) < 2; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await waiting()).toBe(2);
+    // Meanwhile three versions of the same secret are written and committed.
+    for (let v = 2; v <= 4; v++) expect((await writer.set('hb', 's', `s/${v}`)).version).toBe(v);
+    await lock.query(`SELECT pg_advisory_unlock(${HOLD})`);
+    const [, written] = await heldWrites;
+    expect(written.version).toBe(5);
+    const kept = await adminQuery<{ version: number }>(
+      db.name,
+      `SELECT version FROM tenant_secret_versions
+        WHERE tenant_id = 'hb' AND key_name = 's' AND encrypted_value IS NOT NULL ORDER BY version`,
+    );
+    expect(kept.map((r) => r.version)).toEqual([4, 5]);
+    expect(await writer.get('hb', 's', { version: 4 })).toBe('s/4');
+    expect(await writer.get('hb', 's')).toBe('s/held');
+    await writer.sealAudit();
+    const destroyed = await adminQuery<{ v: number }>(
+      db.name,
+      `SELECT jsonb_array_elements(details->'destroyed_versions')::int AS v FROM tenant_secret_audit
+        WHERE tenant_id = 'hb' AND key_name = 's' ORDER BY 1`,
+    );
+    expect(destroyed.map((r) => r.v)).toEqual([1, 2, 3]);
+    expect((await writer.verifyAudit()).ok).toBe(true);
   });
 });
