@@ -86,9 +86,14 @@ DECLARE
   v_prev integer;
   v_attempt integer := 0;
 BEGIN
-  -- Usual case, one statement: replace the value of an existing secret (the row lock of the UPDATE
-  -- orders concurrent writers; its conditions are re-checked on the row it finally locks), store the
-  -- version, destroy what falls out of retention. Any other case falls through to the loop below.
+  -- Concurrent writers of one secret queue here, on its row, before the statement below takes its
+  -- snapshot: a statement that waited for the row inside would see the versions written by the
+  -- writers it waited for only through the row itself, and leave them out of retention. (A caller
+  -- that holds the row already, tenant_secret_put, passes straight through.)
+  PERFORM 1 FROM :TS.tenant_secrets s WHERE s.tenant_id = p_tenant_id AND s.key_name = p_key_name FOR UPDATE;
+  -- Usual case, one statement: replace the value of an existing secret (its conditions are
+  -- re-checked on the row as it now stands), store the version, destroy what falls out of
+  -- retention. Any other case falls through to the loop below.
   WITH upd AS (
     UPDATE :TS.tenant_secrets s SET
         current_version = s.current_version + 1,

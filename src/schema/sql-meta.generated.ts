@@ -6,4 +6,4 @@ export const LATEST_SCHEMA_VERSION = 7;
 export const MIGRATION_NAMES: Readonly<Record<number, string>> = {"1":"core","2":"lifecycle","3":"keys","4":"audit","5":"key_status_checkpoints","6":"audit_sealing_key_proofs","7":"access_tokens_anchors_guards"};
 
 /** SHA-256 of the function sources (before placeholders are substituted). */
-export const FUNCTIONS_DIGEST = "9c3a901d9affc009508e032053543d6a27acd31b6e7a992e83a0c32ed644c7ee";
+export const FUNCTIONS_DIGEST = "41628841ba82c0af4a01bfb3f44385a6a0ab1d8af80278258113d789a56c7d9a";

@@ -108,6 +108,42 @@ describe('the original interface', () => {
     expect(await manager.get('tenant-sql', 'api-key')).toBe('from sql ✓');
   });
 
+  it('concurrent upsert_tenant_secret calls of one secret: one version each, and exactly 10 kept', async () => {
+    const bundle = manager.tenantKeyBundle('tenant-race');
+    await adminQuery(db.name, 'SELECT upsert_tenant_secret($1, $2, $3, $4)', [
+      'tenant-race',
+      'k',
+      'v0',
+      bundle.bytes,
+    ]);
+    // 24 sessions at once: each waits for the row lock of the one before it.
+    const versions = await Promise.all(
+      Array.from({ length: 24 }, async (_, i) => {
+        const [row] = await adminQuery<{ v: number }>(
+          db.name,
+          'SELECT upsert_tenant_secret($1, $2, $3, $4) AS v',
+          ['tenant-race', 'k', `v${i + 1}`, bundle.bytes],
+        );
+        return row?.v;
+      }),
+    );
+    expect(versions.sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual(Array.from({ length: 24 }, (_, i) => i + 2));
+    // Retention (10 by default) destroyed versions 1..15 as they fell out, each said so in the trail.
+    const kept = await adminQuery<{ version: number }>(
+      db.name,
+      `SELECT version FROM tenant_secret_versions
+        WHERE tenant_id = 'tenant-race' AND key_name = 'k' AND encrypted_value IS NOT NULL ORDER BY version`,
+    );
+    expect(kept.map((r) => r.version)).toEqual(Array.from({ length: 10 }, (_, i) => i + 16));
+    await manager.sealAudit();
+    const destroyed = await adminQuery<{ v: number }>(
+      db.name,
+      `SELECT jsonb_array_elements(details->'destroyed_versions')::int AS v FROM tenant_secret_audit
+        WHERE tenant_id = 'tenant-race' ORDER BY 1`,
+    );
+    expect(destroyed.map((r) => r.v)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+  });
+
   it('a tampered secret read through the env function throws, it does not return null', async () => {
     await setTenantSecret('tenant-123', 'tampered', 'v');
     await adminQuery(
