@@ -45,9 +45,23 @@ function int4(n: number): Buffer {
 const SECRET_LABEL = lpText('tenant-secrets:secret:v1');
 const DEK_LABEL = lpText('tenant-secrets:dek:v1');
 
-/** Associated data of a secret's ciphertext: its tenant, key name, version and data-key version. */
+/**
+ * Associated data of a secret's ciphertext: its tenant, key name, version and data-key version, i.e.
+ * label ‖ lp(tenant) ‖ lp(key name) ‖ int4(version) ‖ int4(key version), written into one buffer
+ * (every value opened builds one).
+ */
 export function secretAad(tenantId: string, keyName: string, version: number, keyVersion: number): Buffer {
-  return Buffer.concat([SECRET_LABEL, lpText(tenantId), lpText(keyName), int4(version), int4(keyVersion)]);
+  const tenantBytes = Buffer.byteLength(tenantId, 'utf8');
+  const nameBytes = Buffer.byteLength(keyName, 'utf8');
+  const out = Buffer.allocUnsafe(SECRET_LABEL.length + 4 + tenantBytes + 4 + nameBytes + 8);
+  let at = SECRET_LABEL.copy(out, 0);
+  at = out.writeUInt32BE(tenantBytes, at);
+  at += out.write(tenantId, at, 'utf8');
+  at = out.writeUInt32BE(nameBytes, at);
+  at += out.write(keyName, at, 'utf8');
+  at = out.writeInt32BE(version, at);
+  out.writeInt32BE(keyVersion, at);
+  return out;
 }
 
 /** Associated data of a wrapped data key: its tenant, key version and master key id. */
@@ -55,12 +69,10 @@ export function dekAad(tenantId: string, keyVersion: number, masterKeyId: string
   return Buffer.concat([DEK_LABEL, lpText(tenantId), int4(keyVersion), lpText(masterKeyId)]);
 }
 
+const VERSION_BYTE = Buffer.from([VERSION]);
+
 function tag(macKey: Buffer, aad: Buffer, ivAndCiphertext: Buffer): Buffer {
-  return createHmac('sha256', macKey)
-    .update(Buffer.from([VERSION]))
-    .update(aad)
-    .update(ivAndCiphertext)
-    .digest();
+  return createHmac('sha256', macKey).update(VERSION_BYTE).update(aad).update(ivAndCiphertext).digest();
 }
 
 /** Seals `plain` (as `_ts_seal`). `iv` is for tests that need a fixed one; leave it out otherwise. */
@@ -76,7 +88,7 @@ export function seal(
   }
   const cipher = createCipheriv('aes-256-cbc', encKey, iv);
   const body = Buffer.concat([iv, cipher.update(plain), cipher.final()]);
-  return Buffer.concat([Buffer.from([VERSION]), body, tag(macKey, aad, body)]);
+  return Buffer.concat([VERSION_BYTE, body, tag(macKey, aad, body)]);
 }
 
 /**

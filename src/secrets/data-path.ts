@@ -2,7 +2,7 @@ import type { AuditContext } from '../base/audit-context.js';
 import { ConflictError, IntegrityError, UnknownMasterKeyError } from '../base/errors.js';
 import type { Core } from '../core/core.js';
 import type { FetchRow, PutRow } from '../core/rows.js';
-import { type SqlStatus, statusError } from '../core/status.js';
+import { statusError } from '../core/status.js';
 import type { UnwrapFailure, WrappedDataKey } from '../crypto/data-keys.js';
 import { openSecret } from '../crypto/sealed.js';
 
@@ -178,6 +178,9 @@ export function dataPath(core: Core) {
     if (refused?.status === 'enroll') return 'enroll';
     if (refused) throw statusError(refused.status, { tenantId, keyName: '', detail: refused.detail });
     const out = new Map<string, FetchedValue | null | Error>();
+    // The rows' data keys, each resolved once per call (most rows share the active one): the
+    // usual row is then opened without touching the shared key cache or awaiting anything.
+    const keys = new Map<number, { key: WrappedDataKey; dek: Buffer | UnwrapFailure }>();
     for (const row of rows) {
       const name = row.key_name as string;
       if (row.status === 'not_found') {
@@ -190,21 +193,35 @@ export function dataPath(core: Core) {
         row.wrapped_key !== null &&
         row.sealed !== null
       ) {
-        try {
-          const value = await openReleased(
-            tenantId,
+        const key = { keyVersion: row.key_version, masterKeyId: row.master_key_id, wrapped: row.wrapped_key };
+        let known = keys.get(key.keyVersion);
+        if (!known || known.key.masterKeyId !== key.masterKeyId || !known.key.wrapped.equals(key.wrapped)) {
+          const dek =
+            row.active_key_version === key.keyVersion
+              ? core.dataKeys.activate(tenantId, key)
+              : core.dataKeys.open(tenantId, key);
+          known = { key, dek };
+          keys.set(key.keyVersion, known);
+        }
+        const plain = Buffer.isBuffer(known.dek)
+          ? openSecret(row.sealed, known.dek, tenantId, name, row.version, key.keyVersion)
+          : undefined;
+        if (plain) {
+          out.set(name, { value: plain, version: row.version, expiresAt: row.expires_at });
+        } else {
+          // Not opened: recorded, and answered as a single read would answer it.
+          out.set(
             name,
-            {
-              version: row.version,
-              key: { keyVersion: row.key_version, masterKeyId: row.master_key_id, wrapped: row.wrapped_key },
-              sealed: row.sealed,
-              activeKeyVersion: row.active_key_version,
-            },
-            options.context,
+            await openReleased(
+              tenantId,
+              name,
+              { version: row.version, key, sealed: row.sealed, activeKeyVersion: row.active_key_version },
+              options.context,
+            ).then(
+              (value) => ({ value, version: row.version as number, expiresAt: row.expires_at }),
+              (error: unknown) => error as Error,
+            ),
           );
-          out.set(name, { value, version: row.version, expiresAt: row.expires_at });
-        } catch (error) {
-          out.set(name, error as Error);
         }
       } else {
         out.set(
