@@ -518,6 +518,7 @@ describe.skipIf(CITUS_STAGE)('a batched write of a secret that others write mean
   let db: { name: string; url: string };
   let writer: SecretsManager;
   let held: SecretsManager;
+  let heldPool: pg.Pool | undefined;
   const HOLD = 77_001;
 
   beforeAll(async () => {
@@ -541,8 +542,15 @@ describe.skipIf(CITUS_STAGE)('a batched write of a secret that others write mean
          RETURN public._ts_dek_check_unheld(p_dek);
        END $$;`,
     );
+    // Direct, never through a pooler: a pooler's server connections could carry the name to the
+    // other manager's calls.
+    heldPool = new pg.Pool({
+      connectionString: directUrlFor(db.name),
+      max: 4,
+      application_name: 'held-writer',
+    });
     held = createSecretsManager({
-      pool: new pg.Pool({ connectionString: db.url, max: 4, application_name: 'held-writer' }),
+      pool: heldPool,
       masterKey: TEST_KEY,
       auditSealIntervalMs: 0,
       maxVersions: 2,
@@ -554,6 +562,7 @@ describe.skipIf(CITUS_STAGE)('a batched write of a secret that others write mean
   });
   afterAll(async () => {
     await held?.close();
+    await heldPool?.end();
     await writer?.close();
   });
 
